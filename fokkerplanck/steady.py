@@ -1,0 +1,152 @@
+"""Stationary densities: the null vector of the generator, ``A p = 0``, ``sum p |cell| = 1``.
+
+With reflecting or periodic walls and an irreducible jump process, ``A`` has a one-dimensional null
+space spanned by a positive vector (Perron-Frobenius for Metzler matrices). It is computed by pinning one
+cell ``r`` to 1: rows ``i != r`` of ``A p = 0`` with ``p_r = 1`` moved to the right-hand side,
+
+    sum_{j != r} A_ij p_j = -A_ir,       i != r,
+
+a non-singular system whose matrix ``-A`` restricted to the other cells is an M-matrix. (A dense
+normalisation row would destroy the sparsity of the LU factors.) The result is then normalised.
+Solvers:
+
+* ``"direct"``: sparse LU (SuperLU); the default up to ``DIRECT_LIMIT`` cells in 2D / ``DIRECT_LIMIT_3D``
+  in 3D;
+* ``"iterative"``: GMRES preconditioned by algebraic multigrid (pyamg, when installed) or by an
+  incomplete LU factorisation, started from the density of a coarser grid when useful.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .density import Density, warn_wall_mass
+from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator
+from .problem import Problem
+
+DIRECT_LIMIT = 1_100_000
+DIRECT_LIMIT_3D = 70_000
+
+
+def _pinned_system(A: sp.csr_matrix, r: int):
+    """Matrix and right-hand side of the pinned system (row and column ``r`` replaced by the identity)."""
+    A = A.tocsr(copy=True)
+    b = -np.asarray(A[:, r].todense()).ravel()
+    b[r] = 1.0
+    # zero column r and row r, then put 1 on the diagonal (the diagonal entry is always stored)
+    A.data[A.indices == r] = 0.0
+    start, stop = A.indptr[r], A.indptr[r + 1]
+    A.data[start:stop] = np.where(A.indices[start:stop] == r, 1.0, 0.0)
+    A.eliminate_zeros()
+    return A, b
+
+
+def _solve_direct(M, b):
+    lu = spla.splu(M.tocsc(), permc_spec="COLAMD")
+    return lu.solve(b)
+
+
+def _solve_iterative(M, b, x0, tol, maxiter):
+    """GMRES on the pinned system, preconditioned by AMG (pyamg) or ILU."""
+    info = {}
+    Mneg = -M  # an M-matrix (except the pinned row): what AMG expects
+    try:
+        import pyamg  # noqa: F401
+        ml = pyamg.smoothed_aggregation_solver(Mneg.tocsr(), symmetry="nonsymmetric", max_coarse=500,
+                                               strength=("evolution", {"k": 2, "proj_type": "D_A", "epsilon": 4.0}))
+        precond = ml.aspreconditioner(cycle="V")
+        info["preconditioner"] = "pyamg smoothed aggregation"
+    except ImportError:
+        ilu = spla.spilu(Mneg.tocsc(), drop_tol=1e-5, fill_factor=20)
+        precond = spla.LinearOperator(M.shape, ilu.solve)
+        info["preconditioner"] = "ilu"
+    its = [0]
+
+    def count(_):
+        its[0] += 1
+
+    x, code = spla.gmres(Mneg, -b, x0=x0, rtol=tol, atol=0.0, restart=60, maxiter=maxiter, M=precond,
+                         callback=count, callback_type="pr_norm")
+    info["iterations"] = its[0]
+    info["converged"] = code == 0
+    return x, info
+
+
+def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: float = 1e-10,
+                 maxiter: int = 500, pin: int | None = None, stencil_radius: int = DEFAULT_STENCIL_RADIUS,
+                 warn: bool = True) -> Density:
+    """Stationary density of ``dP/dt = A P``.
+
+    Parameters
+    ----------
+    problem : Problem or Generator
+    method : {"auto", "direct", "iterative"}
+        ``auto`` takes the sparse LU below ``DIRECT_LIMIT`` cells (2D) / ``DIRECT_LIMIT_3D`` (3D) and the
+        preconditioned Krylov solver above.
+    tol : float
+        Relative residual target of the iterative solver.
+    pin : int, optional
+        Flat index of the cell pinned to 1 (default: the minimum of the loss, or the centre cell; the
+        solve is repeated once with the peak cell when the pinned value is tiny).
+
+    Returns
+    -------
+    Density, with ``info``: ``residual`` ``max|A p| / max|diag A| max p`` (about machine precision for the
+    direct solver), ``method``, ``seconds``, ``wall_ratio`` (peak density at a wall / overall peak), and
+    the generator's diagnostics.
+
+    Raises
+    ------
+    ValueError when a wall is absorbing (no stationary density: mass leaves; see
+    :func:`~fokkerplanck.passage.mean_first_passage_time` or evolve the density instead).
+    """
+    t0 = time.perf_counter()
+    gen = problem if isinstance(problem, Generator) else generator(problem, stencil_radius)
+    grid = gen.grid
+    if not grid.conserves_mass:
+        raise ValueError("steady_state: the grid has absorbing walls, so there is no stationary density "
+                         "(all mass eventually leaves); use evolve(), or mean_first_passage_time()")
+    if method not in ("auto", "direct", "iterative"):
+        raise ValueError(f"steady_state: unknown method {method!r}; expected auto, direct or iterative")
+    N = grid.size
+    if method == "auto":
+        method = "direct" if N <= (DIRECT_LIMIT if grid.ndim < 3 else DIRECT_LIMIT_3D) else "iterative"
+    A = gen.A
+    if pin is None:
+        prob = gen.problem
+        if prob.landscape is not None:
+            pin = int(np.argmin(prob.landscape.loss(grid.points())))
+        else:
+            pin = int(np.ravel_multi_index(tuple(n // 2 for n in grid.shape), grid.shape))
+    extra = {}
+    for attempt in range(2):
+        M, b = _pinned_system(A, pin)
+        if method == "direct":
+            p = _solve_direct(M, b)
+        else:
+            x0 = np.full(N, 1.0)
+            p, extra = _solve_iterative(M, b, x0, tol, maxiter)
+        peak = int(np.argmax(p))
+        if attempt == 0 and p[pin] < 1e-6 * p[peak]:
+            pin = peak           # badly scaled pin: pin the peak and solve again
+            continue
+        break
+    scale = np.max(np.abs(p))
+    neg = p.min() / scale
+    p = np.clip(p, 0.0, None)
+    res = np.max(np.abs(A @ p)) / (np.max(np.abs(A.diagonal())) * np.max(p))
+    info = {"method": method, "residual": float(res), "most_negative_before_clip": float(min(neg, 0.0)),
+            "pinned_cell": int(pin), **extra, **gen.info}
+    dens = Density(grid, p.reshape(grid.shape), normalize=True, generator=gen, info=info)
+    dens.info["wall_ratio"] = warn_wall_mass(dens) if warn else None
+    dens.info["seconds"] = time.perf_counter() - t0
+    if warn and method == "iterative" and not extra.get("converged", True):
+        warnings.warn(f"steady_state: the iterative solver did not converge in {maxiter} iterations "
+                      f"(residual {res:.2e}); try method='direct' or a larger maxiter", RuntimeWarning, stacklevel=2)
+    if warn and res > 1e-6:
+        warnings.warn(f"steady_state: large residual max|A p| = {res:.2e} (relative)", RuntimeWarning, stacklevel=2)
+    return dens
