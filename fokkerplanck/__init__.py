@@ -1,9 +1,19 @@
-"""fokkerplanck: Fokker-Planck equations of SGD-like dynamics on grids, with particles and theory."""
+"""fokkerplanck: Fokker-Planck equations of SGD-like dynamics on grids, checked against particles and theory.
+
+    dP/dt = sum_i d_i [ -v_i P + sum_j d_j (D_ij P) ]      (Ito; v = -grad L, noise covariance 2 D)
+
+Data flow: grid, landscapes, noise -> problem -> kernels -> operator -> density -> steady, evolve
+-> particles, theory, compare -> io, plot, config -> cli.
+"""
 from . import landscapes, noise
 from .grid import Grid
 from .problem import Problem
 from .density import Density, Trajectory
 from .operator import Generator, generator
+from .steady import steady_state
+from .evolve import evolve
+from . import theory, adiabatic
+from .compare import compare
+from .landscapes import HighDimValley, MultiValley
 
 __version__ = "0.1.0"
-from .steady import steady_state

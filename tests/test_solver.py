@@ -1,0 +1,241 @@
+"""The finite-volume generator and the steady-state solver against exact answers.
+
+Tolerances are a few times the error measured when the test was written (noted beside each)."""
+import numpy as np
+import pytest
+import scipy.linalg as sl
+import scipy.sparse as sp
+
+import fokkerplanck as fp
+from fokkerplanck import kernels
+from fokkerplanck.landscapes import Custom, DegenerateValley, Quadratic
+from fokkerplanck.noise import Constant, Field, HessianAligned, Isotropic
+
+A2 = np.array([[2.0, 0.5], [0.5, 1.0]])
+D2 = np.array([[0.5, 0.2], [0.2, 0.3]])
+
+
+def ou_problem(n, A=A2, D=D2, box=((-3.5, 3.5), (-4.5, 4.5)), bc="reflecting"):
+    grid = fp.Grid([(lo, hi, n) for lo, hi in box], bc=bc)
+    return fp.Problem(grid, Quadratic(A), Constant(D))
+
+
+def offdiag_min(A):
+    return (A - sp.diags(A.diagonal())).min()
+
+
+# --- Selling decomposition -------------------------------------------------------------------------
+@pytest.mark.parametrize("d", [2, 3])
+def test_selling_decomposition_reconstructs_tensor_with_nonnegative_weights(d):
+    rng = np.random.default_rng(1)
+    M = np.array([(lambda B: B @ B.T * 10 ** rng.uniform(-2, 2))(rng.normal(size=(d, d))) for _ in range(300)])
+    off, w, factor = kernels.selling_field(M, 1000)
+    R = np.einsum("nk,nki,nkj->nij", w, off.astype(float), off.astype(float))
+    assert np.all(w >= 0)
+    assert np.all(factor == 1.0)
+    np.testing.assert_allclose(R, M, rtol=1e-9, atol=1e-12 * np.abs(M).max())
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_selling_radius_limit_keeps_diagonal_and_psd(d):
+    rng = np.random.default_rng(2)
+    u = rng.normal(size=(200, d))
+    M = np.einsum("ni,nj->nij", u, u) + 1e-7 * np.eye(d)     # near-singular, irrational directions
+    off, w, factor = kernels.selling_field(M, 4)
+    R = np.einsum("nk,nki,nkj->nij", w, off.astype(float), off.astype(float))
+    assert np.abs(off[w > 0]).max() <= 4
+    np.testing.assert_allclose(np.diagonal(R, axis1=1, axis2=2), np.diagonal(M, axis1=1, axis2=2), rtol=1e-10)
+    offd = ~np.eye(d, dtype=bool)
+    np.testing.assert_allclose(R[:, offd], factor[:, None] * M[:, offd], rtol=1e-9, atol=1e-12)
+    assert np.any(factor < 1)
+
+
+# --- structure: mass conservation and the Metzler property ------------------------------------------
+def anisotropic_field(theta):
+    x, y = theta[..., 0], theta[..., 1]
+    a = 0.6 * np.sin(x) * np.cos(0.7 * y)                     # rotation angle varies in space
+    lam1, lam2 = 0.4 + 0.1 * x**2, 0.02 + 0.01 * y**2
+    c, s = np.cos(a), np.sin(a)
+    R = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+    Lam = np.stack([np.stack([lam1, 0 * x], -1), np.stack([0 * x, lam2], -1)], -2)
+    return R @ Lam @ np.swapaxes(R, -1, -2)
+
+
+@pytest.mark.parametrize("bc", ["reflecting", "periodic", [("periodic", "periodic"), ("reflecting", "reflecting")]])
+def test_columns_sum_to_zero_and_offdiagonals_nonnegative(bc):
+    grid = fp.Grid([(-2, 2, 40), (-2, 2, 36)], bc=bc)
+    drift = lambda t: np.stack([-t[..., 0] + 0.5 * t[..., 1], -t[..., 1] - 0.3 * t[..., 0] ** 3], -1)
+    G = fp.generator(fp.Problem(grid, noise=Field(anisotropic_field), drift=drift))
+    colsum = np.asarray(G.A.sum(axis=0)).ravel()
+    assert np.abs(colsum).max() < 1e-12 * np.abs(G.A.diagonal()).max()     # measured ~3e-16 relative
+    assert offdiag_min(G.A) >= 0.0
+
+
+def test_hessian_aligned_degenerate_valley_is_positive_and_conserves_mass():
+    """D = Delta_S H^2 on the PRL valley: D12^2 ~ D11 D22 (near-singular), yet A stays Metzler."""
+    land = DegenerateValley(lambdas=(8, -2, 1), eps=1e-3)
+    grid = fp.Grid([(-1.6, 1.6, 96), (-0.5, 0.5, 64)])
+    prob = fp.Problem(grid, land, HessianAligned(delta_s=2e-3))
+    D = prob.diffusion(grid.points())
+    det_ratio = np.linalg.det(D) / (D[:, 0, 0] * D[:, 1, 1] + 1e-300)
+    assert np.quantile(det_ratio, 0.1) < 1e-2 and det_ratio.min() < 1e-6   # near-singular (measured 4e-3, 2e-8)
+    with pytest.warns(RuntimeWarning, match="cross-diffusion"):
+        G = fp.operator.Generator(prob)
+    assert offdiag_min(G.A) >= 0.0
+    p0 = fp.Density.gaussian(grid, [1.0, 0.2], np.diag([0.05, 0.01]))
+    traj = fp.evolve(G, p0, t_end=2.0, n_save=5, dt=0.02)
+    assert traj.minimum.min() >= 0.0
+    assert np.abs(traj.mass - 1).max() < 1e-12                 # measured ~2e-14
+    ss = fp.steady_state(G, warn=False)
+    assert ss.values.min() >= 0.0 and abs(ss.mass - 1) < 1e-12
+
+
+# --- exact steady states ------------------------------------------------------------------------------
+def test_isotropic_gradient_drift_gives_discrete_boltzmann_weights():
+    """Double well, D = T I: the discrete steady state is exp(-L/T) at the cell centres to round-off."""
+    T = 0.3
+    loss = lambda t: (t[..., 0] ** 2 - 1) ** 2 + 0.5 * t[..., 1] ** 2 + 0.3 * t[..., 0] * t[..., 1]
+    grad = lambda t: np.stack([4 * t[..., 0] * (t[..., 0] ** 2 - 1) + 0.3 * t[..., 1],
+                               t[..., 1] + 0.3 * t[..., 0]], -1)
+    grid = fp.Grid([(-2, 2, 80), (-2.5, 2.5, 70)])
+    ss = fp.steady_state(fp.Problem(grid, Custom(loss, grad, dim=2), Isotropic(T)))
+    exact = fp.Density.from_function(grid, lambda t: np.exp(-loss(t) / T))
+    rel = np.abs(ss.values - exact.values).max() / exact.values.max()
+    assert rel < 1e-10                                          # measured 3e-13
+    assert np.abs(ss.current()).max() < 1e-10 * np.abs(ss.values).max()   # zero current at detailed balance
+
+
+def test_boltzmann_exact_in_1d_and_3d():
+    for axes in ([(-2, 2, 50)], [(-2, 2, 14), (-2, 2, 12), (-2, 2, 10)]):
+        grid = fp.Grid(axes)
+        d = grid.ndim
+        A = np.diag(np.arange(1.0, d + 1))
+        ss = fp.steady_state(fp.Problem(grid, Quadratic(A), Isotropic(0.5)), warn=False)
+        exact = fp.Density.from_function(grid, lambda t: np.exp(-Quadratic(A).loss(t) / 0.5))
+        assert np.abs(ss.values - exact.values).max() / exact.values.max() < 1e-10
+
+
+def test_ou_2d_full_tensor_stationary_covariance_256():
+    ss = fp.steady_state(ou_problem(256))
+    Sigma = sl.solve_continuous_lyapunov(A2, 2 * D2)
+    err = np.abs(ss.cov() - Sigma).max() / np.abs(Sigma).max()
+    assert err < 3e-4                                           # measured 1.3e-4 (target 2e-3)
+    assert ss.info["residual"] < 1e-12
+
+
+def test_ou_2d_second_order_convergence():
+    Sigma = sl.solve_continuous_lyapunov(A2, 2 * D2)
+    errs = [np.abs(fp.steady_state(ou_problem(n)).cov() - Sigma).max() for n in (48, 96)]
+    order = np.log2(errs[0] / errs[1])
+    assert 1.8 < order < 2.3                                    # measured 2.0
+
+
+def test_ou_3d_full_tensor_stationary_covariance():
+    A = np.array([[2, 0.5, 0.3], [0.5, 1.0, 0.2], [0.3, 0.2, 1.5]])
+    D = np.array([[0.5, 0.2, 0.1], [0.2, 0.3, 0.05], [0.1, 0.05, 0.4]])
+    grid = fp.Grid([(-2.6, 2.6, 32)] * 3)
+    ss = fp.steady_state(fp.Problem(grid, Quadratic(A), Constant(D)))
+    Sigma = sl.solve_continuous_lyapunov(A, 2 * D)
+    err = np.abs(ss.cov() - Sigma).max() / np.abs(Sigma).max()
+    assert ss.info["method"] == "iterative"
+    assert err < 6e-4                                           # measured 2.3e-4 at 32^3 (target 2e-2 at 48^3)
+
+
+def test_periodic_ring_with_constant_drift_is_uniform_with_constant_current():
+    grid = fp.Grid([(0, 2 * np.pi, 64)], bc="periodic")
+    ss = fp.steady_state(fp.Problem(grid, noise=Isotropic(0.2), drift=lambda t: np.full(t.shape, 1.5)))
+    np.testing.assert_allclose(ss.values, 1 / (2 * np.pi), rtol=1e-10)
+    J = ss.current()[..., 0]
+    np.testing.assert_allclose(J, 1.5 / (2 * np.pi), rtol=1e-10)    # J = v P for a uniform density
+
+
+def test_absorbing_walls_lose_mass_and_have_no_steady_state():
+    grid = fp.Grid([(-1, 1, 50)], bc="absorbing")
+    prob = fp.Problem(grid, Quadratic([[1.0]]), Isotropic(0.5))
+    traj = fp.evolve(prob, fp.Density.gaussian(grid, 0.0, 0.05), t_end=1.0, n_save=5)
+    assert np.all(np.diff(traj.mass) < 0) and traj.mass[-1] < 0.9
+    assert traj.minimum.min() >= 0
+    with pytest.raises(ValueError, match="absorbing"):
+        fp.steady_state(prob)
+
+
+def test_absorbing_wall_decay_rate_matches_eigenvalue_of_pure_diffusion():
+    """dP/dt = D P'' on (0, 1), P = 0 at both ends: slowest decay rate D pi^2."""
+    D = 0.1
+    grid = fp.Grid([(0, 1, 200)], bc="absorbing")
+    G = fp.generator(fp.Problem(grid, noise=Isotropic(D), drift=lambda t: np.zeros(t.shape)))
+    lam = np.max(np.linalg.eigvals(G.A.toarray()).real)
+    assert abs(-lam / (D * np.pi**2) - 1) < 5e-5                 # measured 2.1e-5 (second order)
+
+
+# --- interpretations of multiplicative noise ------------------------------------------------------
+@pytest.mark.parametrize("convention,power", [("ito", 1.0), ("stratonovich", 0.5), ("hanggi-klimontovich", 0.0)])
+def test_multiplicative_noise_conventions_1d(convention, power):
+    """dx = -x dt + g(x) o_alpha dW with D = T(1 + x^2): P_ss ∝ D^{-(1-alpha)} exp(-∫ x/D)
+    = (1 + x^2)^{-(1-alpha) - 1/(2T)}."""
+    T = 0.5
+    grid = fp.Grid([(-4, 4, 400)])
+    noise = Field(lambda t: (T * (1 + t**2))[..., None])
+    ss = fp.steady_state(fp.Problem(grid, Quadratic([[1.0]]), noise, convention=convention), warn=False)
+    x = grid.centers[0]
+    exact = (1 + x**2) ** (-power - 1 / (2 * T))
+    exact /= exact.sum() * grid.cell_volume
+    assert np.abs(ss.values - exact).max() / exact.max() < 2e-4     # measured 3e-5 .. 6e-5
+
+
+def test_stratonovich_drift_depends_on_amplitude_not_only_on_D():
+    """g = c R(phi(theta)) gives D = c^2/2 I for every phi, but the noise-induced drift
+    (1/2) sum_jk g_kj d_k g_ij = (c^2/2) (R dR/dphi^T ...) is not zero: compare with the analytic value."""
+    c = 0.8
+    phi = lambda t: 0.7 * t[..., 0] + 0.4 * t[..., 1] ** 2
+
+    def R(t):
+        a = phi(t)
+        return c * np.stack([np.stack([np.cos(a), -np.sin(a)], -1), np.stack([np.sin(a), np.cos(a)], -1)], -2)
+
+    grid = fp.Grid([(-1, 1, 8), (-1, 1, 8)])
+    prob = fp.Problem(grid, noise=Field(amplitude=R), drift=lambda t: np.zeros(t.shape), convention="stratonovich")
+    pts = grid.points()
+    np.testing.assert_allclose(prob.diffusion(pts), np.broadcast_to(c**2 / 2 * np.eye(2), (len(pts), 2, 2)), atol=1e-12)
+    # analytic: d_k g_ij = dphi/dtheta_k * c dR_ij/dphi; sum_jk g_kj d_k g_ij
+    a = phi(pts)
+    grad_phi = np.stack([0.7 * np.ones_like(a), 0.8 * pts[:, 1]], -1)
+    g = R(pts)
+    dR = c * np.stack([np.stack([-np.sin(a), -np.cos(a)], -1), np.stack([np.cos(a), -np.sin(a)], -1)], -2)
+    expected = 0.5 * np.einsum("nkj,nk,nij->ni", g, grad_phi, dR)
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(prob.noise_induced_drift(pts), expected, atol=1e-7)
+
+
+# --- bad input ------------------------------------------------------------------------------------
+def test_clear_errors_on_bad_input():
+    grid = fp.Grid([(-1, 1, 10), (-1, 1, 10)])
+    with pytest.raises(ValueError, match="cells >= 3"):
+        fp.Grid([(-1, 1, 2)])
+    with pytest.raises(ValueError, match="lower < upper"):
+        fp.Grid([(1, -1, 10)])
+    with pytest.raises(ValueError, match="periodic"):
+        fp.Grid([(0, 1, 10)], bc=[("periodic", "reflecting")])
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        fp.Problem(grid, Quadratic(np.eye(2)), Field(lambda t: np.broadcast_to(np.array([[1.0, 2.0], [2.0, 1.0]]), t.shape[:-1] + (2, 2)))).diffusion(grid.points())
+    with pytest.raises(ValueError, match="not finite"):
+        fp.generator(fp.Problem(grid, Quadratic(np.eye(2)), Field(lambda t: np.full(t.shape[:-1] + (2, 2), np.nan))))
+    with pytest.raises(ValueError, match="shape"):
+        fp.generator(fp.Problem(grid, noise=Isotropic(1.0), drift=lambda t: t[..., 0]))
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        Constant([[1.0, 0.0], [0.0, -1.0]])
+    with pytest.raises(ValueError, match="2-dimensional"):
+        fp.Problem(fp.Grid([(-1, 1, 10)]), DegenerateValley(), Isotropic(1.0))
+    prob = fp.Problem(grid, Quadratic(np.eye(2)), Isotropic(1.0))
+    with pytest.raises(ValueError, match="negative"):
+        fp.evolve(prob, -np.ones(grid.size), 1.0)
+    with pytest.raises(ValueError, match="zero mass"):
+        fp.evolve(prob, np.zeros(grid.size), 1.0)
+    with pytest.raises(ValueError, match="scheme"):
+        fp.evolve(prob, np.ones(grid.size), 1.0, scheme="rk4")
+
+
+def test_wall_warning_when_domain_too_small():
+    grid = fp.Grid([(-0.5, 0.5, 40)])
+    with pytest.warns(RuntimeWarning, match="domain is probably too small"):
+        fp.steady_state(fp.Problem(grid, Quadratic([[1.0]]), Isotropic(1.0)))
