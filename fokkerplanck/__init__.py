@@ -14,6 +14,7 @@ from .steady import steady_state
 from .evolve import evolve
 from . import theory, adiabatic
 from .compare import compare
+from .passage import mean_first_passage_time, escape_rate
 from .landscapes import HighDimValley, MultiValley
 
 __version__ = "0.1.0"

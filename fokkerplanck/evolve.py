@@ -139,7 +139,7 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
             key = round(h, 15)
             if key not in lu_cache:
                 c = _GAMMA / 2 if scheme == "tr-bdf2" else 1.0
-                lu_cache[key] = spla.splu((I - (c * h) * A).tocsc(), permc_spec="COLAMD")
+                lu_cache[key] = spla.splu((I - (c * h) * A).tocsc(), permc_spec="MMD_AT_PLUS_A")
             return lu_cache[key]
 
         for k, (iv, ns) in enumerate(zip(intervals, nsteps)):

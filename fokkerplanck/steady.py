@@ -47,7 +47,7 @@ def _pinned_system(A: sp.csr_matrix, r: int):
 
 
 def _solve_direct(M, b):
-    lu = spla.splu(M.tocsc(), permc_spec="COLAMD")
+    lu = spla.splu(M.tocsc(), permc_spec="MMD_AT_PLUS_A")
     return lu.solve(b)
 
 
