@@ -16,5 +16,8 @@ from . import theory, adiabatic
 from .compare import compare
 from .passage import mean_first_passage_time, escape_rate
 from .landscapes import HighDimValley, MultiValley
+from .particles import simulate, Ensemble
+from . import io, plot, config
+from .io import load
 
 __version__ = "0.1.0"

@@ -1,0 +1,610 @@
+"""The ``fokkerplanck`` command line.
+
+    fokkerplanck demo     [CONFIG] [--out DIR] [--quick]   PRL Eq. (11) model: solver, particles, theory, figures
+    fokkerplanck steady   [CONFIG] [--out DIR] [--quick]   stationary density (+ closed form where one exists)
+    fokkerplanck evolve   [CONFIG] [--out DIR] [--quick]   time evolution from a Gaussian initial density
+    fokkerplanck simulate [CONFIG] [--out DIR] [--quick]   Monte Carlo particles, histogrammed on the grid
+    fokkerplanck compare  [CONFIG] [--out DIR] [--quick]   solver vs particles vs theory, with distances
+    fokkerplanck sweep    [CONFIG] [--out DIR] [--quick]   steady states across one or two parameters
+
+Each command reads a TOML configuration (see :mod:`fokkerplanck.config`; none = the command's built-in
+default), writes ``DIR/result.json``, ``DIR/arrays.npz``, ``DIR/config.toml`` (the configuration actually run)
+and PNG figures, and prints a short summary. A user mistake (bad configuration or value, missing file, an
+unwritable output directory) ends with exit code 2 and one line on stderr; anything else is a bug and raises.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, build_problem, load_config, set_path, to_toml
+
+COMMANDS = {
+    "demo": "PRL 2D model (Eq. 11 setting) end to end: solver steady state, Monte Carlo particles, "
+            "closed-form theory, distances and figures",
+    "steady": "stationary density of the configured problem (compared with a closed form where one exists)",
+    "evolve": "time evolution of a Gaussian initial density ([initial] mean, cov) up to [solver] t_end",
+    "simulate": "Monte Carlo particles ([particles] section), histogrammed on the grid",
+    "compare": "solver steady state vs particles vs closed-form theory, with their distances",
+    "sweep": "steady states across one or two parameters ([sweep] parameter, values[, parameter2, values2])",
+}
+
+
+class UserError(Exception):
+    """A mistake of the user outside the configuration (e.g. an unwritable output directory)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = _Parser(prog="fokkerplanck",
+                description="Finite-volume Fokker-Planck solver for SGD dynamics (Yang, Tang & Tu, PRL 130, "
+                            "237101 (2023)), with Monte Carlo particles and closed-form theory.",
+                epilog="Each command takes an optional TOML config (none = built-in default) and --out DIR; "
+                       "run 'fokkerplanck COMMAND --help' for details.")
+    p.add_argument("--version", action="version", version=f"fokkerplanck {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, text in COMMANDS.items():
+        s = sub.add_parser(name, help=text, description=text + ".")
+        s.add_argument("config", nargs="?", default=None, metavar="CONFIG.toml",
+                       help="TOML configuration (default: the built-in one for this command)")
+        s.add_argument("--out", metavar="DIR", default=None,
+                       help=f"output directory (default: ./fokkerplanck-out/{name})")
+        s.add_argument("--quick", action="store_true",
+                       help="small grid and few particles (seconds; for tests and smoke checks)")
+        s.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+        s.add_argument("--print-config", action="store_true",
+                       help="print the validated configuration as TOML and exit")
+    return p
+
+
+# ------------------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------------------
+def _optional(module: str, name: str):
+    """An attribute of a fokkerplanck module that may not exist in this version: None when missing."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"fokkerplanck.{module}")
+    except ImportError:
+        return None
+    return getattr(mod, name, None)
+
+
+def _simulate_fn():
+    fn = _optional("particles", "simulate")
+    if fn is None:
+        raise UserError("the Monte Carlo particles (fokkerplanck.particles.simulate) are not available in this "
+                        "installation")
+    return fn
+
+
+def _theory_for(cfg, prob, grid):
+    """A closed-form stationary density for the configured problem, when one applies.
+
+    Returns ``(label, Density or None, metrics dict, note)``:
+
+    * quadratic landscape + constant/isotropic noise: the Ornstein-Uhlenbeck Gaussian ``N(c, Sigma)``,
+      ``A Sigma + Sigma A^T = 2 D`` (exact on the whole space; the box truncates its tails);
+    * isotropic noise ``T > 0``, any landscape: the Boltzmann density ``exp(-L/T)`` (exact);
+    * degenerate valley with ``eps = 0`` and diagonal constant ``D = diag(Delta/kappa, Delta)``: PRL Eq. (11)
+      (adiabatic: accurate as ``Delta -> 0``)."""
+    from . import theory
+    from .density import Density
+
+    land, noise = cfg["landscape"], cfg["noise"]
+    d = grid.ndim
+    try:
+        if land["kind"] == "quadratic" and noise["kind"] in ("constant", "isotropic"):
+            A = prob.landscape.A
+            D = prob.noise.tensor(np.zeros(d))
+            S = theory.ou_stationary_cov(A, D)
+            dens = Density.gaussian(grid, prob.landscape.center, S)
+            return "Ornstein-Uhlenbeck N(c, Sigma)", dens, {"theory_cov": S.tolist()}, None
+        if noise["kind"] == "isotropic" and noise["T"] > 0:
+            return "Boltzmann exp(-L/T)", theory.boltzmann(grid, prob.landscape, noise["T"]), {}, None
+        if land["kind"] == "degenerate-valley" and land["eps"] == 0 and noise["kind"] == "constant":
+            D = prob.noise.D
+            if D[0, 1] == 0 and D[0, 0] > 0 and D[1, 1] > 0:
+                Delta, kappa = float(D[1, 1]), float(D[1, 1] / D[0, 0])
+                dens = theory.eq11_density(grid, prob.landscape, Delta, kappa)
+                return "PRL Eq. (11)", dens, {"theory_Delta": Delta, "theory_kappa": kappa}, None
+    except (ValueError, np.linalg.LinAlgError) as e:
+        return None, None, {}, f"no closed form used: {str(e).splitlines()[0]}"
+    return None, None, {}, None
+
+
+def _sample_theta0(pcfg, grid, n):
+    th = pcfg["theta0"]
+    if th == "uniform":
+        rng = np.random.default_rng([int(pcfg.get("seed", 0)), 12345])
+        return grid.lower + (grid.upper - grid.lower) * rng.random((n, grid.ndim))
+    return np.asarray(th, dtype=float)
+
+
+def _run_particles(cfg, prob, grid):
+    simulate = _simulate_fn()
+    p = cfg["particles"]
+    n = p["n_particles"]
+    kw = {k: p[k] for k in ("t_end", "dt", "n_steps", "eta", "sigma", "shift", "T") if k in p}
+    noise = prob.noise if p["method"] == "sde" else None
+    ens = simulate(prob.landscape, noise, method=p["method"], n_particles=n, theta0=_sample_theta0(p, grid, n),
+                   grid=grid, seed=p["seed"], **kw)
+    return ens
+
+
+def _wall_ratio(d) -> float:
+    """Largest density on a non-periodic wall layer over the peak density."""
+    v, worst = d.values, 0.0
+    for ax in range(v.ndim):
+        if d.grid.bc[ax][0] == "periodic":
+            continue
+        worst = max(worst, np.take(v, 0, axis=ax).max(), np.take(v, -1, axis=ax).max())
+    return float(worst / v.max()) if v.max() > 0 else 0.0
+
+
+def _density_metrics(d) -> dict:
+    out = {"mean": d.mean().tolist(), "cov": d.cov().tolist(), "mass": d.mass}
+    return out
+
+
+def _scale_of(cfg) -> float:
+    """A natural noise scale for L_eff = -scale ln P: Delta = D_yy (constant), T, delta_s or delta."""
+    nz = cfg["noise"]
+    if nz["kind"] == "constant":
+        D = np.asarray(nz["D"], dtype=float)
+        return float(D.max() if D.ndim < 2 else np.max(np.diag(D)))
+    return float(nz.get("T", nz.get("delta_s", nz.get("delta", 1.0)))) or 1.0
+
+
+def _steady(cfg, prob, warn=True):
+    from .steady import steady_state
+
+    grid = prob.grid
+    if not grid.conserves_mass:
+        raise ConfigError("[grid] bc: a steady state needs reflecting or periodic walls (absorbing walls let all "
+                          "mass leave); use 'fokkerplanck evolve'")
+    s = cfg.get("solver", {})
+    return steady_state(prob, method=s.get("method", "auto"), tol=s.get("tol", 1e-10),
+                        stencil_radius=s.get("stencil_radius", 6), warn=warn)
+
+
+class _Run:
+    """Collects what a command produces, then saves it."""
+
+    def __init__(self, command, cfg, out):
+        self.command, self.cfg, self.out = command, cfg, out
+        self.metrics, self.timings, self.densities, self.arrays = {}, {}, {}, {}
+        self.figures, self.notes, self.summary = [], [], []
+        self.seed = None
+        self.t0 = time.perf_counter()
+
+    def timed(self, key, fn, *a, **kw):
+        t = time.perf_counter()
+        r = fn(*a, **kw)
+        self.timings[key] = round(time.perf_counter() - t, 4)
+        return r
+
+    def figure(self, name, fig):
+        from . import plot
+
+        self.figures.append(plot.save(fig, self.out / name))
+
+    def save(self):
+        from . import io
+
+        self.timings["total_s"] = round(time.perf_counter() - self.t0, 4)
+        (self.out / "config.toml").write_text(to_toml(self.cfg), encoding="utf-8")
+        return io.save(self.out, command=self.command, parameters=self.cfg, metrics=self.metrics,
+                       timings=self.timings, densities=self.densities, arrays=self.arrays, seed=self.seed,
+                       figures=self.figures, notes=self.notes)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# commands
+# ------------------------------------------------------------------------------------------------------------
+def cmd_steady(run: _Run, figures: bool):
+    from .compare import compare
+
+    cfg = run.cfg
+    prob = build_problem(cfg)
+    grid = prob.grid
+    ss = run.timed("steady_s", _steady, cfg, prob)
+    run.densities["steady"] = ss
+    info = ss.info
+    run.metrics["steady"] = {**_density_metrics(ss), "residual": info.get("residual"),
+                             "wall_ratio": info.get("wall_ratio"), "method": info.get("method"),
+                             "cells": grid.size,
+                             "cross_diffusion_shrunk_cells": info.get("cross_diffusion_shrunk_cells")}
+    label, th, tmetrics, note = run.timed("theory_s", _theory_for, cfg, prob, grid)
+    if note:
+        run.notes.append(note)
+    run.summary.append(f"steady state on {grid.shape} cells in {run.timings['steady_s']:.2f} s "
+                       f"(residual {info.get('residual', float('nan')):.1e})")
+    run.summary.append(f"mean {np.array2string(ss.mean(), precision=4)}, "
+                       f"cov {np.array2string(ss.cov(), precision=4).replace(chr(10), '')}")
+    if th is not None:
+        run.densities["theory"] = th
+        dist = compare(ss, th)
+        run.metrics["theory"] = {"label": label, **tmetrics}
+        run.metrics["solver_vs_theory"] = dist
+        if "theory_cov" in tmetrics:
+            S = np.asarray(tmetrics["theory_cov"])
+            rel = float(np.linalg.norm(ss.cov() - S) / np.linalg.norm(S))
+            run.metrics["solver_vs_theory"]["cov_rel_error"] = rel
+            run.summary.append(f"{label}: covariance relative error {rel:.2e}")
+        run.summary.append(f"{label}: L1 distance solver-theory {dist['l1']:.3e}")
+    if figures:
+        t = time.perf_counter()
+        curves = {"solver": ss, **({label: th} if th is not None else {})}
+        _standard_figures(run, cfg, prob, ss, curves)
+        run.timings["figures_s"] = round(time.perf_counter() - t, 4)
+
+
+def _standard_figures(run, cfg, prob, main, curves, title=None):
+    from . import plot
+
+    grid = main.grid
+    if grid.ndim == 2:
+        run.figure("heatmap.png", plot.density_heatmap(main, prob.landscape, title=title or "steady state P(x, y)"))
+    elif grid.ndim == 3:
+        run.figure("heatmap.png", plot.density_heatmap(main.marginal((0, 1)), None,
+                                                       title="steady state, marginal over axis 2"))
+    run.figure("marginal_x.png", plot.marginals(curves, axis=0, title="x-marginal"))
+    if grid.ndim > 1:
+        run.figure("marginal_y.png", plot.marginals(curves, axis=1, title="y-marginal", xlabel="y"))
+    scale = _scale_of(cfg)
+    run.figure("l_eff_x.png", plot.effective_potential(curves, scale, axis=0,
+                                                       title=f"effective potential of the x-marginal"))
+
+
+def cmd_compare(run: _Run, figures: bool, demo: bool = False):
+    from . import plot
+    from .compare import compare
+
+    cfg = run.cfg
+    if "particles" not in cfg:
+        raise ConfigError("missing section [particles] (needed to compare with Monte Carlo particles)")
+    prob = build_problem(cfg)
+    grid = prob.grid
+    simulate_available = _optional("particles", "simulate") is not None
+    ss = run.timed("steady_s", _steady, cfg, prob, warn=not demo)
+    if demo:
+        run.notes.append("the reflecting walls are part of the demo model: solver, particles and the Eq. (11) "
+                         f"theory (normalised on the box) all live in it; P at the walls / peak = "
+                         f"{_wall_ratio(ss):.2g}")
+    run.densities["steady"] = ss
+    run.metrics["steady"] = {**_density_metrics(ss), "residual": ss.info.get("residual"),
+                             "wall_ratio": _wall_ratio(ss), "cells": grid.size}
+    label, th, tmetrics, note = run.timed("theory_s", _theory_for, cfg, prob, grid)
+    if note:
+        run.notes.append(note)
+    curves = {"solver (steady state)": ss}
+    hist = None
+    run.seed = cfg["particles"]["seed"]
+    if simulate_available:
+        ens = run.timed("particles_s", _run_particles, cfg, prob, grid)
+        hist = ens.histogram(grid)
+        run.densities["particles"] = hist
+        run.metrics["particles"] = {"n_particles": int(ens.n_particles), "time": float(ens.time),
+                                    "diverged_fraction": float(ens.diverged.mean()),
+                                    "outside_fraction": hist.info.get("outside"),
+                                    "mean": ens.mean().tolist(), "cov": ens.cov().tolist(),
+                                    "particle_steps_per_s": ens.info.get("particle_steps_per_s")}
+        curves[f"particles (N={ens.n_particles:.0e}, t={ens.time:g})"] = hist
+    else:
+        msg = ("particles skipped: fokkerplanck.particles.simulate is not available in this installation")
+        run.notes.append(msg)
+        run.summary.append("NOTE: " + msg)
+    if th is not None:
+        run.densities["theory"] = th
+        run.metrics["theory"] = {"label": label, **tmetrics}
+        curves[label] = th
+    pairs = [("solver", ss), ("particles", hist), ("theory", th)]
+    pairs = [(n, d) for n, d in pairs if d is not None]
+    for i in range(len(pairs)):
+        for j in range(i + 1, len(pairs)):
+            (na, a), (nb, b) = pairs[i], pairs[j]
+            run.metrics[f"{na}_vs_{nb}"] = compare(a, b)
+            run.metrics[f"{na}_vs_{nb}_x_marginal"] = compare(a.marginal(0), b.marginal(0))
+    run.summary.append(f"solver: {grid.shape} cells, steady state in {run.timings['steady_s']:.2f} s "
+                       f"(residual {ss.info.get('residual', float('nan')):.1e})")
+    if hist is not None:
+        pm = run.metrics["particles"]
+        run.summary.append(f"particles: {pm['n_particles']} x {ens.n_steps} steps (t = {pm['time']:g}) in "
+                           f"{run.timings['particles_s']:.1f} s, diverged {pm['diverged_fraction']:.2g}")
+    if th is not None:
+        run.summary.append(f"theory: {label}" + (f" (Delta = {tmetrics['theory_Delta']:g}, kappa = "
+                                                  f"{tmetrics['theory_kappa']:g})" if "theory_kappa" in tmetrics else ""))
+    for key, m in run.metrics.items():
+        if key.endswith("_x_marginal"):
+            line = f"  {key:<32s} L1 {m['l1']:.3e}  KS {m['ks'][0]:.3e}"
+            if "l1_over_noise" in m:
+                line += f"  L1/noise {m['l1_over_noise']:.2f}"
+            run.summary.append(line)
+        elif "_vs_" in key:
+            line = f"  {key:<32s} L1 {m['l1']:.3e}  Hellinger {m['hellinger']:.3e}"
+            if "l1_over_noise" in m:
+                line += f"  L1/noise {m['l1_over_noise']:.2f}"
+            run.summary.append(line)
+    if figures:
+        t = time.perf_counter()
+        title = "PRL Eq. (11) model: solver steady state" if demo else None
+        _standard_figures(run, cfg, prob, ss, curves, title=title)
+        if hist is not None and grid.ndim == 2:
+            run.figure("heatmap_particles.png", plot.density_heatmap(hist, prob.landscape, title="particles"))
+        if demo and grid.ndim == 2:
+            setting = (f"  (\u0394 = {tmetrics['theory_Delta']:g}, \u03ba = {tmetrics['theory_kappa']:g})"
+                       if "theory_kappa" in tmetrics else "")
+            run.figure("overview.png", plot.overview(
+                ss, prob.landscape, curves,
+                title="L = \u03bb(x) y\u00b2/2, \u03bb = 1 + x\u00b2,  D = diag(\u0394/\u03ba, \u0394)" + setting))
+        run.timings["figures_s"] = round(time.perf_counter() - t, 4)
+
+
+def cmd_evolve(run: _Run, figures: bool):
+    from . import plot, theory
+    from .density import Density
+
+    evolve = _optional("evolve", "evolve")
+    if evolve is None:
+        raise UserError("time evolution (fokkerplanck.evolve) is not available in this installation")
+    cfg = run.cfg
+    prob = build_problem(cfg)
+    grid = prob.grid
+    init = cfg.get("initial", {})
+    mean = np.asarray(init.get("mean", 0.5 * (grid.lower + grid.upper)), dtype=float)
+    cov = init.get("cov")
+    cov = np.diag(((grid.upper - grid.lower) / 10) ** 2) if cov is None else np.asarray(cov, dtype=float)
+    cov = np.diag(cov) if cov.ndim == 1 else (cov * np.eye(grid.ndim) if cov.ndim == 0 else cov)
+    try:
+        p0 = Density.gaussian(grid, mean, cov)
+    except ValueError as e:
+        raise ConfigError(f"[initial] {e}") from None
+    s = cfg.get("solver", {})
+    kw = {"n_save": s.get("n_save", 11), "scheme": s.get("scheme", "tr-bdf2"),
+          "stencil_radius": s.get("stencil_radius", 6)}
+    if "dt" in s:
+        kw["dt"] = s["dt"]
+    traj = run.timed("evolve_s", evolve, prob, p0, s.get("t_end", 10.0), **kw)
+    final = traj.final
+    run.densities["initial"] = p0
+    run.densities["final"] = final
+    run.arrays["times"] = traj.times
+    run.arrays["trajectory"] = traj.values
+    run.metrics["evolve"] = {"t_end": float(traj.times[-1]), "n_save": len(traj),
+                             "mass": traj.mass.tolist(), "minimum": traj.minimum.tolist(),
+                             "entropy": traj.entropy.tolist(), "final": _density_metrics(final),
+                             **{k: v for k, v in traj.info.items() if isinstance(v, (int, float, str))}}
+    run.summary.append(f"evolved {grid.shape} cells to t = {traj.times[-1]:g} in {run.timings['evolve_s']:.2f} s "
+                       f"({len(traj)} saved densities)")
+    run.summary.append(f"mass {traj.mass[0]:.6f} -> {traj.mass[-1]:.6f}, min P {traj.minimum.min():.2e}, "
+                       f"final mean {np.array2string(final.mean(), precision=4)}")
+    if cfg["landscape"]["kind"] == "quadratic" and cfg["noise"]["kind"] in ("constant", "isotropic"):
+        A, D = prob.landscape.A, prob.noise.tensor(np.zeros(grid.ndim))
+        S = theory.ou_cov_at(traj.times[-1], A, D, cov)
+        rel = float(np.linalg.norm(final.cov() - S) / np.linalg.norm(S))
+        run.metrics["evolve"]["theory_cov_at_t_end"] = S.tolist()
+        run.metrics["evolve"]["cov_rel_error"] = rel
+        run.summary.append(f"Ornstein-Uhlenbeck covariance at t_end: relative error {rel:.2e}")
+    if figures:
+        t = time.perf_counter()
+        run.figure("evolution_x.png", plot.evolution(traj, axis=0, title="x-marginal against time"))
+        if grid.ndim == 2:
+            run.figure("heatmap_final.png", plot.density_heatmap(final, prob.landscape,
+                                                                 title=f"P at t = {traj.times[-1]:g}"))
+        run.timings["figures_s"] = round(time.perf_counter() - t, 4)
+
+
+def cmd_simulate(run: _Run, figures: bool):
+    from . import plot
+    from .compare import compare
+
+    cfg = run.cfg
+    if "particles" not in cfg:
+        raise ConfigError("missing section [particles]")
+    _simulate_fn()
+    prob = build_problem(cfg)
+    grid = prob.grid
+    run.seed = cfg["particles"]["seed"]
+    ens = run.timed("particles_s", _run_particles, cfg, prob, grid)
+    hist = ens.histogram(grid)
+    run.densities["particles"] = hist
+    run.arrays["positions"] = ens.positions.astype(np.float32) if ens.n_particles > 200_000 else ens.positions
+    run.arrays["diverged"] = ens.diverged
+    pm = {"n_particles": int(ens.n_particles), "n_steps": int(ens.n_steps), "time": float(ens.time),
+          "diverged_fraction": float(ens.diverged.mean()), "absorbed_fraction": float(ens.absorbed.mean()),
+          "outside_fraction": hist.info.get("outside"),
+          "particle_steps_per_s": ens.info.get("particle_steps_per_s")}
+    if ens.alive.any():
+        pm["mean"], pm["cov"] = ens.mean().tolist(), ens.cov().tolist()
+    run.metrics["particles"] = pm
+    run.summary.append(f"{pm['n_particles']} particles ({cfg['particles']['method']}), {pm['n_steps']} steps to "
+                       f"t = {pm['time']:g} in {run.timings['particles_s']:.1f} s; diverged "
+                       f"{pm['diverged_fraction']:.3g}, absorbed {pm['absorbed_fraction']:.3g}")
+    if "mean" in pm:
+        run.summary.append(f"mean {np.array2string(np.asarray(pm['mean']), precision=4)}")
+    label, th, tmetrics, note = _theory_for(cfg, prob, grid) if grid.conserves_mass else (None, None, {}, None)
+    if note:
+        run.notes.append(note)
+    curves = {"particles": hist}
+    if th is not None:
+        run.densities["theory"] = th
+        run.metrics["particles_vs_theory"] = compare(hist, th)
+        curves[label] = th
+        run.summary.append(f"{label}: L1 distance particles-theory {run.metrics['particles_vs_theory']['l1']:.3e}")
+    if figures:
+        t = time.perf_counter()
+        if grid.ndim == 2:
+            run.figure("heatmap_particles.png", plot.density_heatmap(hist, prob.landscape, title="particle histogram"))
+        run.figure("marginal_x.png", plot.marginals(curves, axis=0, title="x-marginal"))
+        run.timings["figures_s"] = round(time.perf_counter() - t, 4)
+
+
+_OBSERVABLES = {
+    "mean_abs_x": ("<|x|>", lambda d: d.expect(lambda p: np.abs(p[..., 0]))),
+    "mean_x": ("<x>", lambda d: float(d.mean()[0])),
+    "var_x": ("Var x", lambda d: float(d.cov()[0, 0])),
+    "var_y": ("Var y", lambda d: float(d.cov()[1, 1]) if d.grid.ndim > 1 else float("nan")),
+    "entropy": ("entropy", lambda d: d.entropy()),
+    "peak_x": ("|x| at the peak of P(x)",
+               lambda d: float(abs(d.marginal(0).grid.centers[0][np.argmax(d.marginal(0).values)]))),
+}
+
+
+def cmd_sweep(run: _Run, figures: bool):
+    from . import plot, theory
+    from .steady import steady_state
+
+    cfg = run.cfg
+    if "sweep" not in cfg:
+        raise ConfigError("missing section [sweep] (parameter, values)")
+    sw = cfg["sweep"]
+    p1, v1 = sw["parameter"], sw["values"]
+    p2, v2 = sw.get("parameter2"), sw.get("values2", [None])
+    obs_label, obs = _OBSERVABLES[sw["observable"]]
+    # validate every point before any solve
+    points = {}
+    for a in v1:
+        for b in v2:
+            c = set_path(cfg, p1, a)
+            if p2 is not None:
+                c = set_path(c, p2, b)
+            points[(a, b)] = build_problem(c)
+            if not points[(a, b)].grid.conserves_mass:
+                raise ConfigError("[grid] bc: a sweep of steady states needs reflecting or periodic walls")
+    solver = cfg.get("solver", {})
+
+    def point(**params):
+        prob = points[(params[p1], params.get(p2) if p2 else None)]
+        ss = steady_state(prob, method=solver.get("method", "auto"), tol=solver.get("tol", 1e-10),
+                          stencil_radius=solver.get("stencil_radius", 6))
+        return {sw["observable"]: float(obs(ss)), "mean": ss.mean().tolist(),
+                "residual": ss.info.get("residual"), "wall_ratio": ss.info.get("wall_ratio")}
+
+    grid_of_params = {p1: list(v1), **({p2: list(v2)} if p2 else {})}
+    t = time.perf_counter()
+    fp_sweep = _optional("sweep", "sweep")
+    if fp_sweep is not None:      # the package's sweep runner: caching and resuming with [sweep] cache_dir
+        res = fp_sweep(point, grid_of_params, scheduler="serial", cache_dir=sw.get("cache_dir"),
+                       cache_key={k: v for k, v in cfg.items() if k != "sweep"})
+        rows = [{k: r[k] for k in r if k in grid_of_params or k in (sw["observable"], "mean", "residual",
+                                                                      "wall_ratio")} for r in res.rows]
+        run.metrics["sweep_runner"] = "fokkerplanck.sweep.sweep"
+    else:
+        rows = [{p1: a, **({p2: b} if p2 else {}), **point(**{p1: a, **({p2: b} if p2 else {})})}
+                for a in v1 for b in v2]
+    Z = np.array([r[sw["observable"]] for r in rows], dtype=float).reshape(len(v1), len(v2))
+    run.timings["sweep_s"] = round(time.perf_counter() - t, 4)
+    run.metrics["sweep"] = {"parameter": p1, "values": v1, "parameter2": p2, "values2": v2 if p2 else None,
+                            "observable": sw["observable"], "points": rows}
+    run.arrays["observable"] = Z
+    transition = None
+    if p1 == "noise.delta_s" and cfg["landscape"]["kind"] == "degenerate-valley" and \
+            len(cfg["landscape"]["lambdas"]) > 1 and cfg["landscape"]["lambdas"][1] < 0:
+        transition = theory.transition_noise(cfg["landscape"]["eps"], cfg["landscape"]["lambdas"][1])
+        run.metrics["sweep"]["theory_transition_delta_s"] = transition
+    run.summary.append(f"{len(rows)} steady states in {run.timings['sweep_s']:.1f} s; {obs_label} against {p1}"
+                       + (f" and {p2}" if p2 else ""))
+    for r in rows:
+        run.summary.append("  " + ", ".join(f"{k} = {r[k]:.4g}" for k in ([p1] + ([p2] if p2 else []) +
+                                                                            [sw["observable"]])))
+    if transition is not None:
+        run.summary.append(f"PRL transition Delta_S* = -eps/lambda_1 = {transition:.3g}")
+    if figures:
+        t = time.perf_counter()
+        numeric = all(isinstance(x, (int, float)) for x in v1)
+        logx = numeric and min(v1) > 0 and max(v1) / min(v1) > 20
+        if p2 is None and numeric:
+            run.figure("sweep.png", plot.sweep_curve(v1, Z[:, 0], xlabel=p1, ylabel=obs_label, logx=logx,
+                                                     vline=transition,
+                                                     vline_label="Delta_S* = -eps/lambda_1" if transition else None))
+        elif p2 is not None and numeric and all(isinstance(x, (int, float)) for x in v2):
+            logy = min(v2) > 0 and max(v2) / min(v2) > 20
+            run.figure("phase_diagram.png", plot.phase_diagram(v1, v2, Z, xlabel=p1, ylabel=p2, zlabel=obs_label,
+                                                               logx=logx, logy=logy))
+        run.timings["figures_s"] = round(time.perf_counter() - t, 4)
+
+
+def cmd_demo(run: _Run, figures: bool):
+    cmd_compare(run, figures, demo=True)
+
+
+_RUNNERS = {"demo": cmd_demo, "steady": cmd_steady, "evolve": cmd_evolve, "simulate": cmd_simulate,
+            "compare": cmd_compare, "sweep": cmd_sweep}
+
+
+# ------------------------------------------------------------------------------------------------------------
+def _fail(message: str) -> int:
+    print(" ".join(str(message).split()), file=sys.stderr)
+    return 2
+
+
+def main(argv=None) -> int:
+    """Entry point of ``fokkerplanck``; returns the exit code (0 success, 2 user mistake)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:       # --help, --version, usage errors
+        return int(e.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    command = args.command
+    try:
+        cfg = load_config(args.config, command, quick=args.quick)
+    except ConfigError as e:
+        return _fail(str(e))
+    if args.print_config:
+        print(to_toml(cfg), end="")
+        return 0
+    out = Path(args.out) if args.out else Path("fokkerplanck-out") / command
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        return _fail(f"error: cannot write to output directory '{out}': {e.strerror or e}")
+    run = _Run(command, cfg, out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            _RUNNERS[command](run, figures=not args.no_figures)
+        except ConfigError as e:
+            return _fail(str(e))
+        except UserError as e:
+            return _fail(f"error: {e}")
+    seen = set()
+    for w in caught:
+        if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning)):
+            continue
+        msg = " ".join(str(w.message).split())
+        if msg not in seen:
+            seen.add(msg)
+            run.notes.append(f"{w.category.__name__}: {msg}")
+    path = run.save()
+    print(f"fokkerplanck {command}: " + (run.summary[0] if run.summary else "done"))
+    for line in run.summary[1:]:
+        print(line)
+    for n in run.notes:
+        print(f"note: {n}")
+    print(f"wrote {path} and {len(run.figures)} figure(s) in {run.timings['total_s']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Saving and loading results: ``DIR/result.json`` + ``DIR/arrays.npz`` (+ the PNG figures).
+
+``result.json`` holds plain JSON (non-finite floats are written as ``null``)::
+
+    {
+      "format": "fokkerplanck-result/1",
+      "command": "demo",                     # what produced it
+      "created": "2025-01-01T12:00:00+00:00",
+      "seed": 0,                             # particle seed, or null
+      "parameters": {...},                   # the validated configuration
+      "metrics": {...},                      # distances, moments, diagnostics
+      "timings": {"steady_s": 0.6, ...},     # wall-clock seconds
+      "versions": {"fokkerplanck": "0.1.0", "python": "3.11.7", "numpy": ..., "scipy": ..., ...},
+      "densities": {"steady": {"grid": {"axes": [...], "bc": [...]}}, ...},
+      "arrays": {"steady": [200, 100], ...}, # every array in arrays.npz and its shape
+      "figures": ["heatmap.png", ...],
+      "notes": [...]                         # warnings and remarks of the run
+    }
+
+Densities are stored as arrays (their values, and ``<name>__stderr`` when they carry standard errors) plus
+their grid in ``result.json``; :func:`load` rebuilds them as :class:`~fokkerplanck.density.Density`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "fokkerplanck-result/1"
+RESULT_FILE = "result.json"
+ARRAYS_FILE = "arrays.npz"
+_DEPENDENCIES = ("numpy", "scipy", "numba", "matplotlib", "tqdm", "pyamg", "xarray")
+
+__all__ = ["save", "load", "Result", "versions", "to_jsonable"]
+
+
+def versions() -> dict:
+    """Versions of fokkerplanck, Python and the (installed) dependencies, plus the platform."""
+    from . import __version__
+
+    out = {"fokkerplanck": __version__, "python": platform.python_version(),
+           "platform": platform.platform(), "machine": platform.machine()}
+    for name in _DEPENDENCIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            mod = sys.modules.get(name)
+            out[name] = getattr(mod, "__version__", None) if mod else None
+    return out
+
+
+def to_jsonable(obj):
+    """Plain-JSON copy of ``obj``: numpy scalars and arrays become numbers and lists, non-finite floats
+    ``None``, tuples lists, paths strings."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    return repr(obj)
+
+
+def _check_name(name: str):
+    if not name or not all(c.isalnum() or c in "_-." for c in name) or "__" in name:
+        raise ValueError(f"io.save: array name {name!r} must be non-empty, alphanumeric/_/-/. and without '__'")
+
+
+def save(out_dir, *, command: str, parameters: dict | None = None, metrics: dict | None = None,
+         timings: dict | None = None, densities: dict | None = None, arrays: dict | None = None,
+         seed=None, figures=(), notes=(), extra: dict | None = None) -> Path:
+    """Write ``out_dir/result.json`` and ``out_dir/arrays.npz``; returns the path of ``result.json``.
+
+    ``densities`` maps names to :class:`~fokkerplanck.density.Density` objects (values, standard errors and
+    grid are saved); ``arrays`` maps names to plain arrays."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    store, shapes, dens_meta = {}, {}, {}
+    for name, d in (densities or {}).items():
+        _check_name(name)
+        store[name] = np.asarray(d.values, dtype=float)
+        if getattr(d, "stderr", None) is not None:
+            store[name + "__stderr"] = np.asarray(d.stderr, dtype=float)
+        dens_meta[name] = {"grid": d.grid.to_dict(), "info": to_jsonable(_small(d.info))}
+    for name, a in (arrays or {}).items():
+        _check_name(name)
+        if name in store:
+            raise ValueError(f"io.save: {name!r} is both a density and an array")
+        store[name] = np.asarray(a)
+    for k, a in store.items():
+        shapes[k] = list(a.shape)
+    np.savez_compressed(out / ARRAYS_FILE, **store)
+    doc = {
+        "format": FORMAT,
+        "command": command,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "parameters": parameters or {},
+        "metrics": metrics or {},
+        "timings": timings or {},
+        "versions": versions(),
+        "densities": dens_meta,
+        "arrays": shapes,
+        "figures": [str(Path(f).name) for f in figures],
+        "notes": list(notes),
+    }
+    if extra:
+        doc.update(extra)
+    path = out / RESULT_FILE
+    path.write_text(json.dumps(to_jsonable(doc), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _small(info: dict) -> dict:
+    """The scalar entries of a diagnostics dict (drops large or unserialisable values)."""
+    out = {}
+    for k, v in (info or {}).items():
+        if isinstance(v, (bool, int, float, str, np.integer, np.floating)) or v is None:
+            out[k] = v
+        elif isinstance(v, (list, tuple)) and len(v) <= 16:
+            out[k] = v
+        elif isinstance(v, dict) and len(v) <= 16:
+            out[k] = _small(v)
+    return out
+
+
+class Result:
+    """A saved result (see :func:`load`).
+
+    Attributes: ``path``, ``command``, ``parameters``, ``metrics``, ``timings``, ``versions``, ``seed``,
+    ``notes``, ``figures``, ``json`` (the whole document), ``arrays`` (dict of numpy arrays, densities' values
+    included) and ``densities`` (dict of :class:`~fokkerplanck.density.Density`)."""
+
+    def __init__(self, path: Path, doc: dict, arrays: dict):
+        from .density import Density
+        from .grid import Grid
+
+        self.path = path
+        self.json = doc
+        self.command = doc.get("command")
+        self.parameters = doc.get("parameters", {})
+        self.metrics = doc.get("metrics", {})
+        self.timings = doc.get("timings", {})
+        self.versions = doc.get("versions", {})
+        self.seed = doc.get("seed")
+        self.notes = doc.get("notes", [])
+        self.figures = [path / f for f in doc.get("figures", [])]
+        self.arrays = arrays
+        self.densities = {}
+        for name, meta in doc.get("densities", {}).items():
+            g = meta["grid"]
+            grid = Grid([tuple(a) for a in g["axes"]], bc=[tuple(p) for p in g["bc"]])
+            if name not in arrays:
+                raise ValueError(f"io.load: density {name!r} is listed in {RESULT_FILE} but missing from {ARRAYS_FILE}")
+            self.densities[name] = Density(grid, arrays[name], stderr=arrays.get(name + "__stderr"),
+                                           info=meta.get("info", {}))
+
+    def __getitem__(self, name):
+        return self.densities[name] if name in self.densities else self.arrays[name]
+
+    def __repr__(self):
+        return (f"Result({str(self.path)!r}, command={self.command!r}, densities={list(self.densities)}, "
+                f"arrays={[k for k in self.arrays if k not in self.densities and '__' not in k]})")
+
+
+def load(path) -> Result:
+    """Load a result directory written by :func:`save` (or the ``fokkerplanck`` command line); ``path`` may
+    also be the ``result.json`` file itself."""
+    p = Path(path)
+    if p.is_file() and p.name == RESULT_FILE:
+        p = p.parent
+    rj = p / RESULT_FILE
+    if not rj.is_file():
+        raise FileNotFoundError(f"io.load: no {RESULT_FILE} in {str(p)!r}")
+    doc = json.loads(rj.read_text(encoding="utf-8"))
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"io.load: {rj} has format {doc.get('format')!r}, expected {FORMAT!r}")
+    arrays = {}
+    npz = p / ARRAYS_FILE
+    if npz.is_file():
+        with np.load(npz, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    return Result(p, doc, arrays)

@@ -1,0 +1,235 @@
+"""Matplotlib figures of densities, marginals, effective potentials and parameter sweeps.
+
+The functions build :class:`matplotlib.figure.Figure` objects directly (no ``pyplot``, no global backend
+switch): saving them renders with the Agg backend, so they work on machines without a display, and importing
+this module does not change the backend of an interactive session. Colours are colour-blind safe: the
+``cividis`` / ``viridis`` colormaps and the Okabe-Ito palette for lines, with distinct line styles as well.
+
+Each function takes an optional ``ax`` to draw into; without it a new figure is made. Every function returns
+the figure; :func:`save` writes it to a PNG.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+#: Okabe & Ito (2008) colour-blind-safe palette
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+_STYLES = ("-", "--", ":", "-.")
+
+__all__ = ["density_heatmap", "marginals", "effective_potential", "phase_diagram", "sweep_curve",
+           "evolution", "overview", "save", "OKABE_ITO"]
+
+
+def _axes(ax, figsize=(6.0, 4.0)):
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def save(fig: Figure, path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG (Agg backend) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _axis_label(i: int, names=None) -> str:
+    if names is not None:
+        return names[i]
+    return ("x", "y", "z")[i] if i < 3 else f"theta{i}"
+
+
+def density_heatmap(density, landscape=None, *, ax=None, cmap: str = "cividis", n_contours: int = 8,
+                    log: bool = False, title: str | None = None, axis_names=None) -> Figure:
+    """Heat map of a 2D density with contour lines of the loss landscape ``L`` (when given).
+
+    ``log=True`` shows ``log10 P`` (values below ``1e-12`` of the peak are clipped). Contour levels of ``L``
+    are spaced quadratically from its minimum on the grid, so that they resolve the valley floor."""
+    grid = density.grid
+    if grid.ndim != 2:
+        raise ValueError(f"density_heatmap needs a 2D density, got {grid.ndim}D (take .marginal((i, j)) first)")
+    fig, ax = _axes(ax, (6.4, 4.2))
+    x, y = grid.edges
+    v = np.asarray(density.values, dtype=float)
+    label = "P"
+    if log:
+        v = np.log10(np.clip(v, v.max() * 1e-12, None))
+        label = "log10 P"
+    mesh = ax.pcolormesh(x, y, v.T, cmap=cmap, shading="flat", rasterized=True)
+    fig.colorbar(mesh, ax=ax, label=label)
+    if landscape is not None and n_contours > 0:
+        cx, cy = grid.centers
+        L = np.asarray(landscape.loss(grid.mesh()), dtype=float)
+        lo, hi = float(L.min()), float(np.quantile(L, 0.9))
+        if hi > lo:
+            levels = lo + (hi - lo) * np.linspace(0.0, 1.0, n_contours + 1)[1:] ** 2
+            cs = ax.contour(cx, cy, L.T, levels=levels, colors="white", linewidths=0.6, alpha=0.7)
+            ax.clabel(cs, fontsize=6, fmt="%.2g")
+    ax.set_xlabel(_axis_label(0, axis_names))
+    ax.set_ylabel(_axis_label(1, axis_names))
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def _curve(obj, axis: int):
+    """``(x, p, stderr)`` of a Density (marginalised on ``axis``) or an ``(x, p)`` pair."""
+    if hasattr(obj, "grid") and hasattr(obj, "values"):
+        m = obj.marginal(axis) if obj.grid.ndim > 1 else obj
+        return m.grid.centers[0], np.asarray(m.values, dtype=float), m.stderr, m.grid.edges[0]
+    x, p = obj[0], obj[1]
+    return np.asarray(x, dtype=float), np.asarray(p, dtype=float), None, None
+
+
+def marginals(curves: dict, axis: int = 0, *, ax=None, title: str | None = None, xlabel: str | None = None,
+              log: bool = False) -> Figure:
+    """The marginal densities along ``axis`` of several results on one axis.
+
+    ``curves`` maps labels to :class:`~fokkerplanck.density.Density` objects (marginalised here) or to
+    ``(x, p)`` pairs. Densities that carry standard errors (particle histograms) are drawn as steps with a
+    shaded band of two standard errors; the others as lines, in the Okabe-Ito colours and distinct styles."""
+    fig, ax = _axes(ax)
+    for k, (label, obj) in enumerate(curves.items()):
+        x, p, se, edges = _curve(obj, axis)
+        color = OKABE_ITO[k % len(OKABE_ITO)]
+        if se is not None and edges is not None:
+            ax.stairs(p, edges, color=color, lw=1.0, label=label)
+            ax.fill_between(x, np.clip(p - 2 * se, 0, None), p + 2 * se, color=color, alpha=0.25, lw=0,
+                            step="mid")
+        else:
+            ax.plot(x, p, _STYLES[k % len(_STYLES)], color=color, lw=1.5 if k == 0 else 2.0, label=label,
+                    zorder=2 if k == 0 else 3)
+    ax.set_xlabel(xlabel or _axis_label(axis))
+    ax.set_ylabel(f"P({xlabel or _axis_label(axis)})")
+    if log:
+        ax.set_yscale("log")
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def effective_potential(curves: dict, scale: float, axis: int = 0, *, ax=None, title: str | None = None,
+                        xlabel: str | None = None) -> Figure:
+    """``L_eff(x) = -scale ln P(x)`` (PRL Eq. 12, applied to the marginal along ``axis``), each curve shifted
+    to minimum 0. ``curves`` as in :func:`marginals`; ``(x, L)`` pairs whose label starts with ``"L:"`` are
+    drawn as given (e.g. a closed-form ``L_SGD``)."""
+    fig, ax = _axes(ax)
+    for k, (label, obj) in enumerate(curves.items()):
+        color = OKABE_ITO[k % len(OKABE_ITO)]
+        if isinstance(label, str) and label.startswith("L:"):
+            x, L = np.asarray(obj[0], dtype=float), np.asarray(obj[1], dtype=float)
+            label = label[2:].strip()
+        else:
+            x, p, _, _ = _curve(obj, axis)
+            with np.errstate(divide="ignore"):
+                L = -float(scale) * np.log(p)
+        ok = np.isfinite(L)
+        if not ok.any():
+            continue
+        ax.plot(x[ok], L[ok] - L[ok].min(), _STYLES[k % len(_STYLES)], color=color, lw=1.4, label=label)
+    ax.set_xlabel(xlabel or _axis_label(axis))
+    ax.set_ylabel(f"L_eff = -{scale:g} ln P  (min 0)")
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def phase_diagram(x, y, Z, *, ax=None, xlabel: str = "", ylabel: str = "", zlabel: str = "",
+                  logx: bool = False, logy: bool = False, cmap: str = "viridis", title: str | None = None,
+                  marks=None) -> Figure:
+    """A two-parameter sweep: ``Z[i, j]`` at ``(x[i], y[j])`` as a colour map (cell per sweep point).
+
+    ``marks`` is an optional ``(n, 2)`` array of points to overlay (e.g. a theoretical transition line); NaN
+    entries of ``Z`` (diverged or failed points) are left blank."""
+    x, y, Z = np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(Z, dtype=float)
+    if Z.shape != (x.size, y.size):
+        raise ValueError(f"phase_diagram: Z has shape {Z.shape}, expected ({x.size}, {y.size})")
+    fig, ax = _axes(ax, (5.6, 4.2))
+
+    def edges(v, log):
+        if v.size == 1:
+            return np.array([v[0] * 0.9, v[0] * 1.1]) if log else np.array([v[0] - 0.5, v[0] + 0.5])
+        w = np.log(v) if log else v
+        mid = 0.5 * (w[1:] + w[:-1])
+        e = np.concatenate([[w[0] - (mid[0] - w[0])], mid, [w[-1] + (w[-1] - mid[-1])]])
+        return np.exp(e) if log else e
+
+    mesh = ax.pcolormesh(edges(x, logx), edges(y, logy), np.ma.masked_invalid(Z).T, cmap=cmap, shading="flat")
+    fig.colorbar(mesh, ax=ax, label=zlabel)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    if marks is not None:
+        m = np.asarray(marks, dtype=float)
+        ax.plot(m[:, 0], m[:, 1], "w--", lw=1.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def sweep_curve(x, values, *, ax=None, xlabel: str = "", ylabel: str = "", logx: bool = False,
+                vline: float | None = None, vline_label: str | None = None, title: str | None = None) -> Figure:
+    """A one-parameter sweep: ``values`` against ``x``, with an optional vertical marker (e.g. a
+    theoretical transition point)."""
+    fig, ax = _axes(ax)
+    ax.plot(np.asarray(x, dtype=float), np.asarray(values, dtype=float), "o-", color=OKABE_ITO[0], lw=1.4, ms=4)
+    if vline is not None:
+        ax.axvline(vline, color=OKABE_ITO[5], ls="--", lw=1.0, label=vline_label)
+        if vline_label:
+            ax.legend(frameon=False, fontsize=8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def evolution(traj, axis: int = 0, *, n_curves: int = 6, cmap: str = "cividis", title: str | None = None) -> Figure:
+    """Marginals along ``axis`` at up to ``n_curves`` saved times of a
+    :class:`~fokkerplanck.density.Trajectory` (colour = time), next to its mass and entropy against time."""
+    import matplotlib
+
+    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.6, 1.0])
+    idx = np.unique(np.linspace(0, len(traj) - 1, min(n_curves, len(traj))).round().astype(int))
+    colors = matplotlib.colormaps[cmap](np.linspace(0.0, 0.9, len(idx)))
+    for c, k in zip(colors, idx):
+        d = traj[int(k)]
+        m = d.marginal(axis) if d.grid.ndim > 1 else d
+        ax1.plot(m.grid.centers[0], m.values, color=c, lw=1.3, label=f"t = {traj.times[k]:.3g}")
+    ax1.set_xlabel(_axis_label(axis))
+    ax1.set_ylabel(f"P({_axis_label(axis)}, t)")
+    ax1.legend(frameon=False, fontsize=7)
+    ax2.plot(traj.times, traj.entropy, "-", color=OKABE_ITO[0], label="entropy")
+    ax2.set_xlabel("t")
+    ax2.set_ylabel("entropy  -∫ P ln P", color=OKABE_ITO[0])
+    ax3 = ax2.twinx()
+    ax3.plot(traj.times, traj.mass, "--", color=OKABE_ITO[5], label="mass")
+    ax3.set_ylabel("mass", color=OKABE_ITO[5])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def overview(density, landscape, curves: dict, *, axis: int = 0, title: str | None = None) -> Figure:
+    """Two panels: the heat map of a 2D ``density`` with the landscape's contours, and the marginals of
+    ``curves`` along ``axis`` (as :func:`marginals`)."""
+    fig = Figure(figsize=(10.0, 3.6), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.25, 1.0])
+    density_heatmap(density, landscape, ax=ax1, title="solver steady state P(x, y)")
+    marginals(curves, axis=axis, ax=ax2, title="x-marginal")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

@@ -1,0 +1,188 @@
+"""The command line (fokkerplanck.cli) and saved results (fokkerplanck.io)."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fokkerplanck
+from fokkerplanck import io as fio
+from fokkerplanck.cli import COMMANDS, main
+from fokkerplanck.theory import ou_stationary_cov
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _finite_numbers(obj):
+    """Every number in a JSON tree."""
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _finite_numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _finite_numbers(v)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield obj
+
+
+def _run_module(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=120)
+
+
+def test_help_for_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+        assert main([name, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "--out" in text and "CONFIG" in text
+
+
+def test_help_through_python_dash_m(tmp_path):
+    r = _run_module("fokkerplanck", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "demo" in r.stdout
+    r = _run_module("fokkerplanck.cli", "steady", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "--quick" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    return out
+
+
+def test_demo_quick_writes_result_and_figures(demo_dir):
+    doc = json.loads((demo_dir / "result.json").read_text())
+    for key in ("command", "parameters", "metrics", "timings", "versions", "seed", "densities", "figures"):
+        assert key in doc
+    assert doc["command"] == "demo"
+    assert doc["versions"]["fokkerplanck"] == fokkerplanck.__version__
+    assert doc["versions"]["numpy"] == np.__version__
+    assert doc["parameters"]["landscape"]["kind"] == "degenerate-valley"
+    m = doc["metrics"]
+    for key in ("steady", "solver_vs_theory", "solver_vs_theory_x_marginal"):
+        assert key in m
+    nums = list(_finite_numbers(m))
+    assert nums and all(math.isfinite(x) for x in nums)
+    # even on the quick grid the solver is close to PRL Eq. (11) (an adiabatic result, Delta = 0.05)
+    assert m["solver_vs_theory_x_marginal"]["l1"] < 0.03
+    assert m["steady"]["residual"] < 1e-10
+    pngs = sorted(p.name for p in demo_dir.glob("*.png"))
+    assert {"heatmap.png", "marginal_x.png"} <= set(pngs)
+    assert set(doc["figures"]) == set(pngs)
+    if "particles" in doc["densities"]:
+        assert m["solver_vs_particles"]["l1"] > 0
+    else:   # only when the particle simulator is missing, and then it says so
+        assert any("particles" in n for n in doc["notes"])
+
+
+def test_load_round_trips(demo_dir):
+    res = fio.load(demo_dir)
+    assert res.command == "demo"
+    ss = res.densities["steady"]
+    assert ss.grid.shape == tuple(a[2] for a in res.parameters["grid"]["axes"])
+    assert ss.mass == pytest.approx(1.0, rel=1e-12)
+    np.testing.assert_allclose(ss.mean(), res.metrics["steady"]["mean"], atol=1e-14)
+    if "particles" in res.densities:
+        assert res.densities["particles"].stderr is not None
+    assert fio.load(demo_dir / "result.json").metrics == res.metrics
+
+
+def test_io_save_load_unit(tmp_path):
+    g = fokkerplanck.Grid([(-1, 1, 6), (0, 2, 4)], bc=["periodic", ("reflecting", "absorbing")])
+    d = fokkerplanck.Density(g, np.arange(24.0).reshape(6, 4) + 1, normalize=True, stderr=np.full((6, 4), 0.1))
+    fio.save(tmp_path, command="test", parameters={"a": 1}, metrics={"x": np.float64(2.0), "bad": float("nan")},
+             densities={"p": d}, arrays={"t": np.linspace(0, 1, 3)}, seed=7)
+    r = fio.load(tmp_path)
+    assert r.densities["p"].grid == g
+    np.testing.assert_array_equal(r.densities["p"].values, d.values)
+    np.testing.assert_array_equal(r.densities["p"].stderr, d.stderr)
+    np.testing.assert_array_equal(r["t"], np.linspace(0, 1, 3))
+    assert r.metrics == {"x": 2.0, "bad": None} and r.seed == 7 and r.parameters == {"a": 1}
+    with pytest.raises(FileNotFoundError):
+        fio.load(tmp_path / "nothing")
+
+
+def _one_line_error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys):
+    bad_d = tmp_path / "bad_d.toml"
+    bad_d.write_text('[grid]\naxes = [[-1, 1, 8], [-1, 1, 8]]\n[landscape]\nkind = "quadratic"\nA = [1.0, 1.0]\n'
+                     '[noise]\nkind = "constant"\nD = [[1.0, 2.0], [2.0, 1.0]]\n')
+    line = _one_line_error(capsys, ["steady", str(bad_d), "--out", str(tmp_path / "o1")])
+    assert "[noise] D" in line and "positive semi-definite" in line
+
+    garbage = tmp_path / "garbage.toml"
+    garbage.write_text("this is = = not toml [\n")
+    assert "not valid TOML" in _one_line_error(capsys, ["steady", str(garbage), "--out", str(tmp_path / "o2")])
+
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('[noise]\nkind = "hessian-aligned"\ndelt_s = 1e-3\n')
+    line = _one_line_error(capsys, ["demo", str(unknown), "--out", str(tmp_path / "o3")])
+    assert "'delt_s'" in line and "delta_s" in line
+
+    assert "not found" in _one_line_error(capsys, ["steady", str(tmp_path / "missing.toml")])
+    assert "error" in _one_line_error(capsys, ["steady", "--no-such-flag"])
+    assert not (tmp_path / "o1" / "result.json").exists()
+
+
+def test_user_mistake_in_a_subprocess_has_no_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[grid]\naxes = [[-1, 1, 2]]\n')
+    r = _run_module("fokkerplanck", "steady", str(bad), cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "axes" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_steady_quadratic_matches_lyapunov(tmp_path):
+    A = np.array([[2.0, 0.6], [0.6, 1.0]])
+    D = np.array([[0.15, -0.03], [-0.03, 0.10]])        # correlated D, not proportional to A
+    cfg = tmp_path / "ou.toml"
+    cfg.write_text('[grid]\naxes = [[-2.0, 2.0, 80], [-2.5, 2.5, 80]]\n'
+                   f'[landscape]\nkind = "quadratic"\nA = {A.tolist()}\n'
+                   f'[noise]\nkind = "constant"\nD = {D.tolist()}\n')
+    out = tmp_path / "out"
+    assert main(["steady", str(cfg), "--out", str(out), "--no-figures"]) == 0
+    doc = json.loads((out / "result.json").read_text())
+    S = ou_stationary_cov(A, D)
+    cov = np.array(doc["metrics"]["steady"]["cov"])
+    assert abs(S[0, 1]) > 0.05                            # the check sees the off-diagonal part
+    np.testing.assert_allclose(cov, S, rtol=0, atol=0.01 * np.abs(S).max())
+    assert doc["metrics"]["solver_vs_theory"]["cov_rel_error"] < 0.01
+    np.testing.assert_allclose(np.array(doc["metrics"]["theory"]["theory_cov"]), S, rtol=1e-12)
+    assert fio.load(out).densities["steady"].cov() == pytest.approx(cov, abs=1e-14)
+
+
+@pytest.mark.parametrize("command", ["evolve", "simulate", "sweep"])
+def test_other_commands_quick(tmp_path, command, capsys):
+    out = tmp_path / command
+    assert main([command, "--quick", "--out", str(out)]) == 0
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["command"] == command and doc["figures"]
+    assert all(math.isfinite(x) for x in _finite_numbers(doc["metrics"]))
+    assert "wrote" in capsys.readouterr().out
+    if command == "evolve":
+        assert doc["metrics"]["evolve"]["mass"][-1] == pytest.approx(1.0, abs=1e-10)
+
+
+def test_print_config_is_valid_toml(capsys):
+    from fokkerplanck.config import load_config, parse_toml, validate
+
+    assert main(["sweep", "--print-config"]) == 0
+    assert validate(parse_toml(capsys.readouterr().out)) == load_config(None, "sweep")
