@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .density import Density, warn_wall_mass
-from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator
+from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
 from .problem import Problem
 
 DIRECT_LIMIT = 1_100_000
@@ -58,7 +58,7 @@ def _solve_iterative(M, b, x0, tol, maxiter):
     try:
         import pyamg
         # classical (Ruge-Stuben) AMG suits -A: an M-matrix, weakly diagonally dominant by columns
-        ml = pyamg.ruge_stuben_solver(Mneg.tocsr(), max_coarse=300)
+        ml = pyamg.ruge_stuben_solver(Mneg.tocsr(), max_coarse=300, coarse_solver="splu")
         precond = ml.aspreconditioner(cycle="V")
         info["preconditioner"] = "pyamg Ruge-Stuben AMG"
     except ImportError:  # pragma: no cover - pyamg is a core dependency
@@ -130,7 +130,8 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
             p = _solve_direct(M, b)
         else:
             x0 = np.full(N, 1.0)
-            p, extra = _solve_iterative(M, b, x0, tol, maxiter)
+            with single_blas_thread():
+                p, extra = _solve_iterative(M, b, x0, tol, maxiter)
         peak = int(np.argmax(p))
         if attempt == 0 and p[pin] < 1e-6 * p[peak]:
             pin = peak           # badly scaled pin: pin the peak and solve again
