@@ -86,7 +86,7 @@ class Quadratic(Landscape):
 
     def loss(self, theta):
         z = _as_points(theta, self.dim, "Quadratic") - self.center
-        return 0.5 * np.einsum("...i,ij,...j->...", z, self.A, z)
+        return 0.5 * np.sum((z @ self.A) * z, axis=-1)
 
     def grad(self, theta):
         z = _as_points(theta, self.dim, "Quadratic") - self.center

@@ -44,7 +44,11 @@ def check_tensor_field(D: np.ndarray, points: np.ndarray, who: str) -> np.ndarra
     D = np.asarray(D, dtype=float)
     if D.shape != points.shape[:-1] + (d, d):
         raise ValueError(f"{who}: diffusion tensor has shape {D.shape}, expected {points.shape[:-1] + (d, d)}")
-    bad = psd_violation(D)
+    flat = D.reshape(-1, d, d)
+    if flat.shape[0] > 1 and np.array_equal(flat.min(axis=0), flat.max(axis=0)):
+        bad = np.broadcast_to(psd_violation(flat[:1])[0], D.shape[:-2])   # a constant field: check once
+    else:
+        bad = psd_violation(D)
     if np.any(bad):
         k = np.argwhere(bad)[0]
         at = points[tuple(k)]

@@ -63,6 +63,10 @@ class Generator:
     def __init__(self, problem: Problem, stencil_radius: int = DEFAULT_STENCIL_RADIUS, warn: bool = True):
         if int(stencil_radius) < 1:
             raise ValueError(f"stencil_radius must be >= 1, got {stencil_radius}")
+        with single_blas_thread():  # many small dense products: threads only add overhead
+            self._build(problem, stencil_radius, warn)
+
+    def _build(self, problem: Problem, stencil_radius: int, warn: bool):
         t0 = time.perf_counter()
         self.problem = problem
         grid = problem.grid
@@ -78,7 +82,12 @@ class Generator:
 
         # --- Selling decomposition of D~ = D / (h_i h_j) -------------------------------------------
         Dt = D / np.outer(h, h)
-        offsets, weights, factor = kernels.selling_field(np.ascontiguousarray(Dt), int(stencil_radius))
+        constant = np.array_equal(Dt.min(axis=0), Dt.max(axis=0))
+        if constant:   # a constant tensor: decompose once
+            offsets, weights, factor = (np.repeat(a, N, axis=0) for a in
+                                        kernels.selling_field(np.ascontiguousarray(Dt[:1]), int(stencil_radius)))
+        else:
+            offsets, weights, factor = kernels.selling_field(np.ascontiguousarray(Dt), int(stencil_radius))
         shrunk = factor < 1.0
         if np.any(shrunk) and warn:
             warnings.warn(
@@ -89,7 +98,7 @@ class Generator:
 
         # --- drift, in index units, split into the range of D~ (spread over the stencil) and the rest --
         Dr = np.einsum("nk,nki,nkj->nij", weights, offsets.astype(float), offsets.astype(float))
-        pinv = _pinv_psd(Dr)
+        pinv = np.repeat(_pinv_psd(Dr[:1]), N, axis=0) if constant else _pinv_psd(Dr)
         vt = v / h                                                   # index-space velocity
         L = problem.loss(pts) if problem.landscape is not None else None
         if L is not None:
