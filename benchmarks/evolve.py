@@ -1,0 +1,234 @@
+"""Time-evolution benchmark: time, peak memory and error of ``fp.evolve`` against a plain scipy reference and
+the peer package fplanck, on the Ornstein-Uhlenbeck problems of ``_common.py``.
+
+From the Gaussian ``N(m0, 0.09 I)`` (sampled at the cell centres, the same vector for every solver) to
+``t = 1``; the exact answer is Gaussian with mean ``e^{-At} m0`` and covariance
+``S(t) = S_inf + e^{-At} (S0 - S_inf) e^{-A^T t}``.
+
+Solvers:
+
+* ``ours``: ``fp.evolve(prob, p0, 1.0, n_save=2, dt=0.01, scheme="tr-bdf2")`` (100 steps, one sparse LU).
+  ``factor/setup`` is the sparse LU of ``I - gamma dt/2 A`` timed separately.
+* ``ours-expm``: ``scheme="expm"`` (``scipy.sparse.linalg.expm_multiply`` on our generator).
+* ``scipy-fd-cn``: the textbook centred finite-volume generator (scipy.sparse), Crank-Nicolson with the same
+  100 steps, one ``splu``.
+* ``scipy-fd-expm``: the same generator, ``expm_multiply``.
+* ``fplanck``: ``fokker_planck(...).propagate(p0, 1.0)`` (its assembly, then ``expm_multiply``), ``ou-iso``
+  only.
+
+``ratio`` = seconds / seconds of ``ours`` on the same problem and grid, same run (> 1: ours is faster).
+
+    python benchmarks/evolve.py            # 2D 128^2..512^2, 3D 32^3, 40^3 (a subset, ~4 min)
+    python benchmarks/evolve.py --quick    # 2D 128^2, 3D 32^3 (ours)        (~30 s)
+    python benchmarks/evolve.py --full     # + 1024^2, 64^3, 128^3 (long)
+
+Writes ``benchmarks/evolve.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+
+SCRIPT = os.path.abspath(__file__)
+N_STEPS = 100
+GAMMA = 2.0 - np.sqrt(2.0)
+
+
+def _p0(d, n):
+    return C.gaussian_on_grid(d, n, C.M0[d], C.S0_SCALE * np.eye(d))
+
+
+def _ours(problem, d, n, scheme, phases):
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+    import fokkerplanck as fp
+
+    def make(n_):
+        g = fp.Grid(C.axes_of(d, n_), bc="reflecting")
+        return fp.Problem(g, fp.landscapes.Quadratic(C.A_MAT[d]), fp.noise.Constant(C.diffusion(problem, d)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fp.evolve(make(8), _p0(d, 8), C.T_END, n_save=2, dt=C.T_END / 4, scheme=scheme, progress=False)
+        rss0 = C.peak_rss_mb()
+        prob = make(n)
+        p0 = _p0(d, n)
+        t0 = time.perf_counter()
+        gen = fp.generator(prob)
+        t1 = time.perf_counter()
+        kw = {} if scheme == "expm" else {"dt": C.T_END / N_STEPS}
+        traj = fp.evolve(prob, p0, C.T_END, n_save=2, scheme=scheme, progress=False, **kw)
+        t2 = time.perf_counter()
+    out = {"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "steps": traj.info.get("steps"),
+           "p": traj.final.values if hasattr(traj, "final") else traj[-1].values}
+    if phases and scheme != "expm":
+        A = gen.A
+        t = time.perf_counter()
+        lu = spla.splu((sp.identity(A.shape[0], format="csc") - (GAMMA * C.T_END / N_STEPS / 2) * A).tocsc(),
+                       permc_spec="COLAMD")
+        out["ph_factor"] = time.perf_counter() - t
+        x = np.asarray(p0, float).ravel()
+        lu.solve(x)
+        t = time.perf_counter()
+        for _ in range(5):
+            lu.solve(x)
+        out["ph_trisolve"] = (time.perf_counter() - t) / 5 * 2 * N_STEPS  # estimate: 2 solves per step
+        out["lu_nnz"] = int(lu.L.nnz + lu.U.nnz)
+    out["rss_delta_mb"] = C.peak_rss_mb() - rss0
+    return out
+
+
+def _scipy_fd(problem, d, n, scheme):
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+    rss0 = C.peak_rss_mb()
+    p = _p0(d, n).ravel()
+    t0 = time.perf_counter()
+    G = C.fd_generator(problem, d, n)
+    t1 = time.perf_counter()
+    if scheme == "expm":
+        p = spla.expm_multiply(G * C.T_END, p)
+        out = {}
+    else:   # Crank-Nicolson
+        h = C.T_END / N_STEPS
+        I = sp.identity(G.shape[0], format="csc")
+        t = time.perf_counter()
+        lu = spla.splu((I - (h / 2) * G).tocsc(), permc_spec="COLAMD")
+        out = {"ph_factor": time.perf_counter() - t}
+        B = (I + (h / 2) * G).tocsr()
+        for _ in range(N_STEPS):
+            p = lu.solve(B @ p)
+    t2 = time.perf_counter()
+    out.update({"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "p": p,
+                "rss_delta_mb": C.peak_rss_mb() - rss0})
+    return out
+
+
+def _fplanck(problem, d, n):
+    assert problem == "ou-iso", "fplanck has diagonal diffusion only"
+    rss0 = C.peak_rss_mb()
+    p0 = _p0(d, n)
+    t0 = time.perf_counter()
+    sim = C.fplanck_solver(d, n)
+    t1 = time.perf_counter()
+    p = sim.propagate(lambda *x: p0.copy(), C.T_END)
+    t2 = time.perf_counter()
+    return {"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "p": p,
+            "rss_delta_mb": C.peak_rss_mb() - rss0}
+
+
+def worker(spec):
+    problem, d, n, solver = spec["problem"], spec["d"], spec["n"], spec["solver"]
+    if solver == "ours":
+        out = _ours(problem, d, n, "tr-bdf2", spec.get("phases", False))
+    elif solver == "ours-expm":
+        out = _ours(problem, d, n, "expm", False)
+    elif solver == "scipy-fd-cn":
+        out = _scipy_fd(problem, d, n, "cn")
+    elif solver == "scipy-fd-expm":
+        out = _scipy_fd(problem, d, n, "expm")
+    elif solver == "fplanck":
+        out = _fplanck(problem, d, n)
+    else:
+        raise ValueError(solver)
+    p = out.pop("p")
+    mean, cov = C.exact_moments(problem, d, C.T_END)
+    out.update(C.errors(p, d, n, mean, cov))
+    out["peak_rss_mb"] = C.peak_rss_mb()
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def plan(args):
+    if args.quick:
+        sizes = {2: [128], 3: [32]}
+    elif args.full:
+        sizes = {2: [128, 256, 512, 1024], 3: [32, 40, 64, 128]}
+    else:
+        sizes = {2: [128, 256, 512], 3: [32, 40]}
+    cases = []
+    for d in (2, 3):
+        for n in sizes[d]:
+            for problem in C.PROBLEMS:
+                # tr-bdf2 factorises a 3D matrix by sparse LU: ~30 s at 32^3 here, > 90 s at 40^3
+                if d == 2 or (n <= 32 and not args.quick) or args.full:
+                    cases.append(dict(problem=problem, d=d, n=n, solver="ours", phases=not args.quick))
+                if args.quick and d == 3:
+                    cases.append(dict(problem=problem, d=d, n=n, solver="ours-expm"))
+                    continue
+                # expm_multiply needs ~||tA||_1 matrix-vector products: > 90 s at 512^2 here
+                expm_ok = (d == 2 and n <= (1024 if args.full else 256)) or (d == 3 and n <= 64)
+                if expm_ok:
+                    cases.append(dict(problem=problem, d=d, n=n, solver="ours-expm"))
+                # sparse LU of the 3D reference: 32^3 only (40^3 under --full)
+                if (d == 2 and (args.full or n < 512 or problem == "ou-full")) or (
+                        d == 3 and args.full and n <= 40):
+                    cases.append(dict(problem=problem, d=d, n=n, solver="scipy-fd-cn"))
+                if expm_ok:
+                    cases.append(dict(problem=problem, d=d, n=n, solver="scipy-fd-expm"))
+                if problem == "ou-iso" and not args.no_fplanck and (
+                        (d == 2 and n <= (512 if args.full else 256)) or (d == 3 and n <= (40 if args.full else 32))):
+                    cases.append(dict(problem=problem, d=d, n=n, solver="fplanck"))
+    return cases
+
+
+NOTES = [
+    "fplanck: ou-full not expressible (diagonal, per-axis diffusion only); 3D 40^3 only under --full.",
+    "scipy-fd-cn: 3D only under --full (32^3 took 55 s here: sparse LU fill-in); at 512^2 ou-full only by default.",
+    "ours (tr-bdf2) in 3D: 32^3 only by default (30 s, nearly all sparse LU); 40^3 and up under --full.",
+    "fplanck: 2D <= 256^2 by default (512^2 took > 90 s here: 17 s assembly + expm_multiply).",
+    "*-expm (expm_multiply): 2D <= 256^2 by default (512^2 took > 90 s here), <= 64^3 in 3D.",
+    "ours (tr-bdf2) factorises I - gamma dt/2 A by sparse LU in every dimension: the same fill-in wall in 3D.",
+]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="smoke run (~30 s)")
+    g.add_argument("--full", action="store_true", help="all sizes of the issue (long)")
+    ap.add_argument("--no-fplanck", action="store_true")
+    ap.add_argument("--timeout", type=float, default=None, help="per-case timeout in seconds")
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="BLAS threads per case (default 1; 0 leaves the environment alone)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return
+    timeout = args.timeout or (900.0 if args.full else 90.0)
+    rows = []
+    t_start = time.perf_counter()
+    for spec in plan(args):
+        r = C.run_worker(SCRIPT, spec, timeout, args.blas_threads or None)
+        rows.append(r)
+        print(f"  {spec['problem']:8s} {C.grid_label(spec):7s} {spec['solver']:14s} "
+              f"{r.get('status')}  {C.fmt(r.get('seconds'))} s  err_cov {C.fmt(r.get('err_cov'))}", flush=True)
+    C.add_ratios(rows)
+    print()
+    cols = [("problem", "problem", ""), ("grid", C.grid_label, ""), ("solver", "solver", ""),
+            ("seconds", "seconds", ".3g"), ("assembly", "assembly", ".3g"), ("solve", "solve", ".3g"),
+            ("LU", "ph_factor", ".3g"), ("tri-solves~", "ph_trisolve", ".3g"),
+            ("err_cov", "err_cov", ".2e"), ("err_mean", "err_mean", ".2e"), ("err_L1", "err_L1", ".2e"),
+            ("peak MB", "peak_rss_mb", ".0f"), ("ratio", "ratio", ".3g"),
+            ("status", lambda r: "" if r["status"] == "ok" else r["status"], "")]
+    table = C.print_table(rows, cols)
+    print("\nNotes:\n  " + "\n  ".join(NOTES))
+    print(f"\ntotal wall time {time.perf_counter() - t_start:.0f} s")
+    out = {"benchmark": "evolve", "mode": "quick" if args.quick else "full" if args.full else "default",
+           "t_end": C.T_END, "steps": N_STEPS, "machine": C.machine_info(), "blas_threads": args.blas_threads,
+           "rows": rows, "notes": NOTES, "table": table}
+    with open(os.path.join(C.HERE, "evolve.json"), "w") as f:
+        json.dump(out, f, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()
