@@ -9,8 +9,8 @@ particles, reproducible by seed whatever the number of threads):
 
   ``G`` per noise model: ``Constant`` -- the symmetric square root of ``2D`` (computed once, PSD-singular
   allowed); ``Isotropic`` -- ``sqrt(2T) I``; ``HessianAligned`` -- ``sqrt(2 Delta_S) H`` (no factorisation:
-  ``(sqrt(2 Delta_S) H)^2 = 2 Delta_S H^2``); ``HessianLinear`` -- ``sqrt(2 Delta) V diag(sqrt([w]_+))`` from a
-  Jacobi eigen-decomposition ``H = V diag(w) V^T`` (negative curvature clipped); ``Field`` noise or a
+  ``(sqrt(2 Delta_S) H)^2 = 2 Delta_S H^2``); ``HessianLinear`` -- the symmetric root ``sqrt(2 Delta) V diag(sqrt([w]_+)) V^T`` from
+  an eigen-decomposition ``H = V diag(w) V^T`` (Jacobi; closed form in 2D; negative curvature clipped); ``Field`` noise or a
   ``Custom`` landscape -- a vectorised numpy step that evaluates ``D`` for all particles and factors it with a
   PSD-tolerant Cholesky (slower, same random stream).
 
@@ -59,6 +59,8 @@ SHIFTS = ("linear", "exact")
 
 #: particle-steps per kernel call when no recording interval is asked for (sets the progress-bar granularity)
 _CHUNK_WORK = 20_000_000
+#: tests set this to check the 2D kernel against the generic one
+_FORCE_GENERIC = False
 #: runs with more particle-steps than this show a progress bar (when stderr is a terminal)
 _PROGRESS_WORK = 200_000_000
 
@@ -271,7 +273,7 @@ def _seed_key(seed):
         seed = int(np.random.SeedSequence().entropy) % 2**64
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
         raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-    return int(seed), K.seed_key(np.uint64(int(seed)))
+    return int(seed), np.uint64(K.seed_key(np.uint64(int(seed))))
 
 
 def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, dt=None, eta=None, sigma=None,
@@ -468,13 +470,21 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         ws = K.scratch_size(lk, lp, d)
         import numba
         n_blocks = int(min(n, max(1, 8 * numba.get_num_threads())))
+        use_2d = d == 2 and not _FORCE_GENERIC and (
+            lk in (K.LAND_QUADRATIC, K.LAND_DEGENERATE)
+            or (lk == K.LAND_HIGHDIM and int(lp[0]) == 1 and int(lp[1]) == 1))
         npar = np.ascontiguousarray(npar, dtype=float)
         lp = np.ascontiguousarray(lp, dtype=float)
         done = 0
         while done < nsteps:
             m = min(chunk, nsteps - done)
-            K.run_chunk(pos, status, event, np.int64(lk), lp, np.int64(ws), np.int64(nk), npar, float(step),
-                        np.int64(done), np.int64(m), key, lower, upper, bc, use_walls, float(thr), np.int64(n_blocks))
+            if use_2d:
+                K.run_chunk_2d(pos, status, event, np.int64(lk), lp, np.int64(nk), npar, float(step), np.int64(done),
+                               np.int64(m), key, lower, upper, bc, use_walls, float(thr), np.int64(n_blocks))
+            else:
+                K.run_chunk(pos, status, event, np.int64(lk), lp, np.int64(ws), np.int64(nk), npar, float(step),
+                            np.int64(done), np.int64(m), key, lower, upper, bc, use_walls, float(thr),
+                            np.int64(n_blocks))
             done += m
             if bar is not None:
                 bar.update(m)
