@@ -19,5 +19,9 @@ from .landscapes import HighDimValley, MultiValley
 from .particles import simulate, Ensemble
 from . import io, plot, config
 from .io import load
+import sys as _sys
+from .sweep import sweep, SweepResult
+from . import flatness
+sweeps = _sys.modules[__name__ + ".sweep"]   # the module; fp.sweep is the function
 
 __version__ = "0.1.0"

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .operator import DEFAULT_STENCIL_RADIUS
+
 from .config import ConfigError, build_problem, load_config, set_path, to_toml
 
 COMMANDS = {
@@ -179,7 +181,7 @@ def _steady(cfg, prob, warn=True):
                           "mass leave); use 'fokkerplanck evolve'")
     s = cfg.get("solver", {})
     return steady_state(prob, method=s.get("method", "auto"), tol=s.get("tol", 1e-10),
-                        stencil_radius=s.get("stencil_radius", 6), warn=warn)
+                        stencil_radius=s.get("stencil_radius", DEFAULT_STENCIL_RADIUS), warn=warn)
 
 
 class _Run:
@@ -376,7 +378,7 @@ def cmd_evolve(run: _Run, figures: bool):
         raise ConfigError(f"[initial] {e}") from None
     s = cfg.get("solver", {})
     kw = {"n_save": s.get("n_save", 11), "scheme": s.get("scheme", "tr-bdf2"),
-          "stencil_radius": s.get("stencil_radius", 6)}
+          "stencil_radius": s.get("stencil_radius", DEFAULT_STENCIL_RADIUS)}
     if "dt" in s:
         kw["dt"] = s["dt"]
     traj = run.timed("evolve_s", evolve, prob, p0, s.get("t_end", 10.0), **kw)
@@ -491,7 +493,7 @@ def cmd_sweep(run: _Run, figures: bool):
     def point(**params):
         prob = points[(params[p1], params.get(p2) if p2 else None)]
         ss = steady_state(prob, method=solver.get("method", "auto"), tol=solver.get("tol", 1e-10),
-                          stencil_radius=solver.get("stencil_radius", 6))
+                          stencil_radius=solver.get("stencil_radius", DEFAULT_STENCIL_RADIUS))
         return {sw["observable"]: float(obs(ss)), "mean": ss.mean().tolist(),
                 "residual": ss.info.get("residual"), "wall_ratio": ss.info.get("wall_ratio")}
 

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .operator import DEFAULT_STENCIL_RADIUS
+
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
@@ -258,7 +260,7 @@ SCHEMA = {
     "solver": {
         "method": Key(_string(("auto", "direct", "iterative")), "auto", "steady-state linear solver"),
         "tol": Key(_positive, 1e-10, "relative residual of the iterative solver"),
-        "stencil_radius": Key(_integer(1), 6, "longest diffusion-stencil jump, in cells"),
+        "stencil_radius": Key(_integer(1), DEFAULT_STENCIL_RADIUS, "longest diffusion-stencil jump, in cells"),
         "convention": Key(_string(("ito", "stratonovich", "hanggi-klimontovich")), "ito",
                           "interpretation of multiplicative noise"),
         "t_end": Key(_positive, 10.0, "evolve: final time"),

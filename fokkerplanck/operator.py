@@ -47,7 +47,7 @@ import scipy.sparse as sp
 from . import kernels
 from .problem import Problem
 
-DEFAULT_STENCIL_RADIUS = 6
+DEFAULT_STENCIL_RADIUS = 2
 
 
 class Generator:

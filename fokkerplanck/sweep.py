@@ -1,0 +1,730 @@
+"""Parameter sweeps: a function of parameters over the Cartesian product of their values, cached and resumable.
+
+    res = fp.sweep(f, {"eta": [0.01, 0.02, 0.04], "sigma": [0.0, 0.01, 0.02]}, cache_dir="cache/")
+    res.rows                       # tidy table: one dict per point, parameters first, then f's outputs
+    res.pivot("sigma", "eta", "mean_abs_x")   # 2D array over the sorted unique values
+    res.to_csv("table.csv"); res.save("out/")   # out/result.json (+ rows.csv)
+
+``f(**params)`` returns a dict of JSON scalars (or short lists), or a single number (stored as ``value``).
+Points are evaluated
+
+* in a plain serial loop when ``dask.distributed`` is not installed or ``scheduler="serial"``;
+* on a fresh Dask ``LocalCluster`` (``n_workers`` processes, one thread each, numba limited to one thread per
+  worker) by default when it is installed (``pip install "fokkerplanck[sweep]"``), or ``scheduler="local"``;
+* on an existing cluster with ``scheduler="tcp://host:port"`` (or a ``distributed.Client``).
+
+With ``cache_dir`` every finished point is written at once to ``cache_dir/<key>.json`` (temporary file, then
+``os.replace``: a killed run never leaves a half-written point), the key hashing the parameters, the fixed
+keyword arguments and the function's identity (module, qualified name, a hash of its source and an optional
+``sweep_version`` attribute). A sweep that is interrupted (an exception in a point, Ctrl-C, a killed process)
+and started again recomputes only the points that have no cache file. Closures are identified by their code,
+not by the values they capture: give ``cache_key=`` (any JSON value) to tell such variants apart.
+
+Built-in point functions (``func_or_spec`` may name them: ``"prl_steady"``, ``"prl_sgd"``, ``"prl_sde"``):
+:func:`prl_steady_point`, :func:`prl_sgd_point`, :func:`prl_sde_point`, for the phase diagram of Yang, Tang &
+Tu, PRL 130, 237101 (2023), Fig. 5(b). :func:`prl_phase_diagram` runs the particle and solver sweeps together.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import inspect
+import itertools
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from .operator import DEFAULT_STENCIL_RADIUS
+
+__all__ = ["sweep", "SweepResult", "prl_steady_point", "prl_sgd_point", "prl_sde_point", "prl_search_point", "prl_phase_diagram",
+           "POINT_FUNCTIONS", "function_identity", "point_key", "dask_available"]
+
+CACHE_FORMAT = "fokkerplanck-sweep-point/1"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# plain values, identities and keys
+# ------------------------------------------------------------------------------------------------------------
+def _plain(obj):
+    """JSON-ready copy of ``obj`` (numpy scalars/arrays to Python numbers/lists, tuples to lists); NaN and
+    infinities are kept as floats (Python's json reads them back)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"sweep: cannot store a value of type {type(obj).__name__} ({obj!r:.80}) in the table; "
+                    "return numbers, strings, booleans or lists of them")
+
+
+def _roundtrip(obj):
+    """``_plain`` then a JSON round trip, so fresh and cached results compare equal."""
+    return json.loads(json.dumps(_plain(obj)))
+
+
+def _source_hash(f) -> str | None:
+    try:
+        src = inspect.getsource(f)
+    except (OSError, TypeError):
+        code = getattr(f, "__code__", None)
+        if code is None:
+            return None
+        src = repr((code.co_code, code.co_consts, code.co_names))
+    return hashlib.sha256(src.encode()).hexdigest()[:16]
+
+
+def function_identity(f) -> dict:
+    """What identifies ``f`` in the cache keys: module, qualified name, source hash, ``sweep_version``
+    (``functools.partial`` objects add their bound arguments)."""
+    if isinstance(f, functools.partial):
+        return {"partial": function_identity(f.func), "args": _plain(list(f.args)),
+                "keywords": _plain(dict(f.keywords))}
+    target = f if inspect.isfunction(f) or inspect.ismethod(f) else type(f)
+    return {"name": f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}",
+            "source": _source_hash(target), "version": _plain(getattr(f, "sweep_version", None))}
+
+
+def point_key(identity: dict, params: dict, fixed: dict, cache_key=None) -> str:
+    """The cache key of one point: a SHA-256 of the function identity, parameters, fixed arguments and
+    ``cache_key`` (sorted JSON)."""
+    doc = {"function": identity, "params": _plain(params), "fixed": _plain(fixed), "cache_key": _plain(cache_key)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _write_atomic(path: Path, doc: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_cached(path: Path, key: str):
+    """The cached result at ``path`` or ``None`` (missing, unreadable or foreign files are ignored)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT or doc.get("key") != key:
+        return None
+    return doc
+
+
+def dask_available() -> bool:
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the result table
+# ------------------------------------------------------------------------------------------------------------
+class SweepResult:
+    """A tidy table of a sweep: ``rows`` (one dict per point, in the order of the Cartesian product),
+    ``params`` (the swept names), ``info`` (scheduler, counts of computed and cached points, timings)."""
+
+    def __init__(self, rows: list[dict], params: list[str], info: dict):
+        self.rows = rows
+        self.params = list(params)
+        self.info = info
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    @property
+    def columns(self) -> list[str]:
+        cols = list(self.params)
+        for r in self.rows:
+            for k in r:
+                if k not in cols:
+                    cols.append(k)
+        return cols
+
+    def column(self, name: str) -> list:
+        return [r.get(name) for r in self.rows]
+
+    def values(self, name: str) -> list:
+        """Sorted unique values of parameter or column ``name``."""
+        return sorted({r[name] for r in self.rows if name in r}, key=_sort_key)
+
+    def to_dataframe(self):
+        """The table as a ``pandas.DataFrame`` (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - optional
+            raise ImportError("SweepResult.to_dataframe needs pandas (pip install pandas); "
+                              "the plain table is SweepResult.rows") from None
+        return pd.DataFrame(self.rows, columns=self.columns)
+
+    @property
+    def table(self):
+        """A pandas DataFrame when pandas is installed, else the list of rows."""
+        try:
+            return self.to_dataframe()
+        except ImportError:
+            return self.rows
+
+    def to_csv(self, path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cols = self.columns
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
+            for r in self.rows:
+                w.writerow(["" if r.get(c) is None else (json.dumps(r[c]) if isinstance(r.get(c), (list, dict))
+                                                         else r[c]) for c in cols])
+        return path
+
+    def pivot(self, x: str, y: str, value: str, where: dict | None = None) -> np.ndarray:
+        """``Z[i, j]`` = ``value`` at ``x = values(x)[i]``, ``y = values(y)[j]`` (NaN where missing), over the
+        rows matching ``where`` (a dict of fixed values). Raises when two rows share a cell (filter with
+        ``where``)."""
+        rows = [r for r in self.rows if all(r.get(k) == v for k, v in (where or {}).items())]
+        xs = sorted({r[x] for r in rows}, key=_sort_key)
+        ys = sorted({r[y] for r in rows}, key=_sort_key)
+        ix = {v: i for i, v in enumerate(xs)}
+        iy = {v: j for j, v in enumerate(ys)}
+        Z = np.full((len(xs), len(ys)), np.nan)
+        seen = np.zeros(Z.shape, dtype=bool)
+        for r in rows:
+            i, j = ix[r[x]], iy[r[y]]
+            if seen[i, j]:
+                others = [p for p in self.params if p not in (x, y)]
+                raise ValueError(f"pivot: several rows at {x}={r[x]!r}, {y}={r[y]!r}; fix the other parameters "
+                                 f"with where={{...}} ({', '.join(others) or 'duplicates'})")
+            seen[i, j] = True
+            val = r.get(value)
+            Z[i, j] = np.nan if val is None else float(val)
+        return Z
+
+    def to_dict(self) -> dict:
+        return {"params": self.params, "rows": self.rows, "info": self.info}
+
+    def save(self, out_dir, *, extra_metrics: dict | None = None, notes=()) -> Path:
+        """Write ``out_dir/result.json`` (parameters, the rows as metrics, timings, versions) and
+        ``out_dir/rows.csv``; returns the path of ``result.json``."""
+        from . import io
+
+        out = Path(out_dir)
+        self.to_csv(out / "rows.csv")
+        info = dict(self.info)
+        timings = {"sweep_s": info.pop("seconds", None)}
+        metrics = {"rows": self.rows, "n_points": len(self.rows), **(extra_metrics or {})}
+        return io.save(out, command="sweep", parameters={"params": self.params, **info}, metrics=metrics,
+                       timings=timings, notes=notes)
+
+    def __repr__(self):
+        return (f"SweepResult({len(self.rows)} rows, params={self.params}, computed={self.info.get('computed')}, "
+                f"cached={self.info.get('cached')}, scheduler={self.info.get('scheduler')!r})")
+
+
+def _sort_key(v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, float(v), "")
+    return (1, 0.0, json.dumps(v, sort_keys=True))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# execution
+# ------------------------------------------------------------------------------------------------------------
+def _call_point(func, params: dict, fixed: dict):
+    """Evaluate one point (runs on the workers too): the function's output as a plain dict plus its time."""
+    t0 = time.perf_counter()
+    out = func(**params, **fixed)
+    seconds = time.perf_counter() - t0
+    if not isinstance(out, dict):
+        out = {"value": out}
+    return _roundtrip(out), seconds
+
+
+def _resolve(func_or_spec):
+    """``(callable, fixed kwargs)`` from a callable, a built-in name, or a ``{"function": name, ...}`` dict."""
+    if callable(func_or_spec):
+        return func_or_spec, {}
+    if isinstance(func_or_spec, str):
+        name, fixed = func_or_spec, {}
+    elif isinstance(func_or_spec, dict):
+        spec = dict(func_or_spec)
+        name = spec.pop("function", None)
+        fixed = spec
+        if not isinstance(name, str):
+            raise ValueError("sweep: a spec dict needs \"function\": the name of a built-in point function")
+    else:
+        raise TypeError(f"sweep: expected a callable, a built-in name or a spec dict, got {type(func_or_spec).__name__}")
+    if name not in POINT_FUNCTIONS:
+        raise ValueError(f"sweep: unknown point function {name!r}; built-ins: {', '.join(sorted(POINT_FUNCTIONS))}")
+    return POINT_FUNCTIONS[name], fixed
+
+
+def _accepts(func, name: str) -> bool:
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return False
+    return name in sig.parameters or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def _progress_bar(total, initial, enabled):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    disable = (not sys.stderr.isatty()) if enabled is None else (not enabled)
+    return tqdm(total=total, initial=initial, disable=disable, desc="sweep", unit="pt")
+
+
+def _open_client(scheduler, n_workers, n_todo):
+    """``(client, cluster_or_None, description)``; the caller closes both."""
+    from dask.distributed import Client, LocalCluster
+
+    if not isinstance(scheduler, str):  # an existing Client
+        return scheduler, None, f"client {getattr(scheduler, 'scheduler', None) and scheduler.scheduler.address}"
+    if scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
+        return Client(scheduler), None, scheduler
+    n = int(n_workers) if n_workers else max(1, min(os.cpu_count() or 1, n_todo))
+    single = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               env=single, silence_logs=40)
+        client = Client(cluster)
+    return client, cluster, f"dask LocalCluster({n} workers x 1 thread)"
+
+
+def sweep(func_or_spec, grid_of_params: dict[str, list], *, cache_dir=None, scheduler=None, n_workers=None,
+          progress=None, quick: bool = False, fixed: dict | None = None, cache_key=None, errors: str = "raise",
+          out=None) -> SweepResult:
+    """Evaluate a function over the Cartesian product of parameter values.
+
+    Parameters
+    ----------
+    func_or_spec : callable, str or dict
+        ``f(**params, **fixed) -> dict`` (or a number); or the name of a built-in point function
+        (:data:`POINT_FUNCTIONS`: ``"prl_steady"``, ``"prl_sgd"``, ``"prl_sde"``); or a dict
+        ``{"function": name, **fixed_kwargs}``.
+    grid_of_params : dict name -> list of values
+        The product is taken in the dict's order, the first parameter varying slowest.
+    cache_dir : path, optional
+        One JSON file per finished point (see the module docstring); a rerun skips cached points.
+    scheduler : None, "serial", "local", "tcp://host:port" or a ``distributed.Client``
+        ``None``: a Dask LocalCluster when ``dask.distributed`` is installed and more than one point is left
+        to compute, else serial.
+    n_workers : int, optional
+        Workers of the LocalCluster (default: ``min(cpu_count, points left)``).
+    progress : bool or None
+        tqdm bar over points; ``None`` shows it only when stderr is a terminal.
+    quick : bool
+        Passed on as ``quick=True`` to functions that accept it (the built-ins shrink their grids and
+        particle counts); part of the cache key.
+    fixed : dict, optional
+        Keyword arguments passed to every call (part of the cache key).
+    cache_key : JSON value, optional
+        Extra value mixed into the cache keys (tell closures over different data apart).
+    errors : {"raise", "record"}
+        ``raise``: the first failing point stops the sweep (points already finished stay cached) and its
+        exception propagates. ``record``: the row gets ``error`` (the message) and the sweep goes on; failed
+        points are not cached.
+    out : path, optional
+        Also write ``out/result.json`` and ``out/rows.csv`` (:meth:`SweepResult.save`).
+
+    Returns
+    -------
+    SweepResult
+    """
+    t_start = time.perf_counter()
+    func, spec_fixed = _resolve(func_or_spec)
+    if not isinstance(grid_of_params, dict) or not grid_of_params:
+        raise ValueError("sweep: grid_of_params must be a non-empty dict of name -> list of values")
+    names = list(grid_of_params)
+    values = []
+    for k in names:
+        v = grid_of_params[k]
+        if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+            raise ValueError(f"sweep: values of {k!r} must be a list, got {v!r}")
+        v = _plain(list(v))
+        if not v:
+            raise ValueError(f"sweep: parameter {k!r} has no values")
+        values.append(v)
+    if errors not in ("raise", "record"):
+        raise ValueError(f"sweep: errors must be 'raise' or 'record', got {errors!r}")
+    fixed_all = _plain({**spec_fixed, **(fixed or {})})
+    clash = set(fixed_all) & set(names)
+    if clash:
+        raise ValueError(f"sweep: {sorted(clash)} are both swept and fixed")
+    if quick:
+        if _accepts(func, "quick"):
+            fixed_all["quick"] = True
+    identity = function_identity(func)
+    points = [dict(zip(names, combo)) for combo in itertools.product(*values)]
+    keys = [point_key(identity, p, fixed_all, cache_key) for p in points]
+    if len(set(keys)) != len(keys):
+        raise ValueError("sweep: duplicate parameter combinations (repeated values in grid_of_params)")
+
+    cache = Path(cache_dir) if cache_dir is not None else None
+    results: list[Any] = [None] * len(points)
+    n_cached = 0
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        for i, k in enumerate(keys):
+            doc = _read_cached(cache / f"{k}.json", k)
+            if doc is not None:
+                results[i] = (doc["result"], doc.get("seconds"), True)
+                n_cached += 1
+    todo = [i for i in range(len(points)) if results[i] is None]
+
+    def finish(i, res, seconds):
+        results[i] = (res, seconds, False)
+        if cache is not None:
+            _write_atomic(cache / f"{keys[i]}.json",
+                          {"format": CACHE_FORMAT, "key": keys[i], "function": identity, "params": points[i],
+                           "fixed": fixed_all, "cache_key": _plain(cache_key), "result": res, "seconds": seconds})
+
+    def fail(i, exc):
+        results[i] = ({"error": f"{type(exc).__name__}: {exc}"}, None, False)
+
+    if scheduler is None:
+        mode = "dask" if (dask_available() and len(todo) > 1) else "serial"
+    elif isinstance(scheduler, str) and scheduler == "serial":
+        mode = "serial"
+    elif isinstance(scheduler, str) and scheduler not in ("local", "dask") and "://" not in scheduler:
+        raise ValueError(f"sweep: scheduler must be None, 'serial', 'local', 'tcp://host:port' or a Client, "
+                         f"got {scheduler!r}")
+    else:
+        if not dask_available():
+            raise ImportError("sweep: scheduler={!r} needs dask.distributed: pip install 'fokkerplanck[sweep]'"
+                              .format(scheduler))
+        mode = "dask"
+    if not todo:
+        mode = "cached"
+
+    bar = _progress_bar(len(points), n_cached, progress)
+    desc = "serial"
+    try:
+        if mode == "serial":
+            for i in todo:
+                try:
+                    res, secs = _call_point(func, points[i], fixed_all)
+                except Exception as exc:
+                    if errors == "raise":
+                        raise
+                    fail(i, exc)
+                else:
+                    finish(i, res, secs)
+                if bar is not None:
+                    bar.update(1)
+        elif mode == "dask":
+            from dask.distributed import as_completed
+
+            client, cluster, desc = _open_client("local" if scheduler in (None, "dask") else scheduler,
+                                                 n_workers, len(todo))
+            try:
+                futs = {}
+                for i in todo:
+                    f = client.submit(_call_point, func, points[i], fixed_all, key=f"sweep-point-{keys[i]}", pure=False)
+                    futs[f] = i
+                try:
+                    for f in as_completed(list(futs)):
+                        i = futs[f]
+                        if f.status == "error":
+                            exc = f.exception()
+                            if errors == "raise":
+                                raise exc
+                            fail(i, exc)
+                        else:
+                            res, secs = f.result()
+                            finish(i, res, secs)
+                        if bar is not None:
+                            bar.update(1)
+                finally:
+                    client.cancel(list(futs))
+            finally:
+                if cluster is not None:
+                    client.close()
+                    cluster.close()
+                elif isinstance(scheduler, str):
+                    client.close()
+        else:
+            desc = "cached"
+    finally:
+        if bar is not None:
+            bar.close()
+
+    rows, n_err = [], 0
+    for p, r in zip(points, results):
+        res, secs, _ = r
+        row = dict(p)
+        for k, v in res.items():
+            row[k if k not in p else f"result_{k}"] = v
+        n_err += "error" in res
+        rows.append(row)
+    info = {"function": identity, "fixed": fixed_all, "scheduler": desc, "n_points": len(points),
+            "computed": len(todo) - n_err, "cached": n_cached, "failed": n_err,
+            "point_seconds": float(sum(r[1] for r in results if r[1] is not None and not r[2])),
+            "seconds": time.perf_counter() - t_start, "cache_dir": None if cache is None else str(cache)}
+    result = SweepResult(rows, names, info)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------------------
+# built-in point functions: the PRL Fig. 5 model  L = eps l0 x^2/2 + lambda(x) y^2/2,  lambda = 8 - 2x^2 + x^4
+# ------------------------------------------------------------------------------------------------------------
+def _prl_landscape(eps, lambdas):
+    from .landscapes import DegenerateValley
+
+    return DegenerateValley(lambdas=tuple(float(v) for v in lambdas), eps=float(eps))
+
+
+def _flat_optimum(land) -> tuple[float, float]:
+    """``(x_F, F(x_F))``: the flattest solution of a DegenerateValley on ``x >= 0`` (dense scan on [0, 3])."""
+    x = np.linspace(0.0, 3.0, 30001)
+    F = land.flatness(x)
+    k = int(np.nanargmax(F))
+    return float(x[k]), float(F[k])
+
+
+def prl_steady_point(delta_s: float, eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0), cells=(120, 80),
+                     x_max: float = 2.0, y_max: float | None = None, stencil_radius: int = DEFAULT_STENCIL_RADIUS,
+                     quick: bool = False) -> dict:
+    """Steady state of the Fokker-Planck equation with SGD noise ``D = Delta_S H^2`` (:class:`HessianAligned`) on
+    the PRL Fig. 5 landscape (``DegenerateValley(lambdas, eps)``), reflecting box ``[-x_max, x_max] x
+    [-y_max, y_max]`` (``y_max`` default ``max(0.6, 6 sqrt(Delta_S lambda_0))``, six standard deviations of
+    ``y``). The FP model depends on ``eta`` and ``sigma`` only through ``Delta_S = eta sigma``.
+
+    Returns ``mean_abs_x`` ``<|x|>``, ``x_peak`` (``|x|`` at the peak of the x-marginal), ``flatness`` =
+    ``F(<|x|>) = lambda(<|x|>)^(-1/2)``, ``mean_flatness`` ``<F(x)>``, ``flatness_min`` ``F(0)`` and
+    ``flatness_max`` ``F(x_F)``, ``transition`` ``Delta_S* = -eps/lambda_1``, and diagnostics ``wall_ratio``,
+    ``residual``, ``shrunk_cells`` / ``min_cross_factor`` (cells whose cross-diffusion the monotone stencil had
+    to scale down -- on this landscape near every cell: ``<|x|>`` then depends on ``stencil_radius``),
+    ``seconds``. ``quick`` halves the grid."""
+    from . import theory
+    from .grid import Grid
+    from .noise import HessianAligned
+    from .problem import Problem
+    from .steady import steady_state
+
+    land = _prl_landscape(eps, lambdas)
+    nx, ny = (int(cells[0]) // 2, int(cells[1]) // 2) if quick else (int(cells[0]), int(cells[1]))
+    if y_max is None:
+        y_max = max(0.6, 6.0 * math.sqrt(float(delta_s) * float(land.lambdas[0])))
+    grid = Grid([(-x_max, x_max, nx), (-y_max, y_max, ny)], bc="reflecting")
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the cross-diffusion warning is reported in the row instead
+        ss = steady_state(Problem(grid, land, HessianAligned(float(delta_s))), stencil_radius=int(stencil_radius))
+    mx = ss.marginal(0)
+    x = mx.grid.centers[0]
+    w = mx.values * mx.grid.spacing[0]
+    w = w / w.sum()
+    mean_abs = float(np.sum(np.abs(x) * w))
+    xF, FF = _flat_optimum(land)
+    lam1 = float(land.lambdas[1]) if land.lambdas.size > 1 else 0.0
+    return {
+        "delta_s": float(delta_s),
+        "mean_abs_x": mean_abs,
+        "x_peak": float(abs(x[int(np.argmax(mx.values))])),
+        "flatness": float(land.flatness(mean_abs)),
+        "mean_flatness": float(np.sum(land.flatness(x) * w)),
+        "flatness_min": float(land.flatness(0.0)),
+        "flatness_max": FF,
+        "x_flattest": xF,
+        "transition": theory.transition_noise(land.eps, lam1) if lam1 < 0 else None,
+        "wall_ratio": float(ss.info.get("wall_ratio") or 0.0),
+        "residual": float(ss.info.get("residual", float("nan"))),
+        "shrunk_cells": int(ss.info.get("cross_diffusion_shrunk_cells", 0)),
+        "min_cross_factor": float(ss.info.get("cross_diffusion_min_factor", 1.0)),
+        "stencil_radius": int(stencil_radius),
+        "cells": [nx, ny],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _particle_summary(land, ens_pos, live, times, mean_abs_t, avg_from: float) -> dict:
+    """Steady-state statistics of a particle run: ``<|x|>`` time-averaged over the recorded times after
+    ``avg_from * t_end`` (the PRL's "time averaging of x_t after convergence"), flatness of it, ``<F>``
+    over the final live particles."""
+    t = np.asarray(times)
+    sel = t >= avg_from * t[-1]
+    ma = np.asarray(mean_abs_t, dtype=float)
+    good = sel & np.isfinite(ma)
+    mean_abs = float(np.mean(ma[good])) if good.any() else float("nan")
+    x_fin = ens_pos[live, 0]
+    out = {"mean_abs_x": mean_abs,
+           "mean_abs_x_final": float(np.mean(np.abs(x_fin))) if x_fin.size else float("nan"),
+           "mean_abs_x_stderr": float(np.std(np.abs(x_fin), ddof=1) / math.sqrt(x_fin.size)) if x_fin.size > 1
+           else float("nan"),
+           "flatness": float(land.flatness(mean_abs)) if np.isfinite(mean_abs) else float("nan"),
+           "mean_flatness": float(np.mean(land.flatness(x_fin))) if x_fin.size else float("nan")}
+    return out
+
+
+def prl_sgd_point(eta: float, sigma: float, n_particles: int = 1000, n_steps: int | None = None,
+                  t_end: float = 1600.0, seed: int = 0,
+                  theta0=(1.5, 1.5), eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0), shift: str = "linear",
+                  n_records: int = 20, average_from: float = 0.5, divergence_threshold: float = 1e3,
+                  quick: bool = False) -> dict:
+    """Discrete random-shift SGD particles (PRL Eq. 7) on the PRL Fig. 5 landscape, all started at ``theta0``.
+
+    Returns ``delta_s`` ``= eta sigma``, ``mean_abs_x`` (``<|x|>`` over live particles, time-averaged over the
+    last ``1 - average_from`` of the run), ``mean_abs_x_final`` (+ ``_stderr``), ``flatness`` ``F(<|x|>)``,
+    ``mean_flatness`` ``<F(x)>``, ``diverged`` (fraction; ``|theta| > divergence_threshold``), ``t_end``
+    (``n_steps eta``), ``seconds``. The run lasts ``n_steps`` steps, or ``t_end / eta`` (default: the same time
+    ``t = 1600`` whatever ``eta``: below ``Delta_S*`` the approach to ``x = 0`` has rate ``~ eps lambda_0`` and
+    slows down critically near ``Delta_S*``). ``quick``: 200 particles, a quarter of the steps.
+    Near ``Delta_S*`` the relaxation is critically slow: check ``mean_abs_x_final`` against ``mean_abs_x``."""
+    from .particles import simulate
+
+    land = _prl_landscape(eps, lambdas)
+    n = 200 if quick else int(n_particles)
+    steps = int(n_steps) if n_steps is not None else int(round(float(t_end) / float(eta)))
+    steps = max(1, steps // 4) if quick else steps
+    rec = max(1, steps // max(1, int(n_records)))
+    t0 = time.perf_counter()
+    ens = simulate(land, method="sgd", n_particles=n, theta0=np.asarray(theta0, float), eta=float(eta),
+                   sigma=float(sigma), n_steps=steps, shift=shift, seed=int(seed), record_every=rec,
+                   divergence_threshold=float(divergence_threshold))
+    out = {"delta_s": float(eta) * float(sigma), "diverged": float(ens.diverged.mean()),
+           "t_end": steps * float(eta), "n_particles": n}
+    out.update(_particle_summary(land, ens.positions, ens.alive, ens.times, ens.stats["mean_abs"][:, 0],
+                                 average_from))
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def prl_sde_point(delta_s: float, dt: float = 0.01, t_end: float = 1600.0, n_particles: int = 1000, seed: int = 0,
+                  theta0=(1.5, 1.5), eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0), n_records: int = 20,
+                  average_from: float = 0.5, quick: bool = False) -> dict:
+    """Euler-Maruyama particles of the SDE behind the Fokker-Planck model, ``D = Delta_S H^2`` (the continuum
+    limit ``eta -> 0`` of the SGD at fixed ``Delta_S``): the Monte Carlo reference for :func:`prl_steady_point`.
+    Same outputs as :func:`prl_sgd_point` (no divergence at small ``dt``)."""
+    from .noise import HessianAligned
+    from .particles import simulate
+
+    land = _prl_landscape(eps, lambdas)
+    n = 200 if quick else int(n_particles)
+    t_end = float(t_end) / 4 if quick else float(t_end)
+    steps = int(round(t_end / float(dt)))
+    rec = max(1, steps // max(1, int(n_records)))
+    t0 = time.perf_counter()
+    ens = simulate(land, HessianAligned(float(delta_s)), method="sde", n_particles=n,
+                   theta0=np.asarray(theta0, float), dt=float(dt), n_steps=steps, seed=int(seed), record_every=rec)
+    out = {"delta_s": float(delta_s), "diverged": float(ens.diverged.mean()), "t_end": steps * float(dt),
+           "n_particles": n}
+    out.update(_particle_summary(land, ens.positions, ens.alive, ens.times, ens.stats["mean_abs"][:, 0],
+                                 average_from))
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def prl_search_point(delta_s: float, **kwargs) -> dict:
+    """Search time at one ``Delta_S`` (particles and MFPT): :func:`fokkerplanck.flatness.prl_search_point`."""
+    from .flatness import prl_search_point as f
+
+    return f(delta_s, **kwargs)
+
+
+POINT_FUNCTIONS: dict[str, Callable] = {
+    "prl_steady": prl_steady_point,
+    "prl_sgd": prl_sgd_point,
+    "prl_sde": prl_sde_point,
+    "prl_search": prl_search_point,
+}
+
+
+def _transition_estimate(delta, mean_abs, threshold: float) -> float | None:
+    """Smallest ``Delta_S`` where ``<|x|>`` first exceeds ``threshold`` (linear interpolation), else None."""
+    d = np.asarray(delta, float)
+    m = np.asarray(mean_abs, float)
+    order = np.argsort(d)
+    d, m = d[order], m[order]
+    for k in range(1, d.size):
+        if np.isfinite(m[k]) and np.isfinite(m[k - 1]) and m[k - 1] < threshold <= m[k]:
+            return float(d[k - 1] + (threshold - m[k - 1]) * (d[k] - d[k - 1]) / (m[k] - m[k - 1]))
+    return None
+
+
+def prl_phase_diagram(etas=(0.01, 0.02, 0.04, 0.08), sigmas=(0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16),
+                      delta_s=None, *, particles: dict | None = None, solver: dict | None = None,
+                      threshold: float = 0.1, cache_dir=None, scheduler=None, n_workers=None, progress=None,
+                      quick: bool = False, out=None) -> dict:
+    """PRL Fig. 5(b): the (sigma, eta) phase diagram of the SGD steady state, from discrete SGD particles
+    (:func:`prl_sgd_point`, keyword overrides in ``particles``) and from the Fokker-Planck solver as a function
+    of ``Delta_S = eta sigma`` (:func:`prl_steady_point`, overrides in ``solver``; the FP model only depends on
+    the product). The transition is located where ``<|x|>`` first exceeds ``threshold``, and compared with
+    ``Delta_S* = -eps/lambda_1``.
+
+    Returns a dict: ``particles`` and ``solver`` (SweepResults), ``Z_mean_abs_x`` / ``Z_flatness`` /
+    ``Z_diverged`` (arrays indexed ``[sigma, eta]``), ``etas``, ``sigmas``, ``transition_theory``,
+    ``transition_solver`` (in Delta_S), ``transition_particles`` (per eta: Delta_S where ``<|x|>`` crosses).
+    ``out`` writes ``out/result.json`` with all of it."""
+    from . import theory
+
+    pkw = dict(particles or {})
+    skw = dict(solver or {})
+    etas, sigmas = [float(e) for e in etas], [float(s) for s in sigmas]
+    common = dict(cache_dir=cache_dir, scheduler=scheduler, n_workers=n_workers, progress=progress, quick=quick)
+    part = sweep(prl_sgd_point, {"eta": etas, "sigma": sigmas}, fixed=pkw, **common)
+    if delta_s is None:
+        delta_s = sorted({e * s for e in etas for s in sigmas})
+    solv = sweep(prl_steady_point, {"delta_s": [float(d) for d in delta_s]}, fixed=skw, **common)
+    Zm = part.pivot("sigma", "eta", "mean_abs_x")
+    Zf = part.pivot("sigma", "eta", "flatness")
+    Zd = part.pivot("sigma", "eta", "diverged")
+    eps = float(skw.get("eps", pkw.get("eps", 1e-3)))
+    lam1 = float((skw.get("lambdas") or pkw.get("lambdas") or (8.0, -2.0, 1.0))[1])
+    res = {
+        "particles": part, "solver": solv, "etas": etas, "sigmas": sigmas,
+        "Z_mean_abs_x": Zm, "Z_flatness": Zf, "Z_diverged": Zd,
+        "transition_theory": theory.transition_noise(eps, lam1) if lam1 < 0 else None,
+        "transition_solver": _transition_estimate(solv.column("delta_s"), solv.column("mean_abs_x"), threshold),
+        "transition_particles": {
+            str(e): _transition_estimate([e * s for s in sigmas], Zm[:, j], threshold) for j, e in enumerate(etas)},
+        "threshold": threshold,
+    }
+    if out is not None:
+        from . import io
+
+        metrics = {k: v for k, v in res.items() if k not in ("particles", "solver")}
+        metrics["particle_rows"] = part.rows
+        metrics["solver_rows"] = solv.rows
+        io.save(out, command="sweep", parameters={"function": "prl_phase_diagram", "etas": etas, "sigmas": sigmas,
+                                                  "delta_s": list(delta_s), "particles": pkw, "solver": skw,
+                                                  "quick": quick},
+                metrics=metrics, arrays={"Z_mean_abs_x": Zm, "Z_flatness": Zf, "Z_diverged": Zd},
+                timings={"particles_s": part.info["seconds"], "solver_s": solv.info["seconds"]})
+    return res
