@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
         s.add_argument("--print-config", action="store_true",
                        help="print the validated configuration as TOML and exit")
+        if name == "sweep":
+            s.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                           help="'serial', 'local' (a Dask LocalCluster) or the address of a running Dask "
+                                "scheduler, tcp://host:port (default: a LocalCluster when dask.distributed "
+                                "is installed, else serial)")
+            s.add_argument("--workers", type=int, default=None, metavar="N",
+                           help="workers of the LocalCluster (default: one per core)")
     return p
 
 
@@ -192,6 +199,7 @@ class _Run:
         self.metrics, self.timings, self.densities, self.arrays = {}, {}, {}, {}
         self.figures, self.notes, self.summary = [], [], []
         self.seed = None
+        self.options = {}
         self.t0 = time.perf_counter()
 
     def timed(self, key, fn, *a, **kw):
@@ -501,7 +509,8 @@ def cmd_sweep(run: _Run, figures: bool):
     t = time.perf_counter()
     fp_sweep = _optional("sweep", "sweep")
     if fp_sweep is not None:      # the package's sweep runner: caching and resuming with [sweep] cache_dir
-        res = fp_sweep(point, grid_of_params, scheduler="serial", cache_dir=sw.get("cache_dir"),
+        res = fp_sweep(point, grid_of_params, scheduler=run.options.get("scheduler"),
+                       n_workers=run.options.get("workers"), cache_dir=sw.get("cache_dir"),
                        cache_key={k: v for k, v in cfg.items() if k != "sweep"})
         rows = [{k: r[k] for k in r if k in grid_of_params or k in (sw["observable"], "mean", "residual",
                                                                       "wall_ratio")} for r in res.rows]
@@ -582,6 +591,7 @@ def main(argv=None) -> int:
     except OSError as e:
         return _fail(f"error: cannot write to output directory '{out}': {e.strerror or e}")
     run = _Run(command, cfg, out)
+    run.options = {k: getattr(args, k) for k in ("scheduler", "workers") if hasattr(args, k)}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -32,6 +32,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import logging
 import math
 import os
 import sys
@@ -472,11 +473,20 @@ def sweep(func_or_spec, grid_of_params: dict[str, list], *, cache_dir=None, sche
                 finally:
                     client.cancel(list(futs))
             finally:
-                if cluster is not None:
-                    client.close()
-                    cluster.close()
-                elif isinstance(scheduler, str):
-                    client.close()
+                # shutting a LocalCluster down makes distributed log benign 'stream closed' errors
+                quiet = [logging.getLogger(n) for n in ("distributed", "tornado")]
+                levels = [lg.level for lg in quiet]
+                for lg in quiet:
+                    lg.setLevel(logging.CRITICAL)
+                try:
+                    if cluster is not None:
+                        client.close()
+                        cluster.close()
+                    elif isinstance(scheduler, str):
+                        client.close()
+                finally:
+                    for lg, lv in zip(quiet, levels):
+                        lg.setLevel(lv)
         else:
             desc = "cached"
     finally:
