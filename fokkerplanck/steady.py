@@ -60,6 +60,34 @@ def _solve_direct(M, b, refinements: int = 3):
     return x
 
 
+def _acceptable(A, p) -> bool:
+    """A pinned solution is kept when it is finite, non-negative up to round-off and has a small residual."""
+    if not np.all(np.isfinite(p)) or np.max(p) <= 0:
+        return False
+    scale = np.max(np.abs(p))
+    res = np.max(np.abs(A @ p)) / (np.max(np.abs(A.diagonal())) * scale)
+    return p.min() >= -1e-10 * scale and res < 1e-8
+
+
+def _inverse_iteration(A, iterations: int = 4):
+    """Null vector of ``A`` by inverse iteration with ``B = eps I - A``, ``eps = 1e-12 max|A_nn|``.
+
+    ``B`` is a non-singular M-matrix, so ``B^{-1} >= 0`` keeps the iterates non-negative, and its LU needs
+    no pivoting for stability (column diagonal dominance). Each step damps the other modes by
+    ``eps / (eps + |lambda_k|)``; this rescues metastable problems (wells joined by rates near underflow)
+    where the pinned system loses all its digits."""
+    N = A.shape[0]
+    eps = 1e-12 * np.max(np.abs(A.diagonal()))
+    B = (sp.identity(N, format="csc") * eps - A).tocsc()
+    lu = spla.splu(B, permc_spec="MMD_AT_PLUS_A")
+    x = np.ones(N) / N
+    for _ in range(iterations):
+        x = lu.solve(x)
+        x = np.clip(x, 0.0, None)
+        x /= x.sum()
+    return x
+
+
 def _solve_iterative(M, b, x0, tol, maxiter):
     """GMRES on the pinned system, preconditioned by AMG (pyamg) or ILU."""
     info = {}
@@ -141,11 +169,16 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
             x0 = np.full(N, 1.0)
             with single_blas_thread():
                 p, extra = _solve_iterative(M, b, x0, tol, maxiter)
+        if not np.all(np.isfinite(p)):
+            break
         peak = int(np.argmax(p))
         if attempt == 0 and p[pin] < 1e-6 * p[peak]:
             pin = peak           # badly scaled pin: pin the peak and solve again
             continue
         break
+    if method == "direct" and not _acceptable(A, p):
+        p = _inverse_iteration(A)
+        extra = {"fallback": "inverse iteration on eps I - A"}
     scale = np.max(np.abs(p))
     neg = p.min() / scale
     p = np.clip(p, 0.0, None)
