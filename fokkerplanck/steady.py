@@ -161,24 +161,21 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         else:
             pin = int(np.ravel_multi_index(tuple(n // 2 for n in grid.shape), grid.shape))
     extra = {}
-    for attempt in range(2):
-        M, b = _pinned_system(A, pin)
-        if method == "direct":
-            p = _solve_direct(M, b)
-        else:
-            x0 = np.full(N, 1.0)
-            with single_blas_thread():
-                p, extra = _solve_iterative(M, b, x0, tol, maxiter)
-        if not np.all(np.isfinite(p)):
-            break
-        peak = int(np.argmax(p))
-        if attempt == 0 and p[pin] < 1e-6 * p[peak]:
-            pin = peak           # badly scaled pin: pin the peak and solve again
-            continue
-        break
-    if method == "direct" and not _acceptable(A, p):
+    if method == "direct":
         p = _inverse_iteration(A)
-        extra = {"fallback": "inverse iteration on eps I - A"}
+        extra = {"algorithm": "inverse iteration on eps I - A (sparse LU)"}
+    else:
+        for attempt in range(2):
+            M, b = _pinned_system(A, pin)
+            with single_blas_thread():
+                p, extra = _solve_iterative(M, b, np.full(N, 1.0), tol, maxiter)
+            if not np.all(np.isfinite(p)):
+                break
+            peak = int(np.argmax(p))
+            if attempt == 0 and p[pin] < 1e-6 * p[peak]:
+                pin = peak           # badly scaled pin: pin the peak and solve again
+                continue
+            break
     scale = np.max(np.abs(p))
     neg = p.min() / scale
     p = np.clip(p, 0.0, None)

@@ -1,0 +1,123 @@
+"""Run the notebooks in ``notebooks/`` in quick mode and check the numbers they compute.
+
+A runner of our own (no jupyter / nbformat dependency): each ``.ipynb`` is read with ``json``, its code cells
+are executed in order in one namespace with the Agg backend, ``FOKKERPLANCK_NOTEBOOK_QUICK=1`` and the working
+directory in a temporary folder; the test then checks variables the notebook left in that namespace. The
+bands were measured on the quick settings (see the comments) with margin for other machines.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def run_notebook(name: str, tmp_path, monkeypatch) -> dict:
+    """Execute the code cells of ``notebooks/<name>`` and return the namespace."""
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    path = NOTEBOOKS / name
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    assert nb.get("nbformat") == 4, f"{name}: not an nbformat v4 notebook"
+    monkeypatch.setenv("FOKKERPLANCK_NOTEBOOK_QUICK", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {"__name__": "__main__"}
+    t0 = time.perf_counter()
+    try:
+        for k, cell in enumerate(nb["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            assert not cell.get("outputs"), f"{name}: cell {k} is committed with outputs (clear them)"
+            src = "".join(cell["source"])
+            assert not any(line.lstrip().startswith(("%", "!")) for line in src.splitlines()), \
+                f"{name}: cell {k} uses IPython syntax, which this runner does not support"
+            code = compile(src, f"{name}[cell {k}]", "exec")
+            exec(code, ns)
+    finally:
+        plt.close("all")
+    ns["_seconds"] = time.perf_counter() - t0
+    return ns
+
+
+def _finite(*xs):
+    for x in xs:
+        assert np.all(np.isfinite(np.asarray(x, dtype=float))), f"non-finite value {x!r}"
+
+
+def test_notebooks_listed_and_clean():
+    """Every notebook is named in notebooks/README.md, is valid JSON without outputs, and reads QUICK."""
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    assert len(names) >= 4
+    readme = (NOTEBOOKS / "README.md").read_text(encoding="utf-8")
+    for name in names:
+        assert name in readme, f"{name} is not listed in notebooks/README.md"
+        nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
+        codes = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert codes and all(not c.get("outputs") and c.get("execution_count") is None for c in codes), name
+        assert 'os.environ.get("FOKKERPLANCK_NOTEBOOK_QUICK") == "1"' in "".join(codes[0]["source"]), name
+
+
+def test_fig4b_landscape_reshaping(tmp_path, monkeypatch):
+    ns = run_notebook("01_fig4b_landscape_reshaping.ipynb", tmp_path, monkeypatch)
+    _finite(ns["rel_dev"], ns["lsgd_rise_solver"], ns["control_range"], ns["rel_devs"])
+    # the reshaping has the size of Eq. (12): L_SGD(2) - L_SGD(0) = 0.05 ln 5 = 0.0805 (quick: 0.0785)
+    assert ns["lsgd_rise_solver"] == pytest.approx(ns["lsgd_rise_eq12"], rel=0.08)
+    assert ns["rel_dev"] < 0.08                       # quick: 0.042
+    assert ns["control_range"] < 1e-8                 # kappa = 1: Boltzmann, flat floor to round-off
+    assert np.all(np.diff(ns["rel_devs"]) < 0)        # the adiabatic error shrinks with Delta
+
+
+def test_eq11_adiabatic_error(tmp_path, monkeypatch):
+    ns = run_notebook("02_eq11_adiabatic_error.ipynb", tmp_path, monkeypatch)
+    l1, deltas = np.asarray(ns["l1"]), np.asarray(ns["deltas"])
+    _finite(ns["slope"], ns["slope_small"], l1, ns["discretisation_share"])
+    assert np.all(np.diff(l1) < 0)                    # the error shrinks with Delta
+    # O(Delta) adiabatic error: quick (160 x 48, Delta 0.2 .. 0.025) slope 0.85, 0.87 over the three smallest;
+    # the full run (640 x 60, down to 0.00625) gives 0.88 and 0.97
+    assert 0.7 < ns["slope"] < 1.1
+    assert 0.75 < ns["slope_small"] < 1.1
+    assert np.all((l1 / deltas > 0.08) & (l1 / deltas < 0.25))   # L1 / Delta: 0.12 .. 0.17
+    assert ns["discretisation_share"] < 0.25          # quick: 0.06
+
+
+def test_fig5b_phase_behaviour(tmp_path, monkeypatch):
+    ns = run_notebook("03_fig5b_phase_behaviour.ipynb", tmp_path, monkeypatch)
+    ds, m = np.asarray(ns["ds_solver"]), np.asarray(ns["solver_mean_abs_x"])
+    _finite(m, ns["ds_transition_solver"], ns["sgd_eta0"])
+    assert ns["ds_star"] == pytest.approx(5e-4)
+    # solver (quick 100 x 32): <|x|> 0.02 at 1e-4 ... 0.78 at 2e-3, increasing; peak -> dip at 5.9e-4 (full: 5.5e-4)
+    assert np.all(np.diff(m) > 0)
+    assert m[ds == 1e-4][0] < 0.05 and m[ds == 2e-3][0] > 0.6
+    assert 4.5e-4 < ns["ds_transition_solver"] < 7.5e-4
+    # SGD particles (quick: 200 particles, t = 1000): eta = 0.04 -> 0.014 at 1e-4, 0.73 at 1e-3
+    sgd, dsg = ns["sgd_mean_abs_x"], np.asarray(ns["ds_sgd"])
+    i_lo, i_hi = int(np.argmin(abs(dsg - 1e-4))), int(np.argmin(abs(dsg - 1e-3)))
+    assert sgd[0.04][i_lo] < 0.05
+    assert 0.6 < sgd[0.04][i_hi] < 0.85
+    assert sgd[0.1][i_hi] > sgd[0.04][i_hi]           # finite-eta bias: larger eta, flatter
+    # the solver lies below the eta -> 0 particles above the transition (lost cross-diffusion): quick 0.53 vs 0.68
+    gap = ns["sgd_eta0"][i_hi] - ns["solver_at_sgd"][i_hi]
+    assert abs(gap) < 0.25
+    # phase III: eta lambda(x*) = 2.4 > 2 diverges, 1.6 does not
+    assert ns["diverged_fraction"][0.3] > 0.9 and ns["diverged_fraction"][0.2] < 0.1
+
+
+def test_solver_vs_particles_cost(tmp_path, monkeypatch):
+    ns = run_notebook("04_solver_vs_particles_cost.ipynb", tmp_path, monkeypatch)
+    _finite(ns["solver_err"], ns["particle_err"], ns["solver_order"], ns["particle_slope"], ns["cost_ratio"])
+    assert ns["em_bias"] == pytest.approx(9.04e-3, rel=0.01)        # Euler-Maruyama at dt = 0.01 (exact)
+    assert 1.8 < ns["solver_order"] < 2.2              # measured 1.96 (quick), 1.98 (full)
+    assert -0.7 < ns["particle_slope"] < -0.38         # measured -0.54 (quick), -0.53 (full)
+    assert ns["solver_err"][-1] < 5e-4                 # 64^2: 2.1e-4
+    assert ns["particle_err"][-1] > ns["em_bias"]      # particles cannot beat their step bias
+    assert ns["cost_ratio"] > 3                        # measured 15-18: the grid is cheaper at 3% error
