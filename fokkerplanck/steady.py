@@ -1,20 +1,18 @@
 """Stationary densities: the null vector of the generator, ``A p = 0``, ``sum p |cell| = 1``.
 
 With reflecting or periodic walls and an irreducible jump process, ``A`` has a one-dimensional null
-space spanned by a positive vector (Perron-Frobenius for Metzler matrices). It is computed by pinning one
-cell ``r`` to 1: rows ``i != r`` of ``A p = 0`` with ``p_r = 1`` moved to the right-hand side,
+space spanned by a positive vector (Perron-Frobenius for Metzler matrices). Solvers:
 
-    sum_{j != r} A_ij p_j = -A_ir,       i != r,
-
-a non-singular system whose matrix ``-A`` restricted to the other cells is an M-matrix. (A dense
-normalisation row would destroy the sparsity of the LU factors.) The result is then normalised.
-Solvers:
-
-* ``"direct"``: sparse LU (SuperLU); the default up to ``DIRECT_LIMIT`` cells in 2D / ``DIRECT_LIMIT_3D``
-  in 3D;
-* ``"iterative"``: GMRES preconditioned by classical algebraic multigrid (pyamg's Ruge-Stuben solver;
-  an incomplete LU factorisation when pyamg is missing). The default in 3D and for very large 2D grids,
-  where the fill-in of a sparse LU grows too fast.
+* ``"direct"`` (default in 1D/2D and small 3D): inverse iteration with ``B = eps I - A``,
+  ``eps = 1e-12 max|A_nn|``, factorised once by sparse LU (SuperLU, minimum-degree ordering of
+  ``A + A^T``). ``B`` is a non-singular M-matrix, so ``B^{-1} >= 0``: the iterates stay non-negative, and each
+  step damps the other modes by ``eps / (eps + |lambda_k|)``. Unlike pinning one cell to 1, this keeps its
+  digits on metastable problems (wells joined by rates near underflow), where the value at any pinned cell
+  can be 1e-17 of the peak, and it keeps symmetric wells balanced.
+* ``"iterative"`` (default in 3D and for very large 2D grids, where LU fill-in grows too fast): one cell ``r``
+  pinned to 1, ``sum_{j != r} A_ij p_j = -A_ir`` for ``i != r`` (a non-singular M-matrix system; a dense
+  normalisation row would destroy sparsity), solved by GMRES preconditioned with classical algebraic
+  multigrid (pyamg's Ruge-Stuben solver).
 """
 from __future__ import annotations
 
@@ -128,8 +126,8 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     tol : float
         Relative residual target of the iterative solver.
     pin : int, optional
-        Flat index of the cell pinned to 1 (default: the minimum of the loss, or the centre cell; the
-        solve is repeated once with the peak cell when the pinned value is tiny).
+        Iterative solver: flat index of the cell pinned to 1 (default: the minimum of the loss, or the
+        centre cell; the solve is repeated once with the peak cell when the pinned value is tiny).
 
     Returns
     -------
