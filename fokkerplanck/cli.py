@@ -7,6 +7,10 @@
     fokkerplanck compare  [CONFIG] [--out DIR] [--quick]   solver vs particles vs theory, with distances
     fokkerplanck sweep    [CONFIG] [--out DIR] [--quick]   steady states across one or two parameters
 
+``evolve`` and ``simulate`` checkpoint into ``DIR/checkpoint.npz`` (atomically, every ``--checkpoint-every``
+steps; default about 5% of the run) and ``--resume`` continues an interrupted run from it, with the same
+result as an uninterrupted run; the checkpoint is removed once ``result.json`` is written.
+
 Each command reads a TOML configuration (see :mod:`fokkerplanck.config`; none = the command's built-in
 default), writes ``DIR/result.json``, ``DIR/arrays.npz``, ``DIR/config.toml`` (the configuration actually run)
 and PNG figures, and prints a short summary. A user mistake (bad configuration or value, missing file, an
@@ -25,6 +29,7 @@ import numpy as np
 from .operator import DEFAULT_STENCIL_RADIUS
 
 from .config import ConfigError, build_problem, load_config, set_path, to_toml
+from .io import CheckpointMismatch
 
 COMMANDS = {
     "demo": "PRL 2D model (Eq. 11 setting) end to end: solver steady state, Monte Carlo particles, "
@@ -69,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
         s.add_argument("--print-config", action="store_true",
                        help="print the validated configuration as TOML and exit")
+        if name in ("evolve", "simulate"):
+            s.add_argument("--resume", action="store_true",
+                           help="continue an interrupted run from DIR/checkpoint.npz (the same final result as "
+                                "an uninterrupted run; starts afresh when there is no checkpoint; refuses a "
+                                "checkpoint of a different configuration)")
+            s.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                           help="time steps between checkpoints in DIR/checkpoint.npz (default: about 5%% of the "
+                                "run); the checkpoint is removed after a successful run")
         if name == "sweep":
             s.add_argument("--scheduler", metavar="ADDRESS", default=None,
                            help="'serial', 'local' (a Dask LocalCluster) or the address of a running Dask "
@@ -144,14 +157,14 @@ def _sample_theta0(pcfg, grid, n):
     return np.asarray(th, dtype=float)
 
 
-def _run_particles(cfg, prob, grid):
+def _run_particles(cfg, prob, grid, **checkpointing):
     simulate = _simulate_fn()
     p = cfg["particles"]
     n = p["n_particles"]
     kw = {k: p[k] for k in ("t_end", "dt", "n_steps", "eta", "sigma", "shift", "T") if k in p}
     noise = prob.noise if p["method"] == "sde" else None
     ens = simulate(prob.landscape, noise, method=p["method"], n_particles=n, theta0=_sample_theta0(p, grid, n),
-                   grid=grid, seed=p["seed"], **kw)
+                   grid=grid, seed=p["seed"], **kw, **checkpointing)
     return ens
 
 
@@ -200,7 +213,25 @@ class _Run:
         self.figures, self.notes, self.summary = [], [], []
         self.seed = None
         self.options = {}
+        self.checkpoint = None           # DIR/checkpoint.npz of evolve / simulate, removed after saving
         self.t0 = time.perf_counter()
+
+    def checkpointing(self) -> dict:
+        """``checkpoint``, ``checkpoint_every``, ``resume`` for evolve / simulate, from the options."""
+        from . import io
+
+        every = self.options.get("checkpoint_every")
+        if every is not None and every < 1:
+            raise UserError(f"--checkpoint-every must be >= 1, got {every}")
+        self.checkpoint = self.out / io.CHECKPOINT_FILE
+        resume = bool(self.options.get("resume"))
+        if resume and not self.checkpoint.is_file():
+            self.notes.append(f"--resume: no checkpoint in '{self.out}'; started from the beginning")
+        return {"checkpoint": self.checkpoint, "checkpoint_every": every, "resume": resume}
+
+    def note_resumed(self, info: dict):
+        if info.get("resumed_from_step") is not None:
+            self.summary.append(f"resumed from the checkpoint at step {info['resumed_from_step']}")
 
     def timed(self, key, fn, *a, **kw):
         t = time.perf_counter()
@@ -389,6 +420,7 @@ def cmd_evolve(run: _Run, figures: bool):
           "stencil_radius": s.get("stencil_radius", DEFAULT_STENCIL_RADIUS)}
     if "dt" in s:
         kw["dt"] = s["dt"]
+    kw.update(run.checkpointing())
     traj = run.timed("evolve_s", evolve, prob, p0, s.get("t_end", 10.0), **kw)
     final = traj.final
     run.densities["initial"] = p0
@@ -403,6 +435,7 @@ def cmd_evolve(run: _Run, figures: bool):
                        f"({len(traj)} saved densities)")
     run.summary.append(f"mass {traj.mass[0]:.6f} -> {traj.mass[-1]:.6f}, min P {traj.minimum.min():.2e}, "
                        f"final mean {np.array2string(final.mean(), precision=4)}")
+    run.note_resumed(traj.info)
     if cfg["landscape"]["kind"] == "quadratic" and cfg["noise"]["kind"] in ("constant", "isotropic"):
         A, D = prob.landscape.A, prob.noise.tensor(np.zeros(grid.ndim))
         S = theory.ou_cov_at(traj.times[-1], A, D, cov)
@@ -430,7 +463,7 @@ def cmd_simulate(run: _Run, figures: bool):
     prob = build_problem(cfg)
     grid = prob.grid
     run.seed = cfg["particles"]["seed"]
-    ens = run.timed("particles_s", _run_particles, cfg, prob, grid)
+    ens = run.timed("particles_s", _run_particles, cfg, prob, grid, **run.checkpointing())
     hist = ens.histogram(grid)
     run.densities["particles"] = hist
     run.arrays["positions"] = ens.positions.astype(np.float32) if ens.n_particles > 200_000 else ens.positions
@@ -447,6 +480,7 @@ def cmd_simulate(run: _Run, figures: bool):
                        f"{pm['diverged_fraction']:.3g}, absorbed {pm['absorbed_fraction']:.3g}")
     if "mean" in pm:
         run.summary.append(f"mean {np.array2string(np.asarray(pm['mean']), precision=4)}")
+    run.note_resumed(ens.info)
     label, th, tmetrics, note = _theory_for(cfg, prob, grid) if grid.conserves_mass else (None, None, {}, None)
     if note:
         run.notes.append(note)
@@ -591,7 +625,8 @@ def main(argv=None) -> int:
     except OSError as e:
         return _fail(f"error: cannot write to output directory '{out}': {e.strerror or e}")
     run = _Run(command, cfg, out)
-    run.options = {k: getattr(args, k) for k in ("scheduler", "workers") if hasattr(args, k)}
+    run.options = {k: getattr(args, k) for k in ("scheduler", "workers", "resume", "checkpoint_every")
+                   if hasattr(args, k)}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -599,6 +634,8 @@ def main(argv=None) -> int:
         except ConfigError as e:
             return _fail(str(e))
         except UserError as e:
+            return _fail(f"error: {e}")
+        except CheckpointMismatch as e:
             return _fail(f"error: {e}")
     seen = set()
     for w in caught:
@@ -609,6 +646,10 @@ def main(argv=None) -> int:
             seen.add(msg)
             run.notes.append(f"{w.category.__name__}: {msg}")
     path = run.save()
+    if run.checkpoint is not None:       # the results are saved: the checkpoint has served its purpose
+        from .io import remove_checkpoint
+
+        remove_checkpoint(run.checkpoint)
     print(f"fokkerplanck {command}: " + (run.summary[0] if run.summary else "done"))
     for line in run.summary[1:]:
         print(line)

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from . import checkpoint as _io
 from .density import Density, Trajectory
 from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
 from .problem import Problem
@@ -94,7 +95,8 @@ def _progress(total: int, enabled):
 
 def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, save_times=None,
            dt: float | None = None, scheme: str = "tr-bdf2", cfl: float = 0.9, progress=None,
-           linear_solver: str = "auto", stencil_radius: int = DEFAULT_STENCIL_RADIUS) -> Trajectory:
+           linear_solver: str = "auto", stencil_radius: int = DEFAULT_STENCIL_RADIUS, checkpoint=None,
+           checkpoint_every: int | None = None, resume: bool = False) -> Trajectory:
     """Evolve ``p0`` under ``dP/dt = A P`` up to ``t_end``.
 
     Parameters
@@ -116,6 +118,24 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
         Implicit schemes: sparse LU factorised once per step size (``direct``; default in 1D/2D), or GMRES
         preconditioned by algebraic multigrid, warm-started from the previous step (``iterative``; default
         in 3D above 8000 cells, where LU fill-in is prohibitive).
+    checkpoint : path, optional
+        Write the state of the run to this ``.npz`` file every ``checkpoint_every`` time steps, atomically
+        (a temporary file in the same directory, then ``os.replace``; see :func:`fokkerplanck.checkpoint.write_checkpoint`):
+        the current density, the position in the save schedule (save interval, step within it, steps done),
+        the densities saved so far, and the parameters that identify the problem (``t_end``, ``dt``,
+        ``scheme``, the save times, the grid shape, SHA-256 hashes of the generator ``A`` and of the
+        normalised ``p0``). The finished run is written too (marked complete) and the file is kept.
+    checkpoint_every : int, optional
+        Time steps between checkpoints (a count of steps, not seconds, so where a run stops and resumes is
+        reproducible); default about 5% of the run, ``max(1, total_steps // 20)``. For ``scheme="expm"``:
+        save times between checkpoints (default 1).
+    resume : bool
+        Continue from ``checkpoint`` when the file exists (else start from ``p0``). The resumed run performs
+        the same floating-point operations in the same order as an uninterrupted run (the LU factors of a
+        step size are recomputed from the same matrix, deterministically), so its densities are identical
+        (``np.array_equal``), not merely close. A checkpoint of a different problem raises a ``ValueError``
+        (:class:`fokkerplanck.checkpoint.CheckpointMismatch`) naming the parameters that differ; a complete checkpoint
+        returns its trajectory without stepping.
 
     Returns
     -------
@@ -148,14 +168,57 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
     out = np.empty((len(times),) + grid.shape)
     info = {"scheme": scheme}
 
+    # ---- checkpointing: the problem's identity, and the state to resume from
+    ckpt = None
+    if checkpoint is not None:
+
+        if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or int(checkpoint_every) != checkpoint_every
+                                             or int(checkpoint_every) < 1):
+            raise ValueError(f"evolve: checkpoint_every must be a whole number of steps >= 1, got {checkpoint_every!r}")
+        Acsr = A.tocsr()
+        ckpt_meta = {"scheme": scheme, "t_end": t_end, "dt": None if dt is None else float(dt),
+                     "cfl": float(cfl) if scheme == "explicit" else None, "save_times": times.tolist(),
+                     "grid_shape": list(grid.shape),
+                     "A_hash": _io.array_hash(np.asarray(Acsr.shape), Acsr.indptr, Acsr.indices, Acsr.data),
+                     "p0_hash": _io.array_hash(p),
+                     "linear_solver": None if scheme in ("expm", "explicit") else linear_solver}
+        ckpt = {"path": checkpoint, "meta": ckpt_meta, "io": _io}
+    state = None
+    if ckpt is not None and resume:
+        got = ckpt["io"].read_checkpoint(checkpoint, "evolve", ckpt["meta"])
+        if got is not None:
+            arrays, complete = got
+            state = {"k": int(arrays["k"]), "i": int(arrays["i"]), "done": int(arrays["done"]),
+                     "p": np.array(arrays["p"], dtype=float), "saved": arrays["saved"], "complete": complete}
+            if state["p"].shape != (N,) or state["saved"].shape[1:] != grid.shape or \
+                    state["saved"].shape[0] != state["k"] or not 0 <= state["k"] <= len(times):
+                raise ckpt["io"].CheckpointMismatch(f"checkpoint '{checkpoint}' holds arrays of the wrong shape")
+    k0, i0, done0 = 0, 0, 0
+    if state is not None:
+        k0, i0, done0, p = state["k"], state["i"], state["done"], state["p"]
+        out[:k0] = state["saved"]
+        info["resumed_from_step"] = done0
+    if ckpt is not None:
+        info["checkpoint"] = str(checkpoint)
+
+    def save_checkpoint(k, i, done, complete=False):
+        ckpt["io"].write_checkpoint(checkpoint, "evolve", ckpt["meta"],
+                                    {"p": p, "saved": out[:k], "k": np.int64(k), "i": np.int64(i),
+                                     "done": np.int64(done)}, complete=complete)
+
     if scheme == "expm":
-        t_prev, k = 0.0, 0
-        for k, t in enumerate(times):
+        every = 1 if checkpoint_every is None else int(checkpoint_every)
+        t_prev = times[k0 - 1] if k0 > 0 else 0.0
+        for k in range(k0, len(times)):
+            t = times[k]
             if t > t_prev:
                 p = spla.expm_multiply(A * (t - t_prev), p)
                 t_prev = t
             out[k] = p.reshape(grid.shape)
+            if ckpt is not None and (k + 1) % every == 0 and k + 1 < len(times):
+                save_checkpoint(k + 1, 0, k + 1)
         info["steps"] = len(times)
+        total = len(times)
     else:
         if scheme == "explicit":
             step_max = cfl / gen.max_rate()
@@ -165,7 +228,10 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
         intervals = np.diff(np.concatenate([[0.0], times]))
         nsteps = [int(np.ceil(iv / step_max - 1e-9)) if iv > 0 else 0 for iv in intervals]
         total = int(sum(nsteps))
+        every = max(1, total // 20) if checkpoint_every is None else int(checkpoint_every)
         bar = _progress(total, progress)
+        if bar is not None and done0:
+            bar.update(done0)
         I = sp.identity(N, format="csr")
         c = _GAMMA / 2 if scheme == "tr-bdf2" else 1.0
         iterative = linear_solver == "iterative" or (linear_solver == "auto" and grid.ndim == 3 and N > 8_000)
@@ -183,30 +249,42 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
                     solvers[key] = spla.splu(B.tocsc(), permc_spec="MMD_AT_PLUS_A").solve
             return solvers[key]
 
+        # The state between steps is (k, i, p): save interval k, i of its nsteps[k] steps done, density p;
+        # out[:k] holds the densities saved so far. A checkpoint stores exactly that, so a resumed run does
+        # the same floating-point operations in the same order as an uninterrupted one.
         limiter = single_blas_thread()
         limiter.__enter__()
-        for k, (iv, ns) in enumerate(zip(intervals, nsteps)):
-            if ns > 0:
-                h = iv / ns
-                if scheme == "explicit":
-                    for _ in range(ns):
-                        p1 = p + h * (A @ p)
-                        p = 0.5 * p + 0.5 * (p1 + h * (A @ p1))
-                else:
-                    solve = solver(h)
-                    for _ in range(ns):
-                        if scheme == "implicit-euler":
+        done = done0
+        try:
+            for k in range(k0, len(times)):
+                iv, ns = intervals[k], nsteps[k]
+                i = i0 if k == k0 else 0
+                if i < ns:
+                    h = iv / ns
+                    solve = None if scheme == "explicit" else solver(h)
+                    while i < ns:
+                        if scheme == "explicit":
+                            p1 = p + h * (A @ p)
+                            p = 0.5 * p + 0.5 * (p1 + h * (A @ p1))
+                        elif scheme == "implicit-euler":
                             p = solve(p)
                         else:
                             ps = solve(p + (_GAMMA * h / 2) * (A @ p))
                             p = solve((ps - (1 - _GAMMA) ** 2 * p) / (_GAMMA * (2 - _GAMMA)))
-                if bar is not None:
-                    bar.update(ns)
-            out[k] = p.reshape(grid.shape)
-        limiter.__exit__(None, None, None)
-        if bar is not None:
-            bar.close()
+                        i += 1
+                        done += 1
+                        if bar is not None:
+                            bar.update(1)
+                        if ckpt is not None and done % every == 0 and done < total:
+                            save_checkpoint(k, i, done)
+                out[k] = p.reshape(grid.shape)
+        finally:
+            limiter.__exit__(None, None, None)
+            if bar is not None:
+                bar.close()
         info["steps"] = total
         info["dt"] = float(min((iv / ns for iv, ns in zip(intervals, nsteps) if ns > 0), default=0.0))
+    if ckpt is not None and not (state is not None and state["complete"]):
+        save_checkpoint(len(times), 0, total, complete=True)
     info["seconds"] = time.perf_counter() - t0
     return Trajectory(grid, times, out, generator=gen, info=info)

@@ -19,12 +19,22 @@
 
 Densities are stored as arrays (their values, and ``<name>__stderr`` when they carry standard errors) plus
 their grid in ``result.json``; :func:`load` rebuilds them as :class:`~fokkerplanck.density.Density`.
+
+Checkpoints (``checkpoint=`` of :func:`~fokkerplanck.evolve.evolve` and :func:`~fokkerplanck.particles.simulate`,
+``DIR/checkpoint.npz`` of the command line) are one ``.npz`` file: the state arrays plus ``__meta__``, a JSON
+string with ``format`` (``fokkerplanck-checkpoint/1``), ``kind`` (``evolve`` | ``simulate``), ``complete``
+(the run finished) and the parameters that identify the problem. :func:`write_checkpoint` is atomic: it
+writes a temporary file ``.NAME.XXXX.tmp`` in the same directory, flushes it to disk and ``os.replace``-s it
+over ``NAME``, so a reader (or a resumed run) sees the previous checkpoint or the new one, never a partial
+file; a failed write removes its temporary file (a process killed in the middle of a write cannot: its
+``.NAME.XXXX.tmp`` is harmless, ignored, and removed by :func:`remove_checkpoint`). :func:`read_checkpoint` refuses, with a
+:class:`CheckpointMismatch` naming the differing parameters, a checkpoint written for another problem.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
+import os
 import platform
 import sys
 from importlib import metadata
@@ -32,12 +42,19 @@ from pathlib import Path
 
 import numpy as np
 
+# checkpoints live in a low-level module (evolve and simulate write them); re-exported here
+from .checkpoint import (CHECKPOINT_FORMAT, CheckpointMismatch, array_hash, read_checkpoint,  # noqa: F401
+                         remove_checkpoint, to_jsonable, write_checkpoint)
+
 FORMAT = "fokkerplanck-result/1"
 RESULT_FILE = "result.json"
 ARRAYS_FILE = "arrays.npz"
 _DEPENDENCIES = ("numpy", "scipy", "numba", "matplotlib", "tqdm", "pyamg", "xarray")
 
-__all__ = ["save", "load", "Result", "versions", "to_jsonable"]
+CHECKPOINT_FILE = "checkpoint.npz"
+
+__all__ = ["save", "load", "Result", "versions", "to_jsonable", "write_checkpoint", "read_checkpoint",
+           "remove_checkpoint", "array_hash", "CheckpointMismatch", "CHECKPOINT_FILE"]
 
 
 def versions() -> dict:
@@ -55,27 +72,7 @@ def versions() -> dict:
     return out
 
 
-def to_jsonable(obj):
-    """Plain-JSON copy of ``obj``: numpy scalars and arrays become numbers and lists, non-finite floats
-    ``None``, tuples lists, paths strings."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
-    return repr(obj)
+
 
 
 def _check_name(name: str):

@@ -46,6 +46,7 @@ import warnings
 
 import numpy as np
 
+from . import checkpoint as ckpt_io
 from . import _particle_kernels as K
 from . import landscapes as _L
 from . import noise as _N
@@ -278,7 +279,8 @@ def _seed_key(seed):
 
 def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, dt=None, eta=None, sigma=None,
              n_steps=None, shift="linear", T=None, grid=None, seed=0, record_every=None,
-             divergence_threshold=1e6, progress=None) -> Ensemble:
+             divergence_threshold=1e6, progress=None, checkpoint=None, checkpoint_every=None,
+             resume=False) -> Ensemble:
     """Simulate ``n_particles`` independent particles of a stochastic gradient dynamics.
 
     Parameters
@@ -316,6 +318,21 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         ``|theta|`` above it (or non-finite) flags a particle diverged and freezes it.
     progress : bool, optional
         tqdm progress bar; default: on for long runs when stderr is a terminal.
+    checkpoint : path, optional
+        Write the state of the run to this ``.npz`` file every ``checkpoint_every`` steps, atomically (a
+        temporary file in the same directory, then ``os.replace``; see
+        :func:`fokkerplanck.checkpoint.write_checkpoint`): positions, status flags, event steps, the step counter and
+        the statistics recorded so far, with the parameters that identify the run (method, step, number of
+        steps, seed, particle count, the packed landscape/noise parameters, walls, ``record_every`` and a
+        hash of the initial positions). The finished run is written too (marked complete) and kept.
+    checkpoint_every : int, optional
+        Steps between checkpoints (a count, not seconds; default ``max(1, n_steps // 20)``).
+    resume : bool
+        Continue from ``checkpoint`` when the file exists (else start from ``theta0``). The random stream is
+        counter-based -- each normal depends on (seed, particle, step, draw) only -- so the resumed run
+        reproduces the uninterrupted one exactly (``np.array_equal`` positions, flags, event times and
+        statistics). A checkpoint of a different run raises a ``ValueError``
+        (:class:`fokkerplanck.checkpoint.CheckpointMismatch`) naming what differs.
 
     Returns
     -------
@@ -422,9 +439,10 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
 
     status = np.zeros(n, dtype=np.int8)
     event = np.full(n, -1, dtype=np.int64)
+    stat_names = ("mean", "cov", "mean_abs", "loss", "alive", "diverged", "absorbed")
 
     # ---- recording
-    times, stats = [], {k: [] for k in ("mean", "cov", "mean_abs", "loss", "alive", "diverged", "absorbed")}
+    times, stats = [], {k: [] for k in stat_names}
 
     def record(k):
         live = status == K.ALIVE
@@ -447,37 +465,91 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         stats["diverged"].append(np.mean(status == K.DIVERGED))
         stats["absorbed"].append(np.mean(status == K.ABSORBED))
 
+    # ---- checkpointing: the run's identity, and the state to resume from
+    use_2d = False
+    if use_numba:
+        lk, lp = packed_land
+        use_2d = d == 2 and not _FORCE_GENERIC and (
+            lk in (K.LAND_QUADRATIC, K.LAND_DEGENERATE)
+            or (lk == K.LAND_HIGHDIM and int(lp[0]) == 1 and int(lp[1]) == 1))
+    done0, complete = 0, False
+    if checkpoint is not None:
+        if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
+                                             int(checkpoint_every) != checkpoint_every or int(checkpoint_every) < 1):
+            raise ValueError(f"checkpoint_every must be a whole number of steps >= 1, got {checkpoint_every!r}")
+        ckpt_every = max(1, nsteps // 20) if checkpoint_every is None else int(checkpoint_every)
+        ckpt_meta = {"method": method, "n_particles": n, "dim": d, "step": step, "n_steps": nsteps,
+                     "seed": seed_int, "shift": shift if method == "sgd" else None,
+                     "sigma": sigma if method == "sgd" else None, "T": None if T is None else float(T),
+                     "record_every": record_every, "divergence_threshold": thr,
+                     "walls": ckpt_io.array_hash(lower, upper, bc) if use_walls else None,
+                     "path": ("numba-2d" if use_2d else "numba") if use_numba else "numpy",
+                     "landscape": (ckpt_io.array_hash(np.int64(packed_land[0]), packed_land[1]) if use_numba
+                                   else _strip_addresses(repr(landscape))),
+                     "noise": (ckpt_io.array_hash(np.int64(nk), npar) if use_numba
+                               else _strip_addresses(repr(noise_model))),
+                     "theta0_hash": ckpt_io.array_hash(pos)}
+        if resume:
+            got = ckpt_io.read_checkpoint(checkpoint, "simulate", ckpt_meta)
+            if got is not None:
+                arrays, complete = got
+                if arrays["pos"].shape != pos.shape or arrays["status"].shape != status.shape:
+                    raise ckpt_io.CheckpointMismatch(f"checkpoint '{checkpoint}' holds arrays of the wrong shape")
+                pos[...] = arrays["pos"]
+                status[...] = arrays["status"]
+                event[...] = arrays["event"]
+                done0 = int(arrays["done"])
+                times = [float(t) for t in arrays["times"]]
+                for k in stat_names:
+                    stats[k] = list(arrays["stat_" + k])
+
+    def save_checkpoint(done, final=False):
+        ckpt_io.write_checkpoint(
+            checkpoint, "simulate", ckpt_meta,
+            {"pos": pos, "status": status, "event": event, "done": np.int64(done),
+             "times": np.asarray(times, dtype=float),
+             **{"stat_" + k: np.asarray(stats[k], dtype=float) for k in stat_names}}, complete=final)
+
     # ---- chunks
     if record_every is not None:
         chunk = record_every
     else:
         chunk = max(1, min(max(nsteps, 1), _CHUNK_WORK // n))
-    work = n * nsteps
+    work = n * (nsteps - done0)
     if progress is None:
         progress = work > _PROGRESS_WORK and sys.stderr.isatty()
     bar = None
     if progress:
         try:
             from tqdm.auto import tqdm
-            bar = tqdm(total=nsteps, desc=f"simulate[{method}]", unit="step", disable=not progress)
+            bar = tqdm(total=nsteps, initial=done0, desc=f"simulate[{method}]", unit="step", disable=not progress)
         except ImportError:  # pragma: no cover - tqdm is a dependency
             bar = None
 
+    def after_steps(done):
+        """Record and checkpoint at step ``done`` (the stream depends on the step index only, so where the
+        kernel calls are split changes nothing)."""
+        if record_every is not None and done % record_every == 0:
+            record(done)
+        if checkpoint is not None and done % ckpt_every == 0 and done < nsteps:
+            save_checkpoint(done)
+
     t0 = _time.perf_counter()
-    record(0)
+    if done0 == 0 and not complete:
+        record(0)
     if use_numba:
-        lk, lp = packed_land
         ws = K.scratch_size(lk, lp, d)
         import numba
         n_blocks = int(min(n, max(1, 8 * numba.get_num_threads())))
-        use_2d = d == 2 and not _FORCE_GENERIC and (
-            lk in (K.LAND_QUADRATIC, K.LAND_DEGENERATE)
-            or (lk == K.LAND_HIGHDIM and int(lp[0]) == 1 and int(lp[1]) == 1))
         npar = np.ascontiguousarray(npar, dtype=float)
         lp = np.ascontiguousarray(lp, dtype=float)
-        done = 0
+        done = done0
         while done < nsteps:
             m = min(chunk, nsteps - done)
+            if record_every is not None:
+                m = min(m, record_every - done % record_every)
+            if checkpoint is not None:
+                m = min(m, ckpt_every - done % ckpt_every)
             if use_2d:
                 K.run_chunk_2d(pos, status, event, np.int64(lk), lp, np.int64(nk), npar, float(step), np.int64(done),
                                np.int64(m), key, lower, upper, bc, use_walls, float(thr), np.int64(n_blocks))
@@ -488,18 +560,18 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
             done += m
             if bar is not None:
                 bar.update(m)
-            if record_every is not None:
-                record(done)
+            after_steps(done)
     else:
         _numpy_path(landscape, noise_model, method, shift, sigma, pos, status, event, step, nsteps, key,
-                    lower, upper, bc, use_walls, thr, record if record_every is not None else None,
-                    record_every, bar)
+                    lower, upper, bc, use_walls, thr, after_steps, bar, start=done0)
     wall = _time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    if record_every is None or nsteps % record_every != 0 or nsteps == 0:
+    if not complete and (record_every is None or nsteps % record_every != 0 or nsteps == 0):
         if nsteps > 0:
             record(nsteps)
+    if checkpoint is not None and not complete:
+        save_checkpoint(nsteps, final=True)
 
     info = {"method": method, "path": "numba" if use_numba else "numpy", "seed": seed_int, "n_particles": n,
             "n_steps": nsteps, "step": step, "wall_s": wall,
@@ -511,14 +583,26 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         info.update(T=float(T))
     if grid is not None:
         info["grid"] = grid.to_dict()
+    if checkpoint is not None:
+        info["checkpoint"] = str(checkpoint)
+        if done0 or complete:
+            info["resumed_from_step"] = done0
     return Ensemble(pos, status, event, dt=step, n_steps=nsteps, times=times, stats=stats, info=info)
 
 
+def _strip_addresses(text: str) -> str:
+    """``repr`` text without memory addresses (``<function f at 0x7f...>``), stable across processes."""
+    import re
+
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
+
+
 def _numpy_path(landscape, noise, method, shift, sigma, pos, status, event, step, nsteps, key, lower, upper, bc,
-                use_walls, thr, record, record_every, bar):
+                use_walls, thr, after_step, bar, start=0):
     """Vectorised numpy Euler-Maruyama / SGD step for models the kernels do not know (Custom landscapes,
     Field noise). Same random stream as the compiled path; the per-step bookkeeping (divergence, walls) is
-    the compiled :func:`~fokkerplanck._particle_kernels.finish_step`."""
+    the compiled :func:`~fokkerplanck._particle_kernels.finish_step`. Steps ``start .. nsteps-1``;
+    ``after_step(s + 1)`` records and checkpoints."""
     n, d = pos.shape
     xi = np.empty((n, d))
     new = np.empty((n, d))
@@ -528,7 +612,7 @@ def _numpy_path(landscape, noise, method, shift, sigma, pos, status, event, step
         packed = pack_noise(noise, d)
         if packed is not None and packed[0] in (K.NOISE_CONSTANT, K.NOISE_ISOTROPIC):
             const_G = packed[1].reshape(d, d) if packed[0] == K.NOISE_CONSTANT else packed[1][0] * np.eye(d)
-    for s in range(nsteps):
+    for s in range(start, nsteps):
         K.fill_normals(xi, key, np.int64(s), np.int64(0))
         live = status == K.ALIVE
         p = pos[live]
@@ -557,5 +641,4 @@ def _numpy_path(landscape, noise, method, shift, sigma, pos, status, event, step
         K.finish_step(pos, new, status, event, np.int64(s), lower, upper, bc, use_walls, float(thr))
         if bar is not None:
             bar.update(1)
-        if record is not None and (s + 1) % record_every == 0:
-            record(s + 1)
+        after_step(s + 1)

@@ -1,0 +1,159 @@
+"""Checkpoints of long runs (``evolve``, ``simulate``): atomic writes and checked resumes.
+
+A checkpoint is an ``.npz`` file with the run's arrays and a JSON record of the parameters that identify
+the run. It is written to a temporary file in the same directory, flushed, then moved into place with
+``os.replace``, so an interruption leaves either the previous checkpoint or the new one, never half a file.
+Reading it back compares the parameters with those of the current run and raises
+:class:`CheckpointMismatch` naming what differs.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+CHECKPOINT_FORMAT = "fokkerplanck-checkpoint/1"
+
+
+def to_jsonable(obj):
+    """Plain-JSON copy of ``obj``: numpy scalars and arrays become numbers and lists, non-finite floats
+    ``None``, tuples lists, paths strings."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    return repr(obj)
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint that cannot be resumed: unreadable, of another kind, or written for a different problem."""
+
+
+#: called as ``hook(path, count)`` after every checkpoint written by this process (tests inject interruptions)
+_checkpoint_hook = None
+#: testing hook: with this environment variable set to N, the process kills itself (SIGKILL, no clean-up)
+#: right after writing its N-th checkpoint -- an interruption at a random moment, made reproducible
+KILL_ENV = "FOKKERPLANCK_KILL_AFTER_CHECKPOINTS"
+_written = 0
+
+
+def array_hash(*arrays) -> str:
+    """SHA-256 (hex, first 32 digits) of the dtypes, shapes and bytes of ``arrays``."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:32]
+
+
+def _write_npz(f, arrays: dict) -> None:
+    np.savez(f, **arrays)
+
+
+def write_checkpoint(path, kind: str, meta: dict, arrays: dict, complete: bool = False) -> Path:
+    """Write ``arrays`` and ``meta`` to the checkpoint ``path`` atomically (temporary file in the same
+    directory, ``fsync``, ``os.replace``); returns the path."""
+    global _written
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"format": CHECKPOINT_FORMAT, "kind": kind, "complete": bool(complete),
+           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "parameters": to_jsonable(meta)}
+    store = {"__meta__": np.array(json.dumps(doc, allow_nan=False))}
+    for k, a in arrays.items():
+        if k == "__meta__":
+            raise ValueError("io.write_checkpoint: '__meta__' is reserved")
+        store[k] = np.asarray(a)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_npz(f, store)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:                              # make the rename itself durable (POSIX; best effort elsewhere)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    _written += 1
+    if _checkpoint_hook is not None:
+        _checkpoint_hook(path, _written)
+    kill_after = os.environ.get(KILL_ENV)
+    if kill_after and _written >= int(kill_after):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+
+
+def remove_checkpoint(path) -> None:
+    """Remove the checkpoint ``path`` and the temporary files ``.NAME.*.tmp`` that killed writers left."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def _differences(saved: dict, expected: dict) -> list:
+    out = []
+    for k in sorted(set(saved) | set(expected)):
+        a, b = saved.get(k, "<missing>"), expected.get(k, "<missing>")
+        if a != b:
+            sa, sb = json.dumps(a), json.dumps(b)
+            if len(sa) > 60 or len(sb) > 60:
+                out.append(k)
+            else:
+                out.append(f"{k} {sa} (checkpoint) != {sb} (this run)")
+    return out
+
+
+def read_checkpoint(path, kind: str, meta: dict):
+    """The arrays of the checkpoint ``path`` and its ``complete`` flag, ``(arrays, complete)``, or ``None``
+    when there is no file. Raises :class:`CheckpointMismatch` when the file is unreadable, of another kind,
+    or its parameters differ from ``meta`` (the problem of this run)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        doc = json.loads(str(arrays.pop("__meta__")))
+    except Exception as e:  # noqa: BLE001 - any failure to read is one clear error
+        raise CheckpointMismatch(f"cannot read checkpoint '{path}': {e}") from None
+    if doc.get("format") != CHECKPOINT_FORMAT or doc.get("kind") != kind:
+        raise CheckpointMismatch(f"checkpoint '{path}' is a {doc.get('kind')!r} checkpoint of format "
+                                 f"{doc.get('format')!r}, not a {kind!r} checkpoint of {CHECKPOINT_FORMAT!r}")
+    diff = _differences(doc.get("parameters", {}), to_jsonable(meta))
+    if diff:
+        raise CheckpointMismatch(f"checkpoint '{path}' belongs to a different {kind} run; differs in: "
+                                 + "; ".join(diff) + ". Remove it, or run without resume")
+    return arrays, bool(doc.get("complete"))
