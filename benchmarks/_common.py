@@ -278,3 +278,34 @@ def add_ratios(rows, key="seconds", ours_name="ours"):
 
 def grid_label(r):
     return f"{r['n']}^{r['d']}"
+
+
+def parse_args(description: str, argv=None):
+    """The options every comparison script takes (``--quick``/``--full``, ``--no-fplanck``, ``--timeout``,
+    ``--blas-threads`` and the internal ``--worker``)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="smoke run (~30 s)")
+    g.add_argument("--full", action="store_true", help="all sizes of the issue (long)")
+    ap.add_argument("--no-fplanck", action="store_true")
+    ap.add_argument("--timeout", type=float, default=None, help="per-case timeout in seconds")
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="BLAS threads per case (default 1; 0 leaves the environment alone)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def run_cases(script: str, specs, args, default_timeout: float, solver_width: int = 12) -> list:
+    """Run every case of ``specs`` in its own interpreter, print one progress line each, add the ratios."""
+    timeout = args.timeout or (900.0 if args.full else default_timeout)
+    rows = []
+    for spec in specs:
+        r = run_worker(script, spec, timeout, args.blas_threads or None)
+        rows.append(r)
+        print(f"  {spec['problem']:8s} {grid_label(spec):7s} {spec['solver']:{solver_width}s} "
+              f"{r.get('status')}  {fmt(r.get('seconds'))} s  err_cov {fmt(r.get('err_cov'))}", flush=True)
+    add_ratios(rows)
+    print()
+    return rows

@@ -26,7 +26,6 @@ Writes ``benchmarks/evolve.json``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -191,29 +190,12 @@ NOTES = [
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="smoke run (~30 s)")
-    g.add_argument("--full", action="store_true", help="all sizes of the issue (long)")
-    ap.add_argument("--no-fplanck", action="store_true")
-    ap.add_argument("--timeout", type=float, default=None, help="per-case timeout in seconds")
-    ap.add_argument("--blas-threads", type=int, default=1,
-                    help="BLAS threads per case (default 1; 0 leaves the environment alone)")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = C.parse_args(__doc__.splitlines()[0], argv)
     if args.worker:
         worker(json.loads(args.worker))
         return
-    timeout = args.timeout or (900.0 if args.full else 90.0)
-    rows = []
     t_start = time.perf_counter()
-    for spec in plan(args):
-        r = C.run_worker(SCRIPT, spec, timeout, args.blas_threads or None)
-        rows.append(r)
-        print(f"  {spec['problem']:8s} {C.grid_label(spec):7s} {spec['solver']:14s} "
-              f"{r.get('status')}  {C.fmt(r.get('seconds'))} s  err_cov {C.fmt(r.get('err_cov'))}", flush=True)
-    C.add_ratios(rows)
-    print()
+    rows = C.run_cases(SCRIPT, plan(args), args, default_timeout=90.0, solver_width=14)
     cols = [("problem", "problem", ""), ("grid", C.grid_label, ""), ("solver", "solver", ""),
             ("seconds", "seconds", ".3g"), ("assembly", "assembly", ".3g"), ("solve", "solve", ".3g"),
             ("LU", "ph_factor", ".3g"), ("tri-solves~", "ph_trisolve", ".3g"),

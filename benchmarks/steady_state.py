@@ -28,7 +28,6 @@ Writes ``benchmarks/steady_state.json``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -45,6 +44,7 @@ SCRIPT = os.path.abspath(__file__)
 
 # --- one case (runs in a fresh interpreter) ----------------------------------------------------------------
 def _ours(problem, d, n, method, phases):
+    import scipy.sparse as sp
     import scipy.sparse.linalg as spla
     import fokkerplanck as fp
 
@@ -68,19 +68,20 @@ def _ours(problem, d, n, method, phases):
     if phases:
         try:
             from fokkerplanck import steady as S
-            t = time.perf_counter()
-            M, b = S._pinned_system(gen.A, int(ss.info["pinned_cell"]))
-            out["ph_pin"] = time.perf_counter() - t
             if ss.info["method"] == "direct":
+                # the direct path: inverse iteration with eps I - A, one LU (as in fokkerplanck.steady)
+                eps = 1e-12 * np.max(np.abs(gen.A.diagonal()))
                 t = time.perf_counter()
-                lu = spla.splu(M.tocsc(), permc_spec="COLAMD")
+                B = (sp.identity(gen.A.shape[0], format="csc") * eps - gen.A).tocsc()
+                lu = spla.splu(B, permc_spec="MMD_AT_PLUS_A")
                 out["ph_factor"] = time.perf_counter() - t
                 t = time.perf_counter()
-                lu.solve(b)
+                lu.solve(np.ones(gen.A.shape[0]))
                 out["ph_trisolve"] = time.perf_counter() - t
                 out["lu_nnz"] = int(lu.L.nnz + lu.U.nnz)
             else:
                 import pyamg
+                M, b = S._pinned_system(gen.A, int(ss.info["pinned_cell"]))
                 t = time.perf_counter()
                 ml = pyamg.ruge_stuben_solver((-M).tocsr(), max_coarse=300)
                 out["ph_factor"] = time.perf_counter() - t            # AMG setup
@@ -189,29 +190,12 @@ SKIP_NOTES = [
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="smoke run (~30 s)")
-    g.add_argument("--full", action="store_true", help="all sizes of the issue (long)")
-    ap.add_argument("--no-fplanck", action="store_true")
-    ap.add_argument("--timeout", type=float, default=None, help="per-case timeout in seconds")
-    ap.add_argument("--blas-threads", type=int, default=1,
-                    help="BLAS threads per case (default 1; 0 leaves the environment alone)")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = C.parse_args(__doc__.splitlines()[0], argv)
     if args.worker:
         worker(json.loads(args.worker))
         return
-    timeout = args.timeout or (900.0 if args.full else 150.0)
-    rows = []
     t_start = time.perf_counter()
-    for spec in plan(args):
-        r = C.run_worker(SCRIPT, spec, timeout, args.blas_threads or None)
-        rows.append(r)
-        print(f"  {spec['problem']:8s} {C.grid_label(spec):7s} {spec['solver']:12s} "
-              f"{r.get('status')}  {C.fmt(r.get('seconds'))} s  err_cov {C.fmt(r.get('err_cov'))}", flush=True)
-    C.add_ratios(rows)
-    print()
+    rows = C.run_cases(SCRIPT, plan(args), args, default_timeout=150.0, solver_width=12)
     cols = [("problem", "problem", ""), ("grid", C.grid_label, ""), ("solver", "solver", ""),
             ("seconds", "seconds", ".3g"), ("assembly", "assembly", ".3g"), ("solve", "solve", ".3g"),
             ("factor/setup", "ph_factor", ".3g"), ("tri/krylov", "ph_trisolve", ".3g"),
