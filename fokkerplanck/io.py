@@ -49,6 +49,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, CheckpointMismatch, array_hash, read
 FORMAT = "fokkerplanck-result/1"
 RESULT_FILE = "result.json"
 ARRAYS_FILE = "arrays.npz"
+NETCDF_FILE = "densities.nc"
 _DEPENDENCIES = ("numpy", "scipy", "numba", "matplotlib", "tqdm", "pyamg", "xarray")
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -104,6 +105,7 @@ def save(out_dir, *, command: str, parameters: dict | None = None, metrics: dict
     for k, a in store.items():
         shapes[k] = list(a.shape)
     np.savez_compressed(out / ARRAYS_FILE, **store)
+    netcdf = _write_netcdf(out / NETCDF_FILE, densities or {})
     doc = {
         "format": FORMAT,
         "command": command,
@@ -116,6 +118,7 @@ def save(out_dir, *, command: str, parameters: dict | None = None, metrics: dict
         "densities": dens_meta,
         "arrays": shapes,
         "figures": [str(Path(f).name) for f in figures],
+        "netcdf": netcdf,
         "notes": list(notes),
     }
     if extra:
@@ -123,6 +126,29 @@ def save(out_dir, *, command: str, parameters: dict | None = None, metrics: dict
     path = out / RESULT_FILE
     path.write_text(json.dumps(to_jsonable(doc), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path
+
+
+def _write_netcdf(path: Path, densities: dict):
+    """The densities as NetCDF (one variable per density, coordinates per grid) when xarray is installed;
+    returns the file name, or ``None`` when xarray is missing or cannot write (the .npz always holds them)."""
+    if not densities:
+        return None
+    try:
+        import xarray as xr
+    except ImportError:
+        return None
+    try:
+        variables = {}
+        for name, d in densities.items():
+            dims = [f"{name}_theta{i}" for i in range(d.grid.ndim)]
+            variables[name] = xr.DataArray(np.asarray(d.values, dtype=float),
+                                           coords=dict(zip(dims, d.grid.centers)), dims=dims)
+        xr.Dataset(variables).to_netcdf(path, engine="scipy")
+    except Exception as exc:  # noqa: BLE001 - an optional extra output must not sink the run
+        import warnings
+        warnings.warn(f"could not write {path.name}: {exc}", RuntimeWarning, stacklevel=3)
+        return None
+    return path.name
 
 
 def _small(info: dict) -> dict:

@@ -186,3 +186,16 @@ def test_print_config_is_valid_toml(capsys):
 
     assert main(["sweep", "--print-config"]) == 0
     assert validate(parse_toml(capsys.readouterr().out)) == load_config(None, "sweep")
+
+
+def test_densities_also_written_as_netcdf_when_xarray_is_installed(tmp_path):
+    xr = pytest.importorskip("xarray", reason="NetCDF output needs the optional xarray")
+    from fokkerplanck import io
+    import fokkerplanck as fp
+
+    grid = fp.Grid([(-1, 1, 6), (-2, 2, 5)])
+    d = fp.Density.gaussian(grid, [0.1, 0.2], [[0.3, 0.0], [0.0, 0.5]])
+    io.save(tmp_path, command="test", densities={"p": d})
+    ds = xr.open_dataset(tmp_path / io.NETCDF_FILE, engine="scipy")
+    np.testing.assert_array_equal(ds["p"].values, d.values)
+    np.testing.assert_allclose(ds["p_theta1"].values, grid.centers[1])
