@@ -309,7 +309,7 @@ def _standard_figures(run, cfg, prob, main, curves, title=None):
         run.figure("marginal_y.png", plot.marginals(curves, axis=1, title="y-marginal", xlabel="y"))
     scale = _scale_of(cfg)
     run.figure("l_eff_x.png", plot.effective_potential(curves, scale, axis=0,
-                                                       title=f"effective potential of the x-marginal"))
+                                                       title="effective potential of the x-marginal"))
 
 
 def cmd_compare(run: _Run, figures: bool, demo: bool = False):

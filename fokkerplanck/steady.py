@@ -44,29 +44,6 @@ def _pinned_system(A: sp.csr_matrix, r: int):
     return A, b
 
 
-def _solve_direct(M, b, refinements: int = 3):
-    """Sparse LU with a few steps of iterative refinement: metastable problems (nearly decoupled wells)
-    make the pinned system ill-conditioned, and one refinement step typically recovers the lost digits."""
-    lu = spla.splu(M.tocsc(), permc_spec="MMD_AT_PLUS_A")
-    x = lu.solve(b)
-    scale = np.abs(b).max()
-    for _ in range(refinements):
-        r = b - M @ x
-        if np.abs(r).max() <= 1e-14 * scale:
-            break
-        x = x + lu.solve(r)
-    return x
-
-
-def _acceptable(A, p) -> bool:
-    """A pinned solution is kept when it is finite, non-negative up to round-off and has a small residual."""
-    if not np.all(np.isfinite(p)) or np.max(p) <= 0:
-        return False
-    scale = np.max(np.abs(p))
-    res = np.max(np.abs(A @ p)) / (np.max(np.abs(A.diagonal())) * scale)
-    return p.min() >= -1e-10 * scale and res < 1e-8
-
-
 def _inverse_iteration(A, iterations: int = 4):
     """Null vector of ``A`` by inverse iteration with ``B = eps I - A``, ``eps = 1e-12 max|A_nn|``.
 
