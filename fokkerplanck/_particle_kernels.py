@@ -272,6 +272,54 @@ def _grad_hess_valley(p, th, g, H, want_h):
 
 
 @njit(cache=True)
+def _highdim_hess_aligned_step(p, th, xi, new, dt, c, lamv, dlv):
+    """One step ``new = th - dt grad L + c H xi`` on the high-dimensional valley (``LAND_HIGHDIM``) without
+    forming the ``d x d`` Hessian: O(n_flat n_sharp) work instead of O(d^2). With ``r = |x|^2``,
+    ``S1 = sum_i lambda_i'(r) y_i^2``, ``S2 = sum_i lambda_i''(r) y_i^2``::
+
+        (H xi)_x = (S1 + eps lambda_bar0) xi_x + x [2 S2 (x . xi_x) + 2 sum_i lambda_i'(r) y_i xi_{y_i}]
+        (H xi)_{y_i} = 2 lambda_i'(r) y_i (x . xi_x) + lambda_i(r) xi_{y_i}
+
+    the same matrix as :func:`_grad_hess_valley` builds (equal up to rounding)."""
+    nf = np.int64(p[0])
+    ns = np.int64(p[1])
+    K = np.int64(p[2])
+    ebar = p[3]
+    r = 0.0
+    xdot = 0.0
+    for j in range(nf):
+        r += th[j] * th[j]
+        xdot += th[j] * xi[j]
+    S1 = 0.0
+    S2 = 0.0
+    cross = 0.0
+    for i in range(ns):
+        y = th[nf + i]
+        base = 4 + i * K
+        lam = p[base + K - 1]
+        dl = 0.0
+        ddl = 0.0
+        for n in range(K - 2, -1, -1):
+            ddl = ddl * r + dl
+            dl = dl * r + lam
+            lam = lam * r + p[base + n]
+        ddl *= 2.0
+        lamv[i] = lam
+        dlv[i] = dl
+        S1 += dl * y * y
+        S2 += ddl * y * y
+        cross += dl * y * xi[nf + i]
+    a = S1 + ebar
+    b = 2.0 * S2 * xdot + 2.0 * cross
+    for j in range(nf):
+        x = th[j]
+        new[j] = x - dt * x * a + c * (a * xi[j] + x * b)
+    for i in range(ns):
+        y = th[nf + i]
+        new[nf + i] = y - dt * lamv[i] * y + c * (2.0 * dlv[i] * y * xdot + lamv[i] * xi[nf + i])
+
+
+@njit(cache=True)
 def _grad_hess_multi(p, th, g, H, want_h, work):
     K = np.int64(p[0])
     d = np.int64(p[1])
@@ -518,6 +566,9 @@ def run_chunk(pos, status, event_step, land_kind, land_p, ws, noise_kind, noise_
     thr2 = thr * thr
     want_h = noise_kind == NOISE_HESS_ALIGNED or noise_kind == NOISE_HESS_LINEAR
     amp = noise_p[0]
+    # the high-dimensional valley with Hessian-aligned noise (the PRL's SGD, N_F = 100): H xi in O(d)
+    structured = land_kind == LAND_HIGHDIM and noise_kind == NOISE_HESS_ALIGNED
+    n_sh = np.int64(land_p[1]) if land_kind == LAND_HIGHDIM else 1
     per = (n + n_blocks - 1) // n_blocks
     for blk in prange(n_blocks):
         i0 = blk * per
@@ -532,6 +583,8 @@ def run_chunk(pos, status, event_step, land_kind, land_p, ws, noise_kind, noise_
         W = np.empty((d, d))
         w = np.empty(d)
         work = np.empty(ws)
+        lamv = np.empty(n_sh)
+        dlv = np.empty(n_sh)
         # block-local copies: reference counting on arrays shared between threads is slow (cache-line bouncing)
         lp = land_p.copy()
         npr = noise_p.copy()
@@ -550,63 +603,66 @@ def run_chunk(pos, status, event_step, land_kind, land_p, ws, noise_kind, noise_
                     x, st = normal(st)
                     xi[a] = x
                 # ---- gradient (and Hessian) at theta, or at the shifted point for the exact-shift SGD
-                src = th
-                if noise_kind == NOISE_SHIFT_EXACT:
-                    for a in range(d):
-                        sh[a] = th[a] - amp * xi[a]
-                    src = sh
-                if land_kind == LAND_QUADRATIC:
-                    off = d * d
-                    for a in range(d):
-                        acc = 0.0
-                        for b in range(d):
-                            acc += lp[a * d + b] * (src[b] - lp[off + b])
-                        g[a] = acc
-                    if want_h:
-                        for a in range(d):
-                            for b in range(d):
-                                H[a, b] = lp[a * d + b]
-                elif land_kind == LAND_MULTI:
-                    _grad_hess_multi(lp, src, g, H, want_h, work)
+                if structured:
+                    _highdim_hess_aligned_step(lp, th, xi, new, dt, sqdt * amp, lamv, dlv)
                 else:
-                    _grad_hess_valley(lp, src, g, H, want_h)
-                # ---- the step
-                if noise_kind == NOISE_SHIFT_EXACT:
-                    for a in range(d):
-                        new[a] = th[a] - dt * g[a]
-                elif noise_kind == NOISE_ISOTROPIC:
-                    c = sqdt * amp
-                    for a in range(d):
-                        new[a] = th[a] - dt * g[a] + c * xi[a]
-                elif noise_kind == NOISE_CONSTANT:
-                    for a in range(d):
-                        acc = 0.0
-                        for b in range(d):
-                            acc += npr[a * d + b] * xi[b]
-                        new[a] = th[a] - dt * g[a] + sqdt * acc
-                elif noise_kind == NOISE_HESS_ALIGNED:
-                    c = sqdt * amp
-                    for a in range(d):
-                        acc = 0.0
-                        for b in range(d):
-                            acc += H[a, b] * xi[b]
-                        new[a] = th[a] - dt * g[a] + c * acc
-                else:  # NOISE_HESS_LINEAR: G = sqrt(2 Delta) [H]_+^(1/2)
-                    # symmetric root V diag(sqrt([w]_+)) V^T: unique, so independent of the eigenvector order/sign
-                    jacobi_eigh(H, w, V, W)
-                    for b in range(d):
-                        acc = 0.0
+                    src = th
+                    if noise_kind == NOISE_SHIFT_EXACT:
                         for a in range(d):
-                            acc += V[a, b] * xi[a]
-                        sh[b] = acc * (math.sqrt(w[b]) if w[b] > 0.0 else 0.0)
-                    for b in range(d):
-                        xi[b] = sh[b]
-                    c = sqdt * amp
-                    for a in range(d):
-                        acc = 0.0
+                            sh[a] = th[a] - amp * xi[a]
+                        src = sh
+                    if land_kind == LAND_QUADRATIC:
+                        off = d * d
+                        for a in range(d):
+                            acc = 0.0
+                            for b in range(d):
+                                acc += lp[a * d + b] * (src[b] - lp[off + b])
+                            g[a] = acc
+                        if want_h:
+                            for a in range(d):
+                                for b in range(d):
+                                    H[a, b] = lp[a * d + b]
+                    elif land_kind == LAND_MULTI:
+                        _grad_hess_multi(lp, src, g, H, want_h, work)
+                    else:
+                        _grad_hess_valley(lp, src, g, H, want_h)
+                    # ---- the step
+                    if noise_kind == NOISE_SHIFT_EXACT:
+                        for a in range(d):
+                            new[a] = th[a] - dt * g[a]
+                    elif noise_kind == NOISE_ISOTROPIC:
+                        c = sqdt * amp
+                        for a in range(d):
+                            new[a] = th[a] - dt * g[a] + c * xi[a]
+                    elif noise_kind == NOISE_CONSTANT:
+                        for a in range(d):
+                            acc = 0.0
+                            for b in range(d):
+                                acc += npr[a * d + b] * xi[b]
+                            new[a] = th[a] - dt * g[a] + sqdt * acc
+                    elif noise_kind == NOISE_HESS_ALIGNED:
+                        c = sqdt * amp
+                        for a in range(d):
+                            acc = 0.0
+                            for b in range(d):
+                                acc += H[a, b] * xi[b]
+                            new[a] = th[a] - dt * g[a] + c * acc
+                    else:  # NOISE_HESS_LINEAR: G = sqrt(2 Delta) [H]_+^(1/2)
+                        # symmetric root V diag(sqrt([w]_+)) V^T: unique, so independent of the eigenvector order/sign
+                        jacobi_eigh(H, w, V, W)
                         for b in range(d):
-                            acc += V[a, b] * xi[b]
-                        new[a] = th[a] - dt * g[a] + c * acc
+                            acc = 0.0
+                            for a in range(d):
+                                acc += V[a, b] * xi[a]
+                            sh[b] = acc * (math.sqrt(w[b]) if w[b] > 0.0 else 0.0)
+                        for b in range(d):
+                            xi[b] = sh[b]
+                        c = sqdt * amp
+                        for a in range(d):
+                            acc = 0.0
+                            for b in range(d):
+                                acc += V[a, b] * xi[b]
+                            new[a] = th[a] - dt * g[a] + c * acc
                 # ---- divergence (NaN fails the comparison), walls, acceptance
                 r2 = 0.0
                 outside = False

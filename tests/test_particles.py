@@ -253,6 +253,21 @@ def test_numba_highdim_valley_matches_numpy():
     _check_landscape(land1, rng.normal(size=(30, 5)))
 
 
+def test_highdim_hessian_aligned_structured_step_matches_dense_numpy_path():
+    """The O(d) step of the high-dimensional valley with D = Delta_S H^2 (no d x d Hessian) against the numpy
+    path, which forms H and multiplies densely: same stream, so equal up to rounding (SGD and SDE)."""
+    lam = np.array([[8.0, -2.0, 1.0], [5.0, 1.0, 0.3], [2.0, 0.5, -0.1]])
+    hd = L.HighDimValley(n_flat=4, n_sharp=3, lambdas=lam, eps=1e-2)
+    custom = L.Custom(hd.loss, hd.grad, hd.hessian, dim=hd.dim)
+    th0 = np.random.default_rng(0).normal(size=(40, hd.dim)) * 0.5
+    for noise, kw in ((None, dict(method="sgd", eta=0.02, sigma=0.1)),
+                      (N.HessianAligned(0.01), dict(method="sde", dt=0.01))):
+        a = simulate(hd, noise, n_particles=40, theta0=th0, n_steps=150, seed=3, **kw)
+        b = simulate(custom, noise, n_particles=40, theta0=th0, n_steps=150, seed=3, **kw)
+        assert a.info["path"] == "numba" and b.info["path"] == "numpy"
+        assert np.all(np.isfinite(a.positions)) and np.abs(a.positions - th0).max() > 0.05   # it moved
+        np.testing.assert_allclose(a.positions, b.positions, rtol=1e-9, atol=1e-11)
+
 @pytest.mark.skipif(not hasattr(L, "MultiValley"), reason="MultiValley not in landscapes yet")
 def test_numba_multi_valley_matches_numpy():
     rng = np.random.default_rng(2)
