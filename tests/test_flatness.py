@@ -35,15 +35,19 @@ def test_gd_flatness_non_decreasing_and_sgd_flattest():
     gdp = out["GD"]["particles"].values
     assert np.all(np.diff(gdp) >= -1e-12), gdp                    # particles: deterministic and monotone
     assert gd[-1] > gd[0] + 0.03
-    # PRL Fig. 2(a): SGD noise drives the system flatter than GD and than isotropic noise of the same power
-    # (particles: the solver's SGD curve suffers from the cross-diffusion that D = Delta_S H^2 needs and the
-    # monotone stencil cannot hold -- see fokkerplanck.kernels.selling_field -- so it is only checked for GLD)
+    # PRL Fig. 2(a): SGD noise drives the system flatter than GD and than isotropic noise of the same power,
+    # in the particles and in the solver (D = Delta_S H^2 needs cross-diffusion the radius-2 stencil scales
+    # down; with the drift averaged as carried drift rho (e . g) across faces the solver's SGD curve follows the
+    # particles: measured max |solver - particles| 0.0054 over the curve with 200 particles, stderr 0.002)
     finalp = {k: v["particles"].values[-1] for k, v in out.items()}
     assert finalp["SGD"] > finalp["GLD"] > finalp["GD"], finalp
     final = {k: v["solver"].values[-1] for k, v in out.items()}
-    assert final["GLD"] > final["GD"], final
-    assert abs(finalp["GD"] - final["GD"]) < 0.03
-    assert abs(finalp["GLD"] - final["GLD"]) < 0.03
+    assert final["SGD"] > final["GLD"] > final["GD"], final
+    sgd_s, sgd_p = out["SGD"]["solver"].values, out["SGD"]["particles"].values
+    assert np.max(np.abs(sgd_s - sgd_p)) < 0.015                  # measured 0.0054 (48 x 36 cells)
+    assert np.all(np.diff(sgd_s) > 0)                              # flatness grows (PRL Fig. 2a)
+    assert abs(finalp["GD"] - final["GD"]) < 0.03                  # measured 0.025 (48 cells along x)
+    assert abs(finalp["GLD"] - final["GLD"]) < 0.03                # measured 0.013
 
 
 def test_valley_fractions_sum_to_mass_and_reach_boltzmann():
