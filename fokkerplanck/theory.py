@@ -27,7 +27,7 @@ from .grid import Grid
 __all__ = [
     "eq11_density", "eq11_marginal_x", "eq12_l_sgd", "eq12_l_eff",
     "eq13_delta_kappa", "eq13_l_sgd", "kappa_approx", "eq14_l_sgd", "eq15_l_sgd_f",
-    "transition_noise", "sgd_converges", "mean_lambda_ss",
+    "transition_noise", "valley_transition_noise", "sgd_converges", "mean_lambda_ss",
     "ou_stationary_cov", "ou_cov_at", "sgd_discrete_cov", "boltzmann",
     "sgd_linear_stability", "kramers_rate", "eyring_kramers_rate", "xie_escape_time", "mfpt_1d",
 ]
@@ -214,6 +214,41 @@ def transition_noise(eps: float, lambda1: float) -> float:
     if not float(lambda1) < 0:
         raise ValueError(f"transition_noise: needs lambda_1 < 0 (a flatter point away from x=0), got {lambda1}")
     return -float(eps) / float(lambda1)
+
+
+def valley_transition_noise(landscape, eta: float = 0.0) -> float:
+    """The noise level ``Delta_S*`` at which the global minimum ``x = 0`` of a near-degenerate valley becomes
+    unstable under SGD noise ``D = Delta_S H^2``, for the 2D valley (PRL Eq. 8) and the high-dimensional one
+    (PRL Eq. 5 with ``lambda^(i)`` polynomials in ``r = |x|^2``, :class:`~fokkerplanck.landscapes.HighDimValley`).
+
+    Averaging the fast sharp variables: near ``y = 0`` each ``y_i`` has conditional variance
+    ``<y_i^2>_x = Delta_S lambda^(i)(x)`` (``D_ii / lambda^(i)`` with ``D_ii = Delta_S lambda^(i)2``), so the
+    flat variables feel the drift ``-grad_x [eps lambda_bar0 |x|^2 / 2 + sum_i lambda^(i)(x) <y_i^2>_x / 2]``,
+    which near ``x = 0`` (``lambda^(i) ≈ l0_i + l1_i |x|^2``) is ``-x (eps lambda_bar0 + Delta_S sum_i l0_i l1_i)``:
+    ``x = 0`` loses its stability at
+
+        Delta_S* = eps lambda_bar0 / (- sum_i l0_i l1_i),
+
+    which is the PRL Appendix's ``-eps / lambda_1`` for one sharp direction with ``lambda_bar0 = lambda_0``. For
+    the discrete random-shift SGD at learning rate ``eta`` the stationary variance of a sharp direction is
+    ``2 sigma eta lambda / (2 - eta lambda) = Delta_S lambda / (1 - eta lambda / 2)``
+    (:func:`sgd_discrete_cov`), so with ``eta > 0`` each term gets the factor ``1 / (1 - eta l0_i / 2)``
+    and the transition moves to lower ``Delta_S``. Terms of order ``Delta_S^2`` (the noise on ``x`` itself)
+    are left out, so this is the small-``eps`` leading order. Raises ``ValueError`` when there is no
+    transition (``sum_i l0_i l1_i >= 0``) or when ``eta l0_i >= 2`` (``x = 0`` is already unstable)."""
+    lam = np.atleast_2d(np.asarray(landscape.lambdas, dtype=float))
+    if lam.shape[1] < 2:
+        raise ValueError("valley_transition_noise: lambda(x) is constant; no transition")
+    l0, l1 = lam[:, 0], lam[:, 1]
+    g = 1.0 - float(eta) * l0 / 2.0
+    if np.any(g <= 0):
+        raise ValueError(f"valley_transition_noise: eta lambda_0 >= 2 at x = 0 (eta = {eta:g}); the discrete SGD "
+                         "diverges there")
+    s = float(np.sum(l0 * l1 / g))
+    if not s < 0:
+        raise ValueError("valley_transition_noise: sum_i lambda_0^(i) lambda_1^(i) >= 0; the SGD noise does not push "
+                         "away from x = 0 (no transition)")
+    return float(landscape.eps) * float(landscape.lambda_bar0) / -s
 
 
 def mean_lambda_ss(landscape, x_ss: float, x2_mean: float) -> float:

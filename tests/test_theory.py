@@ -266,3 +266,22 @@ def test_xie_escape_exponent_matches_exact_mfpt():
     assert logs[1] == pytest.approx(np.log(Hb / Ha), abs=0.1)
     # isotropic-looking limit s = 1 with h_min = |h_saddle| reduces to a Kramers-like 2 pi/|Hb| exp(dL/(delta H))
     assert theory.xie_escape_time(1.0, 2.0, -2.0, 0.1, s=1.0) == pytest.approx(np.pi * np.exp(5.0))
+
+
+def test_valley_transition_noise_generalises_the_2d_formula():
+    from fokkerplanck.theory import transition_noise, valley_transition_noise
+
+    # one sharp direction: PRL Appendix Delta_S* = -eps / lambda_1
+    assert valley_transition_noise(DegenerateValley((8.0, -2.0, 1.0), eps=1e-3)) == pytest.approx(5e-4)
+    assert valley_transition_noise(HighDimValley(3, 1, (8.0, -2.0, 1.0), eps=1e-3)) == pytest.approx(
+        transition_noise(1e-3, -2.0))
+    # several: eps lambda_bar0 / (-sum_i l0_i l1_i)
+    hd = HighDimValley(4, 2, [[8.0, -2.0, 1.0], [2.0, 1.0, 0.5]], eps=1e-2)
+    assert valley_transition_noise(hd) == pytest.approx(1e-2 * 5.0 / (16.0 - 2.0))
+    # the discrete SGD's larger sharp-direction variance moves the transition down
+    assert valley_transition_noise(hd, eta=0.1) < valley_transition_noise(hd)
+    with pytest.raises(ValueError, match="no transition"):
+        valley_transition_noise(HighDimValley(2, 1, (1.0, 1.0)))
+    with pytest.raises(ValueError, match="diverges"):
+        valley_transition_noise(hd, eta=0.3)
+
