@@ -46,7 +46,8 @@ import numpy as np
 from .operator import DEFAULT_STENCIL_RADIUS
 
 __all__ = ["sweep", "SweepResult", "prl_steady_point", "prl_sgd_point", "prl_sde_point", "prl_search_point", "prl_phase_diagram",
-           "POINT_FUNCTIONS", "function_identity", "point_key", "dask_available"]
+           "highdim_sgd_point", "highdim_phase_diagram", "save_phase_diagram", "POINT_FUNCTIONS", "function_identity",
+           "point_key", "dask_available"]
 
 CACHE_FORMAT = "fokkerplanck-sweep-point/1"
 
@@ -668,11 +669,139 @@ def prl_search_point(delta_s: float, **kwargs) -> dict:
     return f(delta_s, **kwargs)
 
 
+
+# ------------------------------------------------------------------------------------------------------------
+# the high-dimensional model (PRL Eq. 5, N_S = 5 sharp and N_F = 100 flat variables): Fig. 3(c)
+# ------------------------------------------------------------------------------------------------------------
+#: Default coefficients ``lambda^(i)(r) = l0 + l1 r + l2 r^2`` (``r = |x|^2``) of the five sharp directions of
+#: :func:`highdim_sgd_point`. The PRL gives its high-dimensional coefficients only in its Supplemental Material;
+#: these are our choice: positive everywhere, the first row is the Fig. 5 model, the others have their
+#: flattest radius at ``r = 1, 1.5, 0.5, 1.5`` and their own ``l1 / l0`` (so their transitions differ and blur,
+#: as the PRL says of Fig. 3c). ``lambda_bar0 = 5.2``.
+HIGHDIM_LAMBDAS = ((8.0, -2.0, 1.0), (6.0, -3.0, 1.5), (5.0, -1.5, 0.5), (4.0, -1.0, 1.0), (3.0, -1.2, 0.4))
+
+
+def _highdim_landscape(n_flat, n_sharp, lambdas, eps):
+    from .landscapes import HighDimValley
+
+    if lambdas is None:
+        lambdas = [HIGHDIM_LAMBDAS[i % len(HIGHDIM_LAMBDAS)] for i in range(int(n_sharp))]
+    return HighDimValley(n_flat=int(n_flat), n_sharp=int(n_sharp), lambdas=np.asarray(lambdas, dtype=float),
+                         eps=float(eps))
+
+
+def _highdim_flat_range(land) -> dict:
+    """``F(0)`` (the global minimum), the flattest radius ``|x_F|`` and ``F(x_F)`` (dense scan of ``|x|`` in
+    [0, 3]), and ``lambda_max(0)`` (the sharpest direction at the global minimum) of a HighDimValley."""
+    rad = np.linspace(0.0, 3.0, 6001)
+    pts = np.zeros((rad.size, land.n_flat))
+    pts[:, 0] = rad
+    with np.errstate(invalid="ignore", divide="ignore"):
+        F = land.flatness(pts)
+    k = int(np.nanargmax(F))
+    return {"flatness_min": float(F[0]), "flatness_max": float(F[k]), "x_flattest": float(rad[k]),
+            "lambda_max_at_0": float(np.max(land.lambdas[:, 0]))}
+
+
+def highdim_sgd_point(eta: float, sigma: float, n_particles: int = 100, t_end: float = 800.0,
+                      n_steps: int | None = None, seed: int = 0, n_flat: int = 100, n_sharp: int = 5,
+                      lambdas=None, eps: float = 1e-3, x0_norm: float = 0.1, y0: float = 0.1,
+                      shift: str = "linear", n_records: int = 20, average_from: float = 0.5,
+                      divergence_threshold: float = 1e3, quick: bool = False) -> dict:
+    """Steady-state flatness of discrete random-shift SGD particles (PRL Eq. 7) on the high-dimensional valley
+    (PRL Eq. 5 with the degeneracy-breaking term; :class:`~fokkerplanck.landscapes.HighDimValley`):
+
+        L(x, y) = 1/2 sum_i lambda^(i)(x) y_i^2 + (eps/2) lambda_bar0 |x|^2,   x in R^N_F, y in R^N_S,
+        theta_{t+1} = theta_t - eta (grad L(theta_t) - H(theta_t) mu_t),  mu_t ~ N(0, 2 sigma I),
+
+    with ``lambda^(i)`` polynomials in ``|x|^2`` (``lambdas``: ``(n_sharp, K)``; default
+    :data:`HIGHDIM_LAMBDAS`). Each particle starts at ``x = x0_norm u`` (``u`` a random unit vector, seeded)
+    and ``y_i = y0``, near the sharpest point ``x = 0`` (the global minimum), and runs ``n_steps`` steps or
+    ``t_end / eta`` (time ``t = step eta``; default the same ``t = 800`` for every ``eta``). The flatness of a
+    particle is PRL Eq. (6), ``F(x) = prod_i lambda^(i)(x)^(-1/(2 N_S))``.
+
+    Returns
+
+    * ``mean_flatness``: ``<F(x)>`` over live particles, averaged over the ``n_records`` record times
+      ``t >= average_from * t_end`` (the PRL's time average after convergence: Fig. 3c's average flatness of
+      the steady-state solution); ``mean_flatness_final`` and ``mean_flatness_stderr`` (``std / sqrt(n_live)``)
+      at the last record; ``mean_flatness_drift``: the late-time average over the last quarter of the run
+      minus the one over the quarter before it (near 0 once converged; positive while still flattening);
+    * ``flatness``: ``F`` at the time-averaged ``<|x|>`` (``mean_abs_x``), as :func:`prl_sgd_point` reports;
+    * ``diverged``: fraction of particles with ``|theta| > divergence_threshold`` (or non-finite) at the end;
+    * ``mean_lambda``: ``<lambda^(i)(x)>_ss`` per sharp direction (time-averaged like ``mean_flatness``) and
+      ``eta_lambda``: ``eta max_i <lambda^(i)>_ss``, the PRL's convergence parameter -- the discrete SGD of a
+      sharp direction is stable for ``eta <lambda> < 2`` (:func:`fokkerplanck.theory.sgd_converges`);
+      ``eta_lambda_0``: ``eta max_i lambda^(i)(0)``, the same at the global minimum;
+    * ``flatness_min`` ``F(0)``, ``flatness_max`` ``F(x_F)``, ``x_flattest`` ``|x_F|``, ``delta_s`` ``= eta sigma``,
+      ``t_end``, ``n_particles``, ``seconds``.
+
+    ``quick``: 24 particles, a quarter of the steps. NaN entries mean no particle survived."""
+    from .flatness import flat_norm, flatness_of_points, particle_record
+
+    land = _highdim_landscape(n_flat, n_sharp, lambdas, eps)
+    n = 24 if quick else int(n_particles)
+    steps = int(n_steps) if n_steps is not None else int(round(float(t_end) / float(eta)))
+    steps = max(1, steps // 4) if quick else max(1, steps)
+    rng = np.random.default_rng([int(seed), 0x5eed])
+    u = rng.normal(size=(n, land.n_flat))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    theta0 = np.concatenate([float(x0_norm) * u, np.full((n, land.n_sharp), float(y0))], axis=1)
+    nf = land.n_flat
+    obs = {"flatness": lambda p: flatness_of_points(land, p), "abs_x": lambda p: flat_norm(land, p)}
+    for i in range(land.n_sharp):
+        obs[f"lambda{i}"] = lambda p, i=i: land.lam(p[:, :nf])[:, i]
+    t0 = time.perf_counter()
+    with np.errstate(invalid="ignore", over="ignore"):
+        rec = particle_record(land, method="sgd", theta0=theta0, n_particles=n, eta=float(eta), sigma=float(sigma),
+                              n_steps=steps, n_records=int(n_records), seed=int(seed), observables=obs,
+                              divergence_threshold=float(divergence_threshold))
+    t = rec.times
+    late = (t >= float(average_from) * t[-1]) & (t > 0)
+    q3 = (t >= 0.5 * t[-1]) & (t < 0.75 * t[-1]) & (t > 0)
+    q4 = (t >= 0.75 * t[-1]) & (t > 0)
+
+    def tavg(name, sel):
+        m, _ = rec.mean(name)
+        m = m[sel]
+        m = m[np.isfinite(m)]
+        return float(m.mean()) if m.size else float("nan")
+
+    mF, seF = rec.mean("flatness")
+    lam = [tavg(f"lambda{i}", late) for i in range(land.n_sharp)]
+    lam_max = float(np.max(lam)) if np.all(np.isfinite(lam)) else float("nan")
+    mean_abs = tavg("abs_x", late)
+    r = np.zeros((1, nf))
+    r[0, 0] = mean_abs if np.isfinite(mean_abs) else 0.0
+    ref = _highdim_flat_range(land)
+    out = {
+        "delta_s": float(eta) * float(sigma),
+        "mean_flatness": tavg("flatness", late),
+        "mean_flatness_final": float(mF[-1]),
+        "mean_flatness_stderr": float(seF[-1]),
+        "mean_flatness_drift": tavg("flatness", q4) - tavg("flatness", q3),
+        "flatness": float(land.flatness(r)[0]) if np.isfinite(mean_abs) else float("nan"),
+        "mean_abs_x": mean_abs,
+        "diverged": float(1.0 - rec.alive[-1].mean()),
+        "mean_lambda": lam,
+        "eta_lambda": float(eta) * lam_max,
+        "eta_lambda_0": float(eta) * ref["lambda_max_at_0"],
+        **{k: ref[k] for k in ("flatness_min", "flatness_max", "x_flattest")},
+        "t_end": steps * float(eta),
+        "n_particles": n,
+        "n_flat": land.n_flat,
+        "n_sharp": land.n_sharp,
+        "seconds": time.perf_counter() - t0,
+    }
+    return out
+
+
 POINT_FUNCTIONS: dict[str, Callable] = {
     "prl_steady": prl_steady_point,
     "prl_sgd": prl_sgd_point,
     "prl_sde": prl_sde_point,
     "prl_search": prl_search_point,
+    "highdim_sgd": highdim_sgd_point,
 }
 
 
@@ -688,6 +817,21 @@ def _transition_estimate(delta, mean_abs, threshold: float) -> float | None:
     return None
 
 
+def _theory_curve(land, etas) -> list:
+    """``[sigma*, eta]`` pairs of the discrete-SGD transition ``sigma* = Delta_S*(eta) / eta``
+    (:func:`fokkerplanck.theory.valley_transition_noise`) on 60 learning rates spanning ``etas`` (x 1.5 either
+    side), leaving out those with no transition."""
+    from . import theory
+
+    pts = []
+    for e in np.geomspace(min(etas) / 1.5, max(etas) * 1.5, 60).tolist():
+        try:
+            pts.append([theory.valley_transition_noise(land, e) / e, e])
+        except ValueError:
+            pass
+    return pts
+
+
 def prl_phase_diagram(etas=(0.01, 0.02, 0.04, 0.08), sigmas=(0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16),
                       delta_s=None, *, particles: dict | None = None, solver: dict | None = None,
                       threshold: float = 0.1, cache_dir=None, scheduler=None, n_workers=None, progress=None,
@@ -700,6 +844,8 @@ def prl_phase_diagram(etas=(0.01, 0.02, 0.04, 0.08), sigmas=(0.0025, 0.005, 0.01
 
     Returns a dict: ``particles`` and ``solver`` (SweepResults), ``Z_mean_abs_x`` / ``Z_flatness`` /
     ``Z_diverged`` (arrays indexed ``[sigma, eta]``), ``etas``, ``sigmas``, ``transition_theory``,
+    ``transition_theory_curve`` (``[sigma*, eta]`` pairs with the discrete-SGD factor of
+    :func:`fokkerplanck.theory.valley_transition_noise`, which lowers ``Delta_S*`` as ``eta`` grows),
     ``transition_solver`` (in Delta_S), ``transition_particles`` (per eta: Delta_S where ``<|x|>`` crosses).
     ``out`` writes ``out/result.json`` with all of it."""
     from . import theory
@@ -717,24 +863,135 @@ def prl_phase_diagram(etas=(0.01, 0.02, 0.04, 0.08), sigmas=(0.0025, 0.005, 0.01
     Zd = part.pivot("sigma", "eta", "diverged")
     eps = float(skw.get("eps", pkw.get("eps", 1e-3)))
     lam1 = float((skw.get("lambdas") or pkw.get("lambdas") or (8.0, -2.0, 1.0))[1])
+    params = {"function": "prl_phase_diagram", "etas": etas, "sigmas": sigmas,
+              "delta_s": [float(d) for d in delta_s], "particles": pkw, "solver": skw, "quick": quick}
     res = {
+        "parameters": params,
         "particles": part, "solver": solv, "etas": etas, "sigmas": sigmas,
         "Z_mean_abs_x": Zm, "Z_flatness": Zf, "Z_diverged": Zd,
         "transition_theory": theory.transition_noise(eps, lam1) if lam1 < 0 else None,
+        "transition_theory_curve": _theory_curve(
+            _prl_landscape(eps, skw.get("lambdas") or pkw.get("lambdas") or (8.0, -2.0, 1.0)), etas),
         "transition_solver": _transition_estimate(solv.column("delta_s"), solv.column("mean_abs_x"), threshold),
         "transition_particles": {
             str(e): _transition_estimate([e * s for s in sigmas], Zm[:, j], threshold) for j, e in enumerate(etas)},
         "threshold": threshold,
     }
     if out is not None:
-        from . import io
-
-        metrics = {k: v for k, v in res.items() if k not in ("particles", "solver")}
-        metrics["particle_rows"] = part.rows
-        metrics["solver_rows"] = solv.rows
-        io.save(out, command="sweep", parameters={"function": "prl_phase_diagram", "etas": etas, "sigmas": sigmas,
-                                                  "delta_s": list(delta_s), "particles": pkw, "solver": skw,
-                                                  "quick": quick},
-                metrics=metrics, arrays={"Z_mean_abs_x": Zm, "Z_flatness": Zf, "Z_diverged": Zd},
-                timings={"particles_s": part.info["seconds"], "solver_s": solv.info["seconds"]})
+        save_phase_diagram(res, out)
     return res
+
+
+def save_phase_diagram(res: dict, out, *, command: str = "sweep", figures=(), notes=(), timings=None) -> Path:
+    """Write a phase diagram of :func:`prl_phase_diagram` or :func:`highdim_phase_diagram` to
+    ``out/result.json`` (parameters; every non-table entry and the sweep rows as metrics -- ``particle_rows``,
+    ``solver_rows`` -- with the ``Z_*`` tables as nested lists indexed ``[sigma, eta]``) and ``out/arrays.npz``
+    (the ``Z_*`` tables). Returns the path of ``result.json``."""
+    from . import io
+
+    sweeps = {k: v for k, v in res.items() if isinstance(v, SweepResult)}
+    metrics = {k: v for k, v in res.items() if k != "parameters" and not isinstance(v, SweepResult)}
+    for k, v in sweeps.items():
+        metrics[("particle" if k == "particles" else k) + "_rows"] = v.rows
+    arrays = {k: np.asarray(v, dtype=float) for k, v in res.items() if k.startswith("Z_")}
+    t = {f"{k}_s": v.info["seconds"] for k, v in sweeps.items()}
+    t.update(timings or {})
+    return io.save(out, command=command, parameters=res.get("parameters", {}), metrics=metrics, arrays=arrays,
+                   timings=t, figures=figures, notes=notes)
+
+
+#: Axes of ``fokkerplanck phase-diagram prl-fig5b``: :func:`prl_phase_diagram`'s defaults widened to
+#: ``eta = 0.16`` and ``sigma = 0.32``, so that all three phases of PRL Fig. 5(b) appear (I: the global
+#: minimum, II: flatter solutions, III: divergence).
+PRL_FIG5B_ETAS = (0.01, 0.02, 0.04, 0.08, 0.16)
+PRL_FIG5B_SIGMAS = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+
+#: Default axes of :func:`highdim_phase_diagram` (``quick`` uses the second pair): learning rates from
+#: well inside the stable range to beyond ``2 / lambda_max(0) = 0.25``, shift variances over three decades.
+HIGHDIM_ETAS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+HIGHDIM_SIGMAS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+HIGHDIM_ETAS_QUICK = (0.02, 0.08, 0.32)
+HIGHDIM_SIGMAS_QUICK = (0.001, 0.01, 0.1, 1.0)
+
+
+def highdim_phase_diagram(etas=None, sigmas=None, *, point: dict | None = None, diverged_threshold: float = 0.5,
+                          threshold: float = 0.1, cache_dir=None, scheduler=None, n_workers=None, progress=None,
+                          quick: bool = False, out=None) -> dict:
+    """PRL Fig. 3(c): the (sigma, eta) phase diagram of the average steady-state flatness of the
+    high-dimensional model (``N_S = 5`` sharp, ``N_F = 100`` flat variables), from discrete random-shift SGD
+    particles (:func:`highdim_sgd_point`; keyword overrides in ``point``, e.g. ``{"n_particles": 200}``).
+
+    ``etas`` / ``sigmas`` default to :data:`HIGHDIM_ETAS` x :data:`HIGHDIM_SIGMAS` (7 x 7 points, a few minutes
+    on two cores), or to the 3 x 4 quick axes when ``quick`` (which also shrinks each point). A cell counts as
+    diverged when at least ``diverged_threshold`` of its particles diverged (the PRL's gray region).
+
+    Returns a dict: ``particles`` (the SweepResult), ``etas``, ``sigmas``, tables indexed ``[sigma, eta]``:
+    ``Z_flatness`` (time-averaged ``<F>``), ``Z_flatness_stderr``, ``Z_flatness_final``, ``Z_diverged``
+    (fraction), ``Z_mean_abs_x``, ``Z_eta_lambda`` (``eta max_i <lambda^(i)>_ss``) and ``Z_drift``;
+    ``flatness_min`` / ``flatness_max`` (``F(0)``, ``F(x_F)``), ``eta_max_at_0`` (``2 / max_i lambda^(i)(0)``:
+    the linear-stability bound of ``eta <lambda> < 2`` at the global minimum), and ``convergence``: the
+    convergence condition against the measured divergence -- the largest ``eta <lambda>_ss`` among cells that
+    did not diverge, how many of them satisfy ``eta <lambda>_ss < 2``, and the diverged cells whose
+    ``eta lambda_max(0) >= 2``. The onset of flattening is compared with the leading-order theory
+    :func:`fokkerplanck.theory.valley_transition_noise`: ``transition_theory`` (``Delta_S*`` as ``eta -> 0``),
+    ``transition_theory_eta`` (per ``eta``, with the discrete-SGD factor; ``None`` where ``eta lambda_0 >= 2``),
+    ``transition_theory_curve`` (``[sigma*, eta]`` pairs, ``sigma* = Delta_S*(eta) / eta``, on a fine ``eta`` grid)
+    and ``transition_particles`` (per ``eta``: the ``Delta_S`` at which ``<|x|>`` first exceeds ``threshold``,
+    linear interpolation between cells; ``None`` when it does not). ``out`` writes ``out/result.json``
+    (:func:`save_phase_diagram`)."""
+    from . import theory
+
+    pkw = dict(point or {})
+    if etas is None:
+        etas = HIGHDIM_ETAS_QUICK if quick else HIGHDIM_ETAS
+    if sigmas is None:
+        sigmas = HIGHDIM_SIGMAS_QUICK if quick else HIGHDIM_SIGMAS
+    etas, sigmas = [float(e) for e in etas], [float(s) for s in sigmas]
+    part = sweep(highdim_sgd_point, {"eta": etas, "sigma": sigmas}, fixed=pkw, cache_dir=cache_dir,
+                 scheduler=scheduler, n_workers=n_workers, progress=progress, quick=quick)
+    Z = {name: part.pivot("sigma", "eta", col) for name, col in (
+        ("Z_flatness", "mean_flatness"), ("Z_flatness_stderr", "mean_flatness_stderr"),
+        ("Z_flatness_final", "mean_flatness_final"), ("Z_diverged", "diverged"), ("Z_mean_abs_x", "mean_abs_x"),
+        ("Z_eta_lambda", "eta_lambda"), ("Z_drift", "mean_flatness_drift"))}
+    land = _highdim_landscape(pkw.get("n_flat", 100), pkw.get("n_sharp", 5), pkw.get("lambdas"),
+                              pkw.get("eps", 1e-3))
+    ref = _highdim_flat_range(land)
+    div = Z["Z_diverged"] >= float(diverged_threshold)
+    el = Z["Z_eta_lambda"]
+    ok = ~div & np.isfinite(el)
+    eta_grid = np.broadcast_to(np.asarray(etas)[None, :], div.shape)
+    conv = {
+        "max_eta_lambda_converged": float(np.max(el[ok])) if ok.any() else None,
+        "converged_cells": int(ok.sum()),
+        "converged_cells_with_eta_lambda_below_2": int(np.sum(el[ok] < 2.0)),
+        "diverged_cells": int(div.sum()),
+        "diverged_cells_beyond_eta_max_at_0": int(np.sum(div & (eta_grid * ref["lambda_max_at_0"] >= 2.0))),
+        "diverged_cells_min_delta_s": (float(np.min((eta_grid * np.asarray(sigmas)[:, None])[div]))
+                                       if div.any() else None),
+    }
+
+    def transition(eta):
+        try:
+            return theory.valley_transition_noise(land, eta)
+        except ValueError:
+            return None
+
+    res = {
+        "parameters": {"function": "highdim_phase_diagram", "etas": etas, "sigmas": sigmas, "point": pkw,
+                       "diverged_threshold": float(diverged_threshold), "threshold": float(threshold),
+                       "quick": quick, "landscape": land.params()},
+        "particles": part, "etas": etas, "sigmas": sigmas, **Z,
+        "flatness_min": ref["flatness_min"], "flatness_max": ref["flatness_max"], "x_flattest": ref["x_flattest"],
+        "eta_max_at_0": 2.0 / ref["lambda_max_at_0"], "diverged_threshold": float(diverged_threshold),
+        "convergence": conv,
+        "transition_theory": transition(0.0),
+        "transition_theory_eta": {str(e): transition(e) for e in etas},
+        "transition_theory_curve": _theory_curve(land, etas),
+        "transition_particles": {str(e): _transition_estimate([e * s for s in sigmas], Z["Z_mean_abs_x"][:, j],
+                                                              threshold) for j, e in enumerate(etas)},
+        "threshold": float(threshold),
+    }
+    if out is not None:
+        save_phase_diagram(res, out)
+    return res
+

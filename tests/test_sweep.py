@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from fokkerplanck.sweep import (SweepResult, dask_available, function_identity, point_key, prl_steady_point,
-                                sweep)
+from fokkerplanck.sweep import (SweepResult, dask_available, function_identity, highdim_phase_diagram,
+                                highdim_sgd_point, point_key, prl_steady_point, sweep)
 
 CALLS = []
 FAIL_AFTER = [None]
@@ -137,3 +137,55 @@ def test_prl_steady_point_quick():
     assert r["shrunk_cells"] > 0 and r["min_cross_factor"] < 1
     res = sweep("prl_steady", {"delta_s": [2e-4, 2e-3]}, scheduler="serial", quick=True)
     assert res.rows[0]["mean_abs_x"] < res.rows[1]["mean_abs_x"]          # flatter solutions at larger noise
+
+
+# ------------------------------------------------------------------------------------------------------------
+# PRL Fig. 3(c): the high-dimensional model (N_S = 5, N_F = 100)
+# ------------------------------------------------------------------------------------------------------------
+def test_highdim_point_tiny_noise_stays_sharp_and_unstable_points_diverge():
+    tiny = highdim_sgd_point(0.01, 1e-4, quick=True, n_steps=8000)       # Delta_S = 1e-6 << Delta_S* ~ 1e-4
+    assert tiny["diverged"] == 0.0 and tiny["n_flat"] == 100 and tiny["n_sharp"] == 5
+    # stays at the sharp global minimum: F within a few stderr of F(0), far below F(x_F)
+    assert abs(tiny["mean_flatness_final"] - tiny["flatness_min"]) < 1e-3
+    assert tiny["flatness_max"] - tiny["mean_flatness"] > 0.03
+    assert tiny["eta_lambda"] == pytest.approx(0.01 * 8.0, rel=0.01)       # <lambda_max> = lambda_max(0) = 8
+    # eta lambda_max(0) = 0.32 * 8 > 2: the sharpest direction is linearly unstable at any sigma
+    eta_big = highdim_sgd_point(0.32, 1e-4, quick=True)
+    assert eta_big["diverged"] == 1.0 and eta_big["eta_lambda_0"] > 2 and math.isnan(eta_big["mean_flatness"])
+    # excessive sigma at a stable eta
+    sig_big = highdim_sgd_point(0.04, 3.0, quick=True)
+    assert sig_big["diverged"] == 1.0 and sig_big["eta_lambda_0"] < 2
+
+
+def test_highdim_quick_phase_diagram_flatness_grows_with_noise_and_diverges(tmp_path):
+    res = highdim_phase_diagram(quick=True, scheduler="serial", out=tmp_path)
+    etas, sigmas = res["etas"], res["sigmas"]
+    assert etas == [0.02, 0.08, 0.32] and sigmas == [0.001, 0.01, 0.1, 1.0]
+    F, se, D = res["Z_flatness"], res["Z_flatness_stderr"], res["Z_diverged"]
+    assert F.shape == se.shape == D.shape == (4, 3)
+    ok = D < res["diverged_threshold"]
+    # divergence: none at the smallest (sigma, eta); all of eta = 0.32 (eta lambda_max(0) > 2) and sigma = 1
+    assert D[0, 0] == 0.0 and np.all(D[:, 2] == 1.0) and np.all(D[3, :] == 1.0)
+    assert np.all(np.isnan(F[~ok]) | (D[~ok] > 0))
+    # flatness increases along sigma at fixed eta (and along eta at fixed sigma) wherever not diverged,
+    # within 4 combined standard errors (plus 1e-6 for the time-average vs final snapshot)
+    for Zline, sline, okline in [(F[:, j], se[:, j], ok[:, j]) for j in range(3)] + \
+                                [(F[i, :], se[i, :], ok[i, :]) for i in range(4)]:
+        idx = np.flatnonzero(okline)
+        for a, b in zip(idx[:-1], idx[1:]):
+            assert Zline[b] >= Zline[a] - 4 * math.hypot(sline[a], sline[b]) - 1e-6, (Zline, sline)
+    # and by much more than the noise from the sharpest to the flattest corner of the stable region
+    assert F[2, 0] - F[0, 0] > 0.02 and F[2, 0] - F[0, 0] > 20 * math.hypot(se[2, 0], se[0, 0])
+    assert res["flatness_min"] - 1e-6 <= np.nanmin(F) and np.nanmax(F) <= res["flatness_max"] + 1e-6
+    # PRL convergence condition: every cell that converged has eta <lambda>_ss < 2
+    conv = res["convergence"]
+    assert conv["converged_cells"] == int(ok.sum()) == conv["converged_cells_with_eta_lambda_below_2"]
+    assert conv["diverged_cells_beyond_eta_max_at_0"] == 4 and res["eta_max_at_0"] == pytest.approx(0.25)
+    # the onset of flattening sits at the theory's Delta_S*(eta) ~ 1e-4: <|x|> small well below, O(1) well above
+    assert res["transition_theory"] == pytest.approx(5.2e-3 / 49.1)
+    A = res["Z_mean_abs_x"]
+    assert A[0, 0] < 0.1 and A[2, 0] > 0.5           # eta = 0.02: Delta_S = 2e-5 and 2e-3
+    doc = json.loads((tmp_path / "result.json").read_text())
+    assert doc["arrays"]["Z_flatness"] == [4, 3] and len(doc["metrics"]["particle_rows"]) == 12
+    assert doc["parameters"]["function"] == "highdim_phase_diagram"
+
