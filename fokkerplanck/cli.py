@@ -6,6 +6,9 @@
     fokkerplanck simulate [CONFIG] [--out DIR] [--quick]   Monte Carlo particles, histogrammed on the grid
     fokkerplanck compare  [CONFIG] [--out DIR] [--quick]   solver vs particles vs theory, with distances
     fokkerplanck sweep    [CONFIG] [--out DIR] [--quick]   steady states across one or two parameters
+    fokkerplanck phase-diagram {prl-fig5b,prl-fig3c} [--out DIR] [--quick] [--scheduler ADDRESS]
+                 [--workers N] [--cache DIR] [--etas ETA ...] [--sigmas SIGMA ...]
+                                                           the PRL's (sigma, eta) phase diagrams
 
 ``evolve`` and ``simulate`` checkpoint into ``DIR/checkpoint.npz`` (atomically, every ``--checkpoint-every``
 steps; default about 5% of the run) and ``--resume`` continues an interrupted run from it, with the same
@@ -42,6 +45,16 @@ COMMANDS = {
 }
 
 
+#: ``fokkerplanck phase-diagram FIGURE``: the PRL's (sigma, eta) phase diagrams, from SGD particles
+PHASE_DIAGRAMS = {
+    "prl-fig5b": "PRL Fig. 5(b): 2D valley (Eq. 8, eps = 1e-3, lambdas 8, -2, 1): flatness F(<|x|>) of the SGD "
+                 "steady state, the transition line eta sigma = Delta_S* = -eps/lambda_1 and the Fokker-Planck "
+                 "solver's transition",
+    "prl-fig3c": "PRL Fig. 3(c): high-dimensional valley (Eq. 5, N_S = 5, N_F = 100): time-averaged steady-state "
+                 "flatness <F(x)>, the divergence region and the theory transition sigma*(eta)",
+}
+
+
 class UserError(Exception):
     """A mistake of the user outside the configuration (e.g. an unwritable output directory)."""
 
@@ -59,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fokkerplanck",
                 description="Finite-volume Fokker-Planck solver for SGD dynamics (Yang, Tang & Tu, PRL 130, "
                             "237101 (2023)), with Monte Carlo particles and closed-form theory.",
-                epilog="Each command takes an optional TOML config (none = built-in default) and --out DIR; "
+                epilog="Each command takes an optional TOML config (none = built-in default) and --out DIR "
+                       "(phase-diagram takes a figure name instead of a config); "
                        "run 'fokkerplanck COMMAND --help' for details.")
     p.add_argument("--version", action="version", version=f"fokkerplanck {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -89,6 +103,28 @@ def build_parser() -> argparse.ArgumentParser:
                                 "is installed, else serial)")
             s.add_argument("--workers", type=int, default=None, metavar="N",
                            help="workers of the LocalCluster (default: one per core)")
+    text = "the PRL's (sigma, eta) phase diagrams of the SGD steady state (table and heat map)"
+    s = sub.add_parser("phase-diagram", help=text,
+                       description=text + ": " + "; ".join(f"{k}: {v}" for k, v in PHASE_DIAGRAMS.items()) + ".")
+    s.add_argument("figure", choices=list(PHASE_DIAGRAMS), metavar="FIGURE",
+                   help=" | ".join(PHASE_DIAGRAMS))
+    s.add_argument("--out", metavar="DIR", default=None,
+                   help="output directory (default: ./fokkerplanck-out/phase-diagram-FIGURE)")
+    s.add_argument("--quick", action="store_true",
+                   help="few particles and short runs (seconds; for tests and smoke checks)")
+    s.add_argument("--no-figures", action="store_true", help="skip the PNG heat map")
+    s.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="'serial', 'local' (a Dask LocalCluster) or the address of a running Dask scheduler, "
+                        "tcp://host:port (default: a LocalCluster when dask.distributed is installed, else serial)")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="workers of the LocalCluster (default: one per core)")
+    s.add_argument("--cache", metavar="DIR", default=None,
+                   help="keep every finished point in DIR (one JSON file each); a rerun computes only the "
+                        "missing points")
+    s.add_argument("--etas", type=float, nargs="+", default=None, metavar="ETA",
+                   help="learning rates (default: the figure's)")
+    s.add_argument("--sigmas", type=float, nargs="+", default=None, metavar="SIGMA",
+                   help="shift variances sigma (default: the figure's)")
     return p
 
 
@@ -588,6 +624,114 @@ def cmd_demo(run: _Run, figures: bool):
     cmd_compare(run, figures, demo=True)
 
 
+def _prepare_out(out: Path) -> str | None:
+    """Create ``out`` and check that it is writable; an error line, or None."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        return f"error: cannot write to output directory '{out}': {e.strerror or e}"
+    return None
+
+
+def _table_lines(sigmas, etas, Z, D, threshold, fmt="{:.4f}") -> list[str]:
+    """``Z[sigma, eta]`` as text, ``div`` where the diverged fraction ``D`` reaches ``threshold``."""
+    lines = ["  sigma \\ eta " + "".join(f"{e:>9.3g}" for e in etas)]
+    for i, sg in enumerate(sigmas):
+        cells = []
+        for j in range(len(etas)):
+            z, d = Z[i, j], D[i, j]
+            cells.append(f"{'div':>9s}" if not (d < threshold) or not np.isfinite(z) else f"{fmt.format(z):>9s}")
+        lines.append(f"  {sg:>11.3g} " + "".join(cells))
+    return lines
+
+
+def cmd_phase_diagram(args) -> int:
+    """``fokkerplanck phase-diagram FIGURE``: run :func:`~fokkerplanck.sweep.prl_phase_diagram` (Fig. 5b) or
+    :func:`~fokkerplanck.sweep.highdim_phase_diagram` (Fig. 3c), write ``result.json`` (tables indexed
+    ``[sigma, eta]``), ``arrays.npz`` and ``phase_diagram.png``, print the table."""
+    from . import plot
+    from .sweep import PRL_FIG5B_ETAS, PRL_FIG5B_SIGMAS, highdim_phase_diagram, prl_phase_diagram, save_phase_diagram
+
+    t0 = time.perf_counter()
+    which = args.figure
+    for name in ("etas", "sigmas"):
+        vals = getattr(args, name)
+        if vals is not None and not all(np.isfinite(v) and v > 0 for v in vals):
+            return _fail(f"error: --{name} must be positive numbers, got {' '.join(f'{v:g}' for v in vals)}")
+        if vals is not None and len(set(vals)) != len(vals):
+            return _fail(f"error: --{name} has repeated values")
+    if args.workers is not None and args.workers < 1:
+        return _fail(f"error: --workers must be >= 1, got {args.workers}")
+    out = Path(args.out) if args.out else Path("fokkerplanck-out") / f"phase-diagram-{which}"
+    problem = _prepare_out(out)
+    if problem:
+        return _fail(problem)
+    axes = {k: v for k, v in (("etas", args.etas), ("sigmas", args.sigmas)) if v is not None}
+    common = dict(cache_dir=args.cache, scheduler=args.scheduler, n_workers=args.workers, quick=args.quick)
+    notes, figures, timings = [], [], {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if which == "prl-fig5b":
+                res = prl_phase_diagram(**{"etas": PRL_FIG5B_ETAS, "sigmas": PRL_FIG5B_SIGMAS, **axes}, **common)
+            else:
+                res = highdim_phase_diagram(**axes, **common)
+        except OSError as e:      # an unwritable cache, an unreachable scheduler
+            return _fail(f"error: {e}")
+    timings["sweep_s"] = round(time.perf_counter() - t0, 4)
+    for w in caught:
+        if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning)):
+            msg = f"{w.category.__name__}: {' '.join(str(w.message).split())}"
+            if msg not in notes:
+                notes.append(msg)
+    sigmas, etas = res["sigmas"], res["etas"]
+    threshold = float(res.get("diverged_threshold", 0.5))
+    if which == "prl-fig5b":
+        Z, zlabel = res["Z_flatness"], "flatness F(<|x|>) = lambda(<|x|>)^(-1/2)"
+        title = "PRL Fig. 5(b): 2D valley, random-shift SGD"
+        kw = {"transition": res["transition_theory"], "transition_curve": res["transition_theory_curve"]}
+        summary = [f"PRL Fig. 5(b): {len(sigmas)} x {len(etas)} SGD points + {len(res['solver'].rows)} steady "
+                   f"states in {timings['sweep_s']:.1f} s",
+                   f"transition Delta_S*: theory -eps/lambda_1 = {res['transition_theory']:.3g}, solver "
+                   + (f"{res['transition_solver']:.3g}" if res["transition_solver"] is not None else "not crossed")]
+    else:
+        Z, zlabel = res["Z_flatness"], "steady-state flatness <F(x)>"
+        title = "PRL Fig. 3(c): high-dimensional valley (N_S = 5, N_F = 100)"
+        kw = {"transition_curve": res["transition_theory_curve"], "eta_max": res["eta_max_at_0"]}
+        c = res["convergence"]
+        summary = [f"PRL Fig. 3(c): {len(sigmas)} x {len(etas)} SGD points in {timings['sweep_s']:.1f} s; "
+                   f"F from {res['flatness_min']:.4f} (x = 0) to {res['flatness_max']:.4f} (|x_F| = "
+                   f"{res['x_flattest']:.3g})",
+                   f"convergence eta <lambda>_ss < 2: {c['converged_cells_with_eta_lambda_below_2']} of "
+                   f"{c['converged_cells']} converged cells satisfy it (max "
+                   + (f"{c['max_eta_lambda_converged']:.3g}" if c["max_eta_lambda_converged"] is not None else "-")
+                   + f"); {c['diverged_cells']} diverged, {c['diverged_cells_beyond_eta_max_at_0']} of them with "
+                   f"eta >= 2/lambda_max(0) = {res['eta_max_at_0']:.3g}",
+                   f"transition Delta_S* (theory, eta -> 0) = {res['transition_theory']:.3g}"]
+    summary.append(f"{zlabel} [rows sigma, columns eta; div: >= {threshold:.0%} of particles diverged]:")
+    summary += _table_lines(sigmas, etas, Z, res["Z_diverged"], threshold)
+    if not args.no_figures:
+        t = time.perf_counter()
+        fig = plot.sgd_phase_diagram(sigmas, etas, Z, diverged=res["Z_diverged"], diverged_threshold=threshold,
+                                     zlabel=zlabel, title=title, **kw)
+        figures.append(plot.save(fig, out / "phase_diagram.png"))
+        timings["figures_s"] = round(time.perf_counter() - t, 4)
+    res["parameters"] = {**res["parameters"], "figure": which, "scheduler": args.scheduler,
+                         "workers": args.workers, "cache": args.cache}
+    timings["total_s"] = round(time.perf_counter() - t0, 4)
+    path = save_phase_diagram(res, out, command="phase-diagram", figures=figures, notes=notes, timings=timings)
+    print(f"fokkerplanck phase-diagram: {summary[0]}")
+    for line in summary[1:]:
+        print(line)
+    for n in notes:
+        print(f"note: {n}")
+    print(f"wrote {path} and {len(figures)} figure(s) in {timings['total_s']:.1f} s")
+    return 0
+
+
 _RUNNERS = {"demo": cmd_demo, "steady": cmd_steady, "evolve": cmd_evolve, "simulate": cmd_simulate,
             "compare": cmd_compare, "sweep": cmd_sweep}
 
@@ -609,6 +753,8 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     command = args.command
+    if command == "phase-diagram":
+        return cmd_phase_diagram(args)
     try:
         cfg = load_config(args.config, command, quick=args.quick)
     except ConfigError as e:
@@ -617,13 +763,9 @@ def main(argv=None) -> int:
         print(to_toml(cfg), end="")
         return 0
     out = Path(args.out) if args.out else Path("fokkerplanck-out") / command
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        return _fail(f"error: cannot write to output directory '{out}': {e.strerror or e}")
+    problem = _prepare_out(out)
+    if problem:
+        return _fail(problem)
     run = _Run(command, cfg, out)
     run.options = {k: getattr(args, k) for k in ("scheduler", "workers", "resume", "checkpoint_every")
                    if hasattr(args, k)}

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 _STYLES = ("-", "--", ":", "-.")
 
-__all__ = ["density_heatmap", "marginals", "effective_potential", "phase_diagram", "sweep_curve",
+__all__ = ["density_heatmap", "marginals", "effective_potential", "phase_diagram", "sgd_phase_diagram", "sweep_curve",
            "evolution", "overview", "save", "OKABE_ITO"]
 
 
@@ -141,6 +141,17 @@ def effective_potential(curves: dict, scale: float, axis: int = 0, *, ax=None, t
     return fig
 
 
+def _cell_edges(v, log: bool) -> np.ndarray:
+    """Cell edges around sample points ``v`` (midpoints, in log space when ``log``; the end cells mirrored)."""
+    v = np.asarray(v, dtype=float)
+    if v.size == 1:
+        return np.array([v[0] * 0.9, v[0] * 1.1]) if log else np.array([v[0] - 0.5, v[0] + 0.5])
+    w = np.log(v) if log else v
+    mid = 0.5 * (w[1:] + w[:-1])
+    e = np.concatenate([[w[0] - (mid[0] - w[0])], mid, [w[-1] + (w[-1] - mid[-1])]])
+    return np.exp(e) if log else e
+
+
 def phase_diagram(x, y, Z, *, ax=None, xlabel: str = "", ylabel: str = "", zlabel: str = "",
                   logx: bool = False, logy: bool = False, cmap: str = "viridis", title: str | None = None,
                   marks=None) -> Figure:
@@ -152,16 +163,8 @@ def phase_diagram(x, y, Z, *, ax=None, xlabel: str = "", ylabel: str = "", zlabe
     if Z.shape != (x.size, y.size):
         raise ValueError(f"phase_diagram: Z has shape {Z.shape}, expected ({x.size}, {y.size})")
     fig, ax = _axes(ax, (5.6, 4.2))
-
-    def edges(v, log):
-        if v.size == 1:
-            return np.array([v[0] * 0.9, v[0] * 1.1]) if log else np.array([v[0] - 0.5, v[0] + 0.5])
-        w = np.log(v) if log else v
-        mid = 0.5 * (w[1:] + w[:-1])
-        e = np.concatenate([[w[0] - (mid[0] - w[0])], mid, [w[-1] + (w[-1] - mid[-1])]])
-        return np.exp(e) if log else e
-
-    mesh = ax.pcolormesh(edges(x, logx), edges(y, logy), np.ma.masked_invalid(Z).T, cmap=cmap, shading="flat")
+    mesh = ax.pcolormesh(_cell_edges(x, logx), _cell_edges(y, logy), np.ma.masked_invalid(Z).T, cmap=cmap,
+                         shading="flat")
     fig.colorbar(mesh, ax=ax, label=zlabel)
     if logx:
         ax.set_xscale("log")
@@ -172,6 +175,80 @@ def phase_diagram(x, y, Z, *, ax=None, xlabel: str = "", ylabel: str = "", zlabe
         ax.plot(m[:, 0], m[:, 1], "w--", lw=1.2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def sgd_phase_diagram(sigmas, etas, Z, *, diverged=None, diverged_threshold: float = 0.5, transition=None,
+                      transition_curve=None, eta_max=None, ax=None, zlabel: str = "flatness F",
+                      cmap: str = "viridis", title: str | None = None) -> Figure:
+    """The (sigma, eta) phase diagram of SGD hyperparameters (PRL Figs. 3c and 5b): ``Z[i, j]`` at
+    ``sigma = sigmas[i]``, ``eta = etas[j]`` (the ``[sigma, eta]`` tables of
+    :func:`~fokkerplanck.sweep.prl_phase_diagram` / :func:`~fokkerplanck.sweep.highdim_phase_diagram`) as a
+    colour map on log axes, sigma across and eta up.
+
+    * ``diverged``: the diverged fraction per cell; cells with at least ``diverged_threshold`` (and cells
+      whose ``Z`` is NaN) are drawn grey -- the PRL's divergence region.
+    * ``transition``: a noise level ``Delta_S*``; drawn as the line ``eta sigma = Delta_S*`` (PRL Appendix:
+      ``Delta_S* = -eps / lambda_1``).
+    * ``transition_curve``: ``(sigma*, eta)`` pairs of an eta-dependent transition, drawn as a line.
+    * ``eta_max``: a learning rate drawn as a horizontal line (e.g. ``2 / lambda_max(0)``, where
+      ``eta <lambda> < 2`` fails at the global minimum)."""
+    import matplotlib.colors as mcolors
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import NullFormatter
+
+    s, e, Z = np.asarray(sigmas, dtype=float), np.asarray(etas, dtype=float), np.asarray(Z, dtype=float)
+    if Z.shape != (s.size, e.size):
+        raise ValueError(f"sgd_phase_diagram: Z has shape {Z.shape}, expected (len(sigmas), len(etas)) = "
+                         f"({s.size}, {e.size})")
+    if np.any(s <= 0) or np.any(e <= 0):
+        raise ValueError("sgd_phase_diagram: sigmas and etas must be positive (log axes)")
+    grey = ~np.isfinite(Z)
+    if diverged is not None:
+        d = np.asarray(diverged, dtype=float)
+        if d.shape != Z.shape:
+            raise ValueError(f"sgd_phase_diagram: diverged has shape {d.shape}, expected {Z.shape}")
+        grey |= np.nan_to_num(d, nan=1.0) >= float(diverged_threshold)
+    fig, ax = _axes(ax, (6.0, 4.4))
+    xe, ye = _cell_edges(s, True), _cell_edges(e, True)
+    shown = np.ma.masked_array(Z, mask=grey)
+    mesh = ax.pcolormesh(xe, ye, shown.T, cmap=cmap, shading="flat")
+    fig.colorbar(mesh, ax=ax, label=zlabel)
+    handles = []
+    if grey.any():
+        ax.pcolormesh(xe, ye, np.ma.masked_array(np.ones_like(Z), mask=~grey).T,
+                      cmap=mcolors.ListedColormap(["#9a9a9a"]), shading="flat", vmin=0, vmax=1)
+        handles.append(Patch(color="#9a9a9a", label=f"diverged (\u2265 {diverged_threshold:.0%} of particles)"
+                             if diverged is not None else "diverged"))
+    lo, hi = xe[0], xe[-1]
+    if transition is not None and transition > 0:
+        sg = np.geomspace(lo, hi, 200)
+        (ln,) = ax.plot(sg, float(transition) / sg, ls=":", color=OKABE_ITO[5], lw=2.0,
+                        label=f"\u03b7\u03c3 = \u0394S* = {transition:.3g}")
+        handles.append(ln)
+    if transition_curve is not None:
+        c = np.asarray([p for p in transition_curve if p[0] is not None and p[0] > 0], dtype=float).reshape(-1, 2)
+        if c.size:
+            (ln,) = ax.plot(c[:, 0], c[:, 1], "--", color=OKABE_ITO[1], lw=1.6,
+                            label="\u03c3*(\u03b7) = \u0394S*(\u03b7)/\u03b7 (discrete SGD)")
+            handles.append(ln)
+    if eta_max is not None and ye[0] <= float(eta_max) <= ye[-1]:
+        ln = ax.axhline(float(eta_max), color=OKABE_ITO[3], ls="--", lw=1.4,
+                        label=f"\u03b7 = 2/\u03bb_max(0) = {eta_max:.3g}")
+        handles.append(ln)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())     # decades only: short axes would crowd minor labels
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(xe[0], xe[-1])
+    ax.set_ylim(ye[0], ye[-1])
+    ax.set_xlabel("noise strength \u03c3")
+    ax.set_ylabel("learning rate \u03b7")
+    if handles:      # below the axes: the cells stay visible
+        ax.legend(handles=handles, frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                  ncol=2)
     if title:
         ax.set_title(title, fontsize=10)
     return fig

@@ -199,3 +199,69 @@ def test_densities_also_written_as_netcdf_when_xarray_is_installed(tmp_path):
     ds = xr.open_dataset(tmp_path / io.NETCDF_FILE, engine="scipy")
     np.testing.assert_array_equal(ds["p"].values, d.values)
     np.testing.assert_allclose(ds["p_theta1"].values, grid.centers[1])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# fokkerplanck phase-diagram {prl-fig5b, prl-fig3c}
+# ------------------------------------------------------------------------------------------------------------
+def _grey_fraction(png) -> float:
+    """Fraction of the pixels of a PNG in the divergence grey (#9a9a9a) of plot.sgd_phase_diagram."""
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(png)
+    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 300
+    return float(np.mean(np.all(np.abs(img[..., :3] - 0x9a / 255) < 0.01, axis=-1)))
+
+
+def test_phase_diagram_fig3c_quick_writes_table_and_png(tmp_path, capsys):
+    out, cache = tmp_path / "fig3c", tmp_path / "cache"
+    args = ["phase-diagram", "prl-fig3c", "--quick", "--out", str(out), "--scheduler", "serial", "--cache", str(cache)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "PRL Fig. 3(c)" in text and "div" in text and "wrote" in text
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["command"] == "phase-diagram" and doc["figures"] == ["phase_diagram.png"]
+    assert doc["parameters"]["figure"] == "prl-fig3c" and doc["parameters"]["quick"] is True
+    m = doc["metrics"]
+    assert m["etas"] == [0.02, 0.08, 0.32] and m["sigmas"] == [0.001, 0.01, 0.1, 1.0]
+    for name in ("Z_flatness", "Z_diverged", "Z_eta_lambda", "Z_mean_abs_x"):
+        assert np.array(m[name], dtype=float).shape == (4, 3) and doc["arrays"][name] == [4, 3]
+    D = np.array(m["Z_diverged"], dtype=float)
+    assert D[0, 0] == 0 and np.all(D[:, 2] == 1)              # eta = 0.32 > 2 / lambda_max(0): all diverged
+    assert len(m["particle_rows"]) == 12 and m["convergence"]["diverged_cells"] >= 4
+    assert fio.load(out).arrays["Z_flatness"].shape == (4, 3)
+    assert 0.05 < _grey_fraction(out / "phase_diagram.png") < 0.6  # the divergence region is drawn grey
+    # a second run takes every point from the cache and gives the same table
+    assert len(list(cache.glob("*.json"))) == 12
+    assert main(args + ["--no-figures"]) == 0
+    again = json.loads((out / "result.json").read_text())
+    assert again["metrics"]["Z_flatness"] == m["Z_flatness"] and again["figures"] == []
+
+
+def test_phase_diagram_fig5b_quick_small_grid(tmp_path, capsys):
+    out = tmp_path / "fig5b"
+    assert main(["phase-diagram", "prl-fig5b", "--quick", "--out", str(out), "--scheduler", "serial",
+                 "--etas", "0.04", "0.16", "--sigmas", "0.005", "0.32"]) == 0
+    assert "transition Delta_S*: theory -eps/lambda_1 = 0.0005" in capsys.readouterr().out
+    doc = json.loads((out / "result.json").read_text())
+    m = doc["metrics"]
+    assert m["etas"] == [0.04, 0.16] and m["sigmas"] == [0.005, 0.32]
+    F, D = np.array(m["Z_flatness"], dtype=float), np.array(m["Z_diverged"], dtype=float)
+    assert F.shape == D.shape == (2, 2) and m["transition_theory"] == pytest.approx(5e-4)
+    assert D[0, 0] == 0 and D[1, 1] >= 0.5                    # phase I corner converges, phase III diverges
+    # F(<|x|>) between F(x* = 0) = 8^-1/2 and F(x_F = 1) = 7^-1/2, flatter above Delta_S* (sigma 0.005 -> eta 0.16)
+    assert 8 ** -0.5 - 1e-9 <= F[0, 0] < F[0, 1] <= 7 ** -0.5 + 1e-9
+    assert len(m["solver_rows"]) == 4 and (out / "phase_diagram.png").is_file()
+    assert _grey_fraction(out / "phase_diagram.png") > 0.02
+
+
+def test_phase_diagram_user_mistakes_exit_2(tmp_path, capsys):
+    assert "'nope'" in _one_line_error(capsys, ["phase-diagram", "nope", "--out", str(tmp_path / "a")])
+    assert "--etas" in _one_line_error(capsys, ["phase-diagram", "prl-fig3c", "--etas", "0.1", "-0.2",
+                                                "--out", str(tmp_path / "b")])
+    assert "--workers" in _one_line_error(capsys, ["phase-diagram", "prl-fig5b", "--workers", "0",
+                                                   "--out", str(tmp_path / "c")])
+    assert not (tmp_path / "b" / "result.json").exists()
+    assert main(["phase-diagram", "--help"]) == 0
+    assert "prl-fig3c" in capsys.readouterr().out
+
