@@ -20,9 +20,12 @@ keyword arguments and the function's identity (module, qualified name, a hash of
 and started again recomputes only the points that have no cache file. Closures are identified by their code,
 not by the values they capture: give ``cache_key=`` (any JSON value) to tell such variants apart.
 
-Built-in point functions (``func_or_spec`` may name them: ``"prl_steady"``, ``"prl_sgd"``, ``"prl_sde"``):
-:func:`prl_steady_point`, :func:`prl_sgd_point`, :func:`prl_sde_point`, for the phase diagram of Yang, Tang &
-Tu, PRL 130, 237101 (2023), Fig. 5(b). :func:`prl_phase_diagram` runs the particle and solver sweeps together.
+Built-in point functions (``func_or_spec`` may name them: ``"prl_steady"``, ``"prl_sgd"``, ``"prl_sde"``,
+``"prl_search"``, ``"highdim_sgd"``): :func:`prl_steady_point`, :func:`prl_sgd_point`, :func:`prl_sde_point`,
+for the phase diagram of Yang, Tang & Tu, PRL 130, 237101 (2023), Fig. 5(b) -- :func:`prl_phase_diagram` runs
+the particle and solver sweeps together -- and :func:`highdim_sgd_point`, the steady-state flatness of the
+high-dimensional model (``N_S = 5``, ``N_F = 100``) for Fig. 3(c), :func:`highdim_phase_diagram`. Both diagrams
+are tables indexed ``[sigma, eta]``; :func:`save_phase_diagram` writes them (``fokkerplanck phase-diagram``).
 """
 from __future__ import annotations
 
@@ -336,7 +339,8 @@ def sweep(func_or_spec, grid_of_params: dict[str, list], *, cache_dir=None, sche
     ----------
     func_or_spec : callable, str or dict
         ``f(**params, **fixed) -> dict`` (or a number); or the name of a built-in point function
-        (:data:`POINT_FUNCTIONS`: ``"prl_steady"``, ``"prl_sgd"``, ``"prl_sde"``); or a dict
+        (:data:`POINT_FUNCTIONS`: ``"prl_steady"``, ``"prl_sgd"``, ``"prl_sde"``, ``"prl_search"``,
+        ``"highdim_sgd"``); or a dict
         ``{"function": name, **fixed_kwargs}``.
     grid_of_params : dict name -> list of values
         The product is taken in the dict's order, the first parameter varying slowest.

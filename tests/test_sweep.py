@@ -155,6 +155,8 @@ def test_highdim_point_tiny_noise_stays_sharp_and_unstable_points_diverge():
     # excessive sigma at a stable eta
     sig_big = highdim_sgd_point(0.04, 3.0, quick=True)
     assert sig_big["diverged"] == 1.0 and sig_big["eta_lambda_0"] < 2
+    by_name = sweep("highdim_sgd", {"eta": [0.32], "sigma": [1e-4]}, scheduler="serial", quick=True)
+    assert by_name.rows[0]["diverged"] == 1.0 and by_name.rows[0]["eta_lambda_0"] == eta_big["eta_lambda_0"]
 
 
 def test_highdim_quick_phase_diagram_flatness_grows_with_noise_and_diverges(tmp_path):
