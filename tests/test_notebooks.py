@@ -105,9 +105,10 @@ def test_fig5b_phase_behaviour(tmp_path, monkeypatch):
     assert sgd[0.04][i_lo] < 0.05
     assert 0.6 < sgd[0.04][i_hi] < 0.85
     assert sgd[0.1][i_hi] > sgd[0.04][i_hi]           # finite-eta bias: larger eta, flatter
-    # the solver lies below the eta -> 0 particles above the transition (lost cross-diffusion): quick 0.53 vs 0.68
+    # the solver lies a little below the eta -> 0 particles above the transition (coarse quick grid 100 x 32):
+    # measured 0.614 vs 0.676 (0.53 vs 0.68 before face averages of the carried drift rho (e . g))
     gap = ns["sgd_eta0"][i_hi] - ns["solver_at_sgd"][i_hi]
-    assert abs(gap) < 0.25
+    assert abs(gap) < 0.12
     # phase III: eta lambda(x*) = 2.4 > 2 diverges, 1.6 does not
     assert ns["diverged_fraction"][0.3] > 0.9 and ns["diverged_fraction"][0.2] < 0.1
 
