@@ -242,6 +242,17 @@ def test_wall_warning_when_domain_too_small():
         fp.steady_state(fp.Problem(grid, Quadratic([[1.0]]), Isotropic(1.0)))
 
 
+def _diagonal_of_sgd_noise(land, delta_s):
+    """Field noise with the diagonal of ``Delta_S H^2`` only (no cross-diffusion)."""
+    def diag_only(t):
+        H = land.hessian(t)
+        D = delta_s * (H @ H)
+        D[..., 0, 1] = D[..., 1, 0] = 0.0
+        return D
+
+    return Field(diag_only)
+
+
 def test_metastable_steady_state_by_inverse_iteration():
     """PRL valley with the diagonal of Delta_S H^2 (no cross-diffusion, so no stencil limitation): at 200 x 48
     cells a pinned-cell LU loses all its digits (cell Peclet numbers ~2000, rates that underflow; measured:
@@ -249,14 +260,8 @@ def test_metastable_steady_state_by_inverse_iteration():
     (<|x|> = 0.669 at 400 x 48 and 800 x 48), and keeps the two symmetric wells balanced."""
     land = DegenerateValley(lambdas=(8, -2, 1), eps=1e-3)
 
-    def diag_only(t):
-        H = land.hessian(t)
-        D = 1e-3 * (H @ H)
-        D[..., 0, 1] = D[..., 1, 0] = 0.0
-        return D
-
     grid = fp.Grid([(-1.6, 1.6, 200), (-0.5, 0.5, 48)])
-    ss = fp.steady_state(fp.Problem(grid, land, Field(diag_only)))
+    ss = fp.steady_state(fp.Problem(grid, land, _diagonal_of_sgd_noise(land, 1e-3)))
     assert ss.info["algorithm"].startswith("inverse iteration")
     assert ss.info["residual"] < 1e-12
     assert abs(ss.expect(lambda t: np.abs(t[..., 0])) - 0.669) < 0.01     # measured 0.667
@@ -275,15 +280,9 @@ def test_shrunk_cross_diffusion_stays_close_to_the_diagonal_model():
     cells) matters: measured gap 0.014 at 200 x 48 cells (0.073 with the plain average of e . g)."""
     land = DegenerateValley(lambdas=(8, -2, 1), eps=1e-3)
 
-    def diag_only(t):
-        H = land.hessian(t)
-        D = 1e-3 * (H @ H)
-        D[..., 0, 1] = D[..., 1, 0] = 0.0
-        return D
-
     grid = fp.Grid([(-1.6, 1.6, 200), (-0.5, 0.5, 48)])
     with pytest.warns(RuntimeWarning, match="cross-diffusion"):
         full = fp.steady_state(fp.Problem(grid, land, HessianAligned(1e-3)))
-    diag = fp.steady_state(fp.Problem(grid, land, Field(diag_only)))
+    diag = fp.steady_state(fp.Problem(grid, land, _diagonal_of_sgd_noise(land, 1e-3)))
     mean_abs = [d.expect(lambda t: np.abs(t[..., 0])) for d in (full, diag)]
     assert abs(mean_abs[0] - mean_abs[1]) < 0.025, mean_abs             # measured 0.653 vs 0.667
