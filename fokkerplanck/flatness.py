@@ -6,7 +6,8 @@
   ``<F> = int F(x) P(x, y) dx dy`` (:func:`density_flatness`); of particles, the mean over live particles.
   :func:`flatness_trajectory` turns an :func:`~fokkerplanck.evolve.evolve` trajectory into ``F(t)``,
   :func:`particle_flatness` runs particles (any dimension) and records ``F(t)``, and :func:`flatness_dynamics`
-  compares GD (no noise), SGD (``HessianAligned``) and GLD (``Isotropic``) -- PRL Fig. 2(a) / 3(a).
+  compares GD (no noise), SGD (``HessianAligned``) and GLD (``Isotropic``) -- PRL Fig. 2(a);
+  :func:`sgd_flatness_vs_noise` runs the discrete SGD at several noise strengths -- PRL Fig. 3(a).
 * **Valleys** of a :class:`~fokkerplanck.landscapes.MultiValley`: every point belongs to the well ``k`` with the
   largest soft-min weight ``pi_k`` (the lowest quadratic ``q_k``). :func:`valley_fractions` gives the probability in
   each valley (summing to the mass of the density), :func:`valley_fraction_dynamics` follows them in time for
@@ -33,7 +34,7 @@ from . import noise as _N
 from .operator import DEFAULT_STENCIL_RADIUS
 
 __all__ = ["flatness_of_points", "density_flatness", "flatness_trajectory", "FlatnessCurve", "particle_record",
-           "ParticleRecord", "particle_flatness", "flatness_dynamics", "valley_index", "valley_fractions",
+           "ParticleRecord", "particle_flatness", "flatness_dynamics", "sgd_flatness_vs_noise", "valley_index", "valley_fractions",
            "valley_fraction_dynamics", "particle_valley_fractions", "search_time_particles", "search_time_mfpt",
            "prl_search_point"]
 
@@ -201,6 +202,51 @@ def particle_flatness(landscape, noise=None, **kwargs) -> FlatnessCurve:
     mabs, _ = rec.mean("abs_x")
     return FlatnessCurve(rec.times, m, se, {"mean_abs_x": mabs, "diverged": 1.0 - rec.alive.mean(axis=1)},
                          "particles")
+
+
+def _first_time_at_least(times, values, level) -> float:
+    """First time the curve reaches ``level`` (linear interpolation between records), NaN if never."""
+    v = np.asarray(values, float)
+    k = np.flatnonzero(np.isfinite(v) & (v >= level))
+    if k.size == 0:
+        return float("nan")
+    k = int(k[0])
+    if k == 0:
+        return float(times[0])
+    t0, t1, v0, v1 = float(times[k - 1]), float(times[k]), float(v[k - 1]), float(v[k])
+    return t1 if v1 == v0 else t0 + (level - v0) * (t1 - t0) / (v1 - v0)
+
+
+def sgd_flatness_vs_noise(landscape, sigmas, *, eta: float, theta0, n_particles: int = 64,
+                          n_steps: int | None = None, t_end: float | None = None, n_records: int = 30,
+                          seed: int = 0) -> dict:
+    """Flatness dynamics of the discrete random-shift SGD at one learning rate and several noise strengths
+    (PRL Fig. 3a): ``<F>(t)`` over live particles for each ``sigma`` (records spaced geometrically in steps), all
+    started at ``theta0`` (a point, or one row per particle).
+
+    On a degenerate valley the PRL finds that ``F`` grows at a rate proportional to ``Delta_S = eta sigma`` (its
+    Sec. IV B): the flattening time scales like ``1/sigma``. Each curve is therefore summarised by
+    ``t_half``, the first time ``<F>`` is half-way from its start to the flattest value of the valley (the
+    landscape's ``flatness`` on a dense radial scan), so ``sigma t_half`` is roughly constant where the
+    dynamics is noise-driven.
+
+    Returns ``{"curves": {sigma: FlatnessCurve}, "t_half": {sigma: float}, "flatness_max": F_max,
+    "x_flattest": |x_F|, "eta": eta}``."""
+    rad = np.linspace(0.0, 3.0, 6001)
+    pts = np.zeros((rad.size, landscape.dim))
+    pts[:, 0] = rad
+    with np.errstate(invalid="ignore", divide="ignore"):
+        F = flatness_of_points(landscape, pts)
+    k = int(np.nanargmax(F))
+    out = {"curves": {}, "t_half": {}, "flatness_max": float(F[k]), "x_flattest": float(rad[k]), "eta": float(eta)}
+    for sg in sigmas:
+        c = particle_flatness(landscape, method="sgd", eta=float(eta), sigma=float(sg), theta0=theta0,
+                              n_particles=int(n_particles), n_steps=n_steps, t_end=t_end, n_records=int(n_records),
+                              seed=int(seed), log_times=True)
+        out["curves"][float(sg)] = c
+        half = 0.5 * (float(c.values[0]) + out["flatness_max"])
+        out["t_half"][float(sg)] = _first_time_at_least(c.times, c.values, half)
+    return out
 
 
 def _default_temperature(landscape, delta_s: float) -> float:

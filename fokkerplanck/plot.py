@@ -20,7 +20,7 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
 _STYLES = ("-", "--", ":", "-.")
 
 __all__ = ["density_heatmap", "marginals", "effective_potential", "phase_diagram", "sgd_phase_diagram", "sweep_curve",
-           "evolution", "overview", "save", "OKABE_ITO"]
+           "flatness_curves", "evolution", "overview", "save", "OKABE_ITO"]
 
 
 def _axes(ax, figsize=(6.0, 4.0)):
@@ -268,6 +268,33 @@ def sweep_curve(x, values, *, ax=None, xlabel: str = "", ylabel: str = "", logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def flatness_curves(curves: dict, *, ax=None, logx: bool = True, flatness_max: float | None = None,
+                    title: str | None = None) -> Figure:
+    """Flatness dynamics ``<F>(t)`` (PRL Figs. 2a, 3a): one line per entry of ``curves`` (label -> a
+    :class:`~fokkerplanck.flatness.FlatnessCurve`), with a band of one standard error where the curve has one
+    (particles), and an optional dotted line at the flattest value of the valley. The first record (t = 0) is
+    dropped on a logarithmic time axis."""
+    fig, ax = _axes(ax)
+    for k, (label, c) in enumerate(curves.items()):
+        t, v = np.asarray(c.times, float), np.asarray(c.values, float)
+        keep = t > 0 if logx else np.ones(t.size, bool)
+        color, style = OKABE_ITO[k % len(OKABE_ITO)], _STYLES[k % len(_STYLES)]
+        ax.plot(t[keep], v[keep], style, color=color, lw=1.5, label=str(label))
+        if c.stderr is not None:
+            se = np.asarray(c.stderr, float)[keep]
+            ax.fill_between(t[keep], v[keep] - se, v[keep] + se, color=color, alpha=0.2, lw=0)
+    if flatness_max is not None:
+        ax.axhline(flatness_max, color="0.4", ls=":", lw=1.0, label="flattest F(x_F)")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel("time t (= steps x eta)")
+    ax.set_ylabel("flatness <F>")
+    ax.legend(frameon=False, fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
     return fig

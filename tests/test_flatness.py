@@ -83,3 +83,35 @@ def test_search_time_gd_matches_exponential_decay():
     grid = fp.Grid([(-1.5, 1.5, 150), (-0.5, 0.5, 20)])
     mf = fl.search_time_mfpt(fp.Problem(grid, land, Isotropic(1e-4)), x_ss=0.0, theta0=(1.0, 0.0), tol=0.1)
     assert mf["tau_s"] == pytest.approx(math.log(10), rel=0.06)
+
+
+def test_sgd_flattening_rate_proportional_to_noise():
+    """PRL Fig. 3(a) / Sec. IV B: on a degenerate valley (eps = 0) the discrete SGD flattens at a rate
+    proportional to Delta_S = eta sigma, so the half-way time t_half scales like 1/sigma.
+    Measured (N_F = 20, N_S = 2, 48 particles, eta = 0.01): sigma t_half = 5.68, 5.63, 5.47 for
+    sigma = 0.01, 0.03, 0.1 (4.6 at sigma = 0.3, where finite-eta effects and the record spacing show)."""
+    from fokkerplanck.sweep import HIGHDIM_LAMBDAS
+
+    nf, ns, n = 20, 2, 48
+    land = HighDimValley(n_flat=nf, n_sharp=ns, lambdas=np.array(HIGHDIM_LAMBDAS[:ns]), eps=0.0)
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(n, nf))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    theta0 = np.concatenate([0.1 * u, np.full((n, ns), 0.1)], axis=1)        # near the sharp point x = 0
+    sigmas = (0.01, 0.03, 0.1)
+    out = fl.sgd_flatness_vs_noise(land, sigmas, eta=0.01, theta0=theta0, n_particles=n, n_steps=100_000,
+                                   n_records=30)
+    th = np.array([out["t_half"][s] for s in sigmas])
+    assert np.all(np.isfinite(th)) and np.all(np.diff(th) < 0), th          # more noise, faster flattening
+    rate = np.array(sigmas) * th
+    assert rate.max() / rate.min() < 1.15, rate                              # t_half ~ 1/sigma (1.04)
+    for s in sigmas:                                                         # every run reaches the flattest F
+        c = out["curves"][s]
+        assert c.values[-1] == pytest.approx(out["flatness_max"], abs=2e-3)
+        assert c.values[-1] > c.values[0] + 0.02
+    from fokkerplanck import plot
+
+    fig = plot.flatness_curves({f"sigma = {s}": out["curves"][s] for s in sigmas}, flatness_max=out["flatness_max"])
+    ax = fig.axes[0]
+    assert len(ax.lines) == len(sigmas) + 1 and ax.get_xscale() == "log"
+    assert len(ax.collections) == len(sigmas)                                # stderr bands
