@@ -65,17 +65,17 @@ def _iterative_solve(B, stiffness: float):
         dinv = 1.0 / B.diagonal()
         precond = spla.LinearOperator(B.shape, lambda r: dinv * r)
         method = spla.bicgstab
-        kwargs = {}
+        kwargs = {"maxiter": 500}
     else:
         import pyamg
 
         ml = pyamg.ruge_stuben_solver(B, max_coarse=300, coarse_solver="splu")
         precond = ml.aspreconditioner(cycle="V")
         method = spla.gmres
-        kwargs = {"restart": 30}
+        kwargs = {"restart": 30, "maxiter": 20}          # scipy counts restart cycles: 600 iterations
 
     def solve(y):
-        x, code = method(B, y, x0=y, rtol=1e-12, atol=0.0, maxiter=500, M=precond, **kwargs)
+        x, code = method(B, y, x0=y, rtol=1e-12, atol=0.0, M=precond, **kwargs)
         if code != 0:
             raise RuntimeError(f"evolve: the iterative linear solver did not converge (code {code}); "
                                "try linear_solver='direct' or a smaller dt")
