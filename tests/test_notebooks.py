@@ -122,3 +122,15 @@ def test_solver_vs_particles_cost(tmp_path, monkeypatch):
     assert ns["solver_err"][-1] < 5e-4                 # 64^2: 2.1e-4
     assert ns["particle_err"][-1] > ns["em_bias"]      # particles cannot beat their step bias
     assert ns["cost_ratio"] > 3                        # measured 15-18: the grid is cheaper at 3% error
+
+
+def test_fig3_highdim_flatness(tmp_path, monkeypatch):
+    ns = run_notebook("05_fig3_highdim_flatness.ipynb", tmp_path, monkeypatch)
+    t_half, sigmas = np.asarray(ns["t_half"]), np.asarray(ns["sigmas"])
+    _finite(t_half, ns["final_F"], ns["ZF"][~(ns["Zdiv"] >= 0.5)])
+    # Fig. 3(a): flattening rate ~ Delta_S: sigma t_half = 5.73, 5.71, 5.61 (quick: N_F = 20, N_S = 2, eta 0.01)
+    rate = sigmas * t_half
+    assert np.all(np.diff(t_half) < 0) and rate.max() / rate.min() < 1.15
+    assert np.all(ns["final_F"] > ns["dyn"]["flatness_max"] - 2e-3)         # all reach the flattest valley
+    # Fig. 3(c): flatter with more noise where converged; divergence at the largest (sigma, eta)
+    assert ns["flatter_with_sigma"] and ns["diverged_at_largest"] and ns["converged_at_smallest"]
