@@ -1,6 +1,6 @@
 """Numba kernels of the finite-volume scheme (the only module of the solver that uses numba).
 
-Two pieces:
+Three pieces:
 
 1. **Selling's decomposition** of a symmetric positive semi-definite tensor ``M`` (2x2 or 3x3) on lattice
    directions with non-negative weights,
@@ -14,10 +14,20 @@ Two pieces:
    found by Selling's reduction: while some ``<b_i, M b_j> > 0``, replace ``b_i -> -b_i`` and
    ``b_k -> b_k + 2 b_i`` (2D) or ``b_k -> b_k + b_i`` for both other indices (3D).
 
-2. **Assembly of the generator** ``A`` of ``dP/dt = A P`` as a list of jumps ``src -> dst`` with
+2. **The drift split**: the tensor the stencil represents, ``D_r = sum_k rho_k e_k e_k^T``, its
+   pseudo-inverse (closed form in 2D, Jacobi's method in 3D) and ``g = D_r^+ v~``, the drift carried by the
+   stencil directions; what lies outside the range of ``D_r`` goes to the axes.
+
+3. **Assembly of the generator** ``A`` of ``dP/dt = A P`` as a list of jumps ``src -> dst`` with
    non-negative rates: every transfer of probability leaves one cell and enters another (or leaves the
    domain through an absorbing wall), so the columns of ``A`` sum to zero (mass conservation) and its
-   off-diagonal entries are non-negative (a Metzler matrix: positivity of ``exp(tA)``).
+   off-diagonal entries are non-negative (a Metzler matrix: positivity of ``exp(tA)``). The jumps are
+   gathered into ``A`` in CSR form directly (:func:`jumps_to_csr`).
+
+A constant tensor is decomposed once: the kernels accept ``offsets``, ``weights`` (and ``D_r``, ``D_r^+``)
+with a leading dimension of 1, shared by every cell. Helpers called in the cell loops take no early
+``return`` and use their array arguments unconditionally, which keeps numba from reference-counting the
+arrays on every call (measured: that alone doubled the time of :func:`assemble_jumps`).
 """
 from __future__ import annotations
 
@@ -36,7 +46,18 @@ def _dot2(a0, a1, M, b0, b1):
 def selling_2d(M, offsets, weights):
     """Selling decomposition of a 2x2 symmetric PSD ``M`` into 3 offsets (written to ``offsets[3, 2]``,
     ``weights[3]``). Returns the number of reduction steps (``-1`` if the cap was reached)."""
-    b = np.array([[1, 0], [0, 1], [-1, -1]], dtype=np.int64)
+    return _selling_2d(M, np.empty((3, 2), dtype=np.int64), offsets, weights)
+
+
+@njit(cache=True)
+def _selling_2d(M, b, offsets, weights):
+    """:func:`selling_2d` with the superbase ``b`` (3, 2) as scratch (no allocation per tensor)."""
+    b[0, 0] = 1
+    b[0, 1] = 0
+    b[1, 0] = 0
+    b[1, 1] = 1
+    b[2, 0] = -1
+    b[2, 1] = -1
     it = 0
     while it < _MAX_SELLING_ITERATIONS:
         done = True
@@ -78,7 +99,15 @@ def _dot3(a, M, c):
 @njit(cache=True)
 def selling_3d(M, offsets, weights):
     """Selling decomposition of a 3x3 symmetric PSD ``M`` into 6 offsets (``offsets[6, 3]``, ``weights[6]``)."""
-    b = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, -1, -1]], dtype=np.int64)
+    return _selling_3d(M, np.empty((4, 3), dtype=np.int64), offsets, weights)
+
+
+@njit(cache=True)
+def _selling_3d(M, b, offsets, weights):
+    """:func:`selling_3d` with the superbase ``b`` (4, 3) as scratch (no allocation per tensor)."""
+    for i in range(4):
+        for p in range(3):
+            b[i, p] = -1 if i == 3 else (1 if i == p else 0)
     it = 0
     while it < _MAX_SELLING_ITERATIONS:
         done = True
@@ -120,15 +149,15 @@ def selling_3d(M, offsets, weights):
 
 
 @njit(cache=True)
-def _selling_into(M, offsets, weights):
-    """Selling decomposition of one tensor; returns its longest offset (sup norm), or a huge number when
-    the reduction hit its cap."""
+def _selling_into(M, b, offsets, weights):
+    """Selling decomposition of one tensor (``b``: scratch superbase, ``(d + 1, d)``); returns its longest
+    offset (sup norm), or a huge number when the reduction hit its cap."""
     d = M.shape[0]
     if d == 1:
         offsets[0, 0] = 1
         weights[0] = M[0, 0] if M[0, 0] > 0.0 else 0.0
         return 1
-    it = selling_2d(M, offsets, weights) if d == 2 else selling_3d(M, offsets, weights)
+    it = _selling_2d(M, b, offsets, weights) if d == 2 else _selling_3d(M, b, offsets, weights)
     if it < 0:
         return 1 << 40
     longest = 0
@@ -139,6 +168,27 @@ def _selling_into(M, offsets, weights):
                 if a > longest:
                     longest = a
     return longest
+
+
+@njit(cache=True)
+def _beyond_radius(M, radius):
+    """True when no decomposition ``M = sum_k rho_k e_k e_k^T`` with ``rho_k >= 0`` and ``|e_k|_inf <= R``
+    exists, by the necessary condition ``|M_ij| <= R min(M_ii, M_jj)`` (``|e_i e_j| <= R e_i^2`` for integer
+    ``e``), violated by more than a bound on the round-off of Selling's weights
+    (``1e-10 R^6 max|M|``): Selling's reduction would then end on an offset longer than ``R`` (or hit its
+    cap), so the exact decomposition need not be computed. Only a shortcut: False proves nothing."""
+    d = M.shape[0]
+    scale = 0.0
+    for p in range(d):
+        for q in range(d):
+            scale = max(scale, abs(M[p, q]))
+    R = float(radius)
+    slack = 1e-10 * R ** 6 * scale
+    for p in range(d):
+        for q in range(p + 1, d):
+            if abs(M[p, q]) > R * min(M[p, p], M[q, q]) + (R + 1.0) * slack:
+                return True
+    return False
 
 
 @njit(cache=True)
@@ -165,8 +215,9 @@ def selling_field(M, radius):
     weights = np.zeros((N, K))
     factor = np.ones(N)
     Mt = np.empty((d, d))
+    b = np.empty((d + 1, d), dtype=np.int64)
     for n in range(N):
-        if _selling_into(M[n], offsets[n], weights[n]) <= radius:
+        if not _beyond_radius(M[n], radius) and _selling_into(M[n], b, offsets[n], weights[n]) <= radius:
             continue
         t = 1.0
         for p in range(d):
@@ -179,9 +230,23 @@ def selling_field(M, radius):
         for p in range(d):
             for q in range(d):
                 Mt[p, q] = M[n, p, q] if p == q else t * M[n, p, q]
-        _selling_into(Mt, offsets[n], weights[n])
+        _selling_into(Mt, b, offsets[n], weights[n])
         factor[n] = t
     return offsets, weights, factor
+
+
+@njit(cache=True)
+def longest_offset(offsets, weights):
+    """Longest component ``max |e_p|`` over the offsets with positive weight (1 when there is none)."""
+    longest = 0
+    any_positive = False
+    for c in range(offsets.shape[0]):
+        for k in range(offsets.shape[1]):
+            if weights[c, k] > 0.0:
+                any_positive = True
+                for p in range(offsets.shape[2]):
+                    longest = max(longest, abs(offsets[c, k, p]))
+    return longest if any_positive else 1
 
 
 @njit(cache=True)
@@ -230,20 +295,54 @@ def _neighbour(idx, e, shape, bc):
 
 
 @njit(cache=True)
-def _weight_of(offsets, weights, m, e):
-    """Weight of the offset ``+-e`` in the decomposition at cell ``m`` (0 when absent)."""
-    d = e.shape[0]
-    for k in range(weights.shape[1]):
-        same = True
-        opp = True
-        for p in range(d):
-            if offsets[m, k, p] != e[p]:
-                same = False
-            if offsets[m, k, p] != -e[p]:
-                opp = False
-        if same or opp:
-            return weights[m, k]
-    return 0.0
+def _offset_keys(offsets, weights):
+    """Lookup tables for the decompositions ``offsets (M, K, d)``, ``weights (M, K)``: an integer key of
+    every offset up to sign, ``keys (M, K)`` (the offset oriented with its first non-zero component
+    positive, read as digits in base ``2 R + 1``, ``R`` the longest component), and the weight of each axis
+    offset ``+-e_i``, ``axis_weights (M, d)`` (0 when absent). Returns ``keys, axis_weights, R``."""
+    M = offsets.shape[0]
+    K = offsets.shape[1]
+    d = offsets.shape[2]
+    R = 1
+    for c in range(M):
+        for k in range(K):
+            for p in range(d):
+                R = max(R, abs(offsets[c, k, p]))
+    if R >= 1 << 20:   # keys must fit in int64: (2R + 1)^3 < 2^63
+        raise ValueError("stencil offsets of a million cells or more are not supported")
+    keys = np.empty((M, K), dtype=np.int64)
+    axis_weights = np.zeros((M, d))
+    found = np.zeros(d, dtype=np.bool_)
+    for c in range(M):
+        found[:] = False
+        for k in range(K):
+            sgn = 0
+            nz = 0
+            ax = -1
+            for p in range(d):
+                if offsets[c, k, p] != 0:
+                    nz += 1
+                    ax = p
+                    if sgn == 0:
+                        sgn = 1 if offsets[c, k, p] > 0 else -1
+            key = 0
+            for p in range(d - 1, -1, -1):
+                key = key * (2 * R + 1) + (sgn * offsets[c, k, p] + R)
+            keys[c, k] = key
+            if nz == 1 and abs(offsets[c, k, ax]) == 1 and not found[ax]:   # the first match
+                axis_weights[c, ax] = weights[c, k]
+                found[ax] = True
+    return keys, axis_weights, R
+
+
+@njit(cache=True)
+def _weight_of_key(keys, weights, m, key):
+    """Weight of the offset with ``key`` (see :func:`_offset_keys`) at cell ``m`` (0 when absent)."""
+    w = 0.0
+    for k in range(keys.shape[1] - 1, -1, -1):   # backwards: the first match wins
+        if keys[m, k] == key:
+            w = weights[m, k]
+    return w
 
 
 @njit(cache=True)
@@ -256,10 +355,272 @@ def _push(src, dst, rate, disp, m, s, t, k, e, sign):
     return m + 1
 
 
+# --- drift in the range of the stencil -----------------------------------------------------------------
 @njit(cache=True)
-def _face_potential_drop(n, t, e, status, Lval, gradL, Q, gx, wn, wt):
+def stencil_tensor(offsets, weights):
+    """The tensor a decomposition represents, ``D_r = sum_k rho_k e_k e_k^T``, for ``offsets (M, K, d)`` and
+    ``weights (M, K)``; returns ``(M, d, d)``. It is ``D~`` itself where Selling's decomposition is exact,
+    and the tensor with scaled-down cross-diffusion where :func:`selling_field` had to shrink it."""
+    M = offsets.shape[0]
+    K = offsets.shape[1]
+    d = offsets.shape[2]
+    out = np.zeros((M, d, d))
+    for c in range(M):
+        for k in range(K):
+            w = weights[c, k]
+            for i in range(d):
+                for j in range(d):
+                    out[c, i, j] += w * offsets[c, k, i] * offsets[c, k, j]
+    return out
+
+
+@njit(cache=True)
+def _sym_eig(A, w, V):
+    """Eigenvalues ``w`` and orthonormal eigenvectors ``V`` (columns) of a small symmetric matrix ``A``
+    (overwritten), ``A = V diag(w) V^T``, by cyclic Jacobi rotations (Golub & Van Loan, Matrix
+    Computations, sec. 8.5): each rotation in the plane ``(p, q)`` zeroes ``A_pq``, with ``t = tan(phi)`` the
+    smaller root of ``t^2 + 2 theta t - 1 = 0``, ``theta = (A_qq - A_pp) / (2 A_pq)``; in 2D a single
+    rotation, the closed form. An off-diagonal entry is set to zero once it no longer changes either
+    diagonal entry it couples (``|A_pp| + 100 |A_pq| == |A_pp|``), a criterion stricter than that of
+    Demmel & Veselic (SIAM J. Matrix Anal. Appl. 13, 1992) under which small eigenvalues of graded matrices
+    keep their relative accuracy. Quadratic convergence: a few sweeps for ``d <= 3``."""
+    d = A.shape[0]
+    for i in range(d):
+        for j in range(d):
+            V[i, j] = 1.0 if i == j else 0.0
+    for sweep in range(100):
+        rotated = False
+        for p in range(d - 1):
+            for q in range(p + 1, d):
+                apq = A[p, q]
+                if apq == 0.0:
+                    continue
+                app = A[p, p]
+                aqq = A[q, q]
+                g = 100.0 * abs(apq)
+                if abs(app) + g == abs(app) and abs(aqq) + g == abs(aqq):
+                    A[p, q] = 0.0
+                    A[q, p] = 0.0
+                    continue
+                theta = 0.5 * (aqq - app) / apq
+                if abs(theta) > 1e150:
+                    t = 0.5 / theta
+                else:
+                    t = 1.0 / (abs(theta) + np.sqrt(theta * theta + 1.0))
+                    if theta < 0.0:
+                        t = -t
+                c = 1.0 / np.sqrt(t * t + 1.0)
+                s = t * c
+                tau = s / (1.0 + c)
+                A[p, p] = app - t * apq
+                A[q, q] = aqq + t * apq
+                A[p, q] = 0.0
+                A[q, p] = 0.0
+                for r in range(d):
+                    if r != p and r != q:
+                        arp = A[r, p]
+                        arq = A[r, q]
+                        A[r, p] = arp - s * (arq + tau * arp)
+                        A[p, r] = A[r, p]
+                        A[r, q] = arq + s * (arp - tau * arq)
+                        A[q, r] = A[r, q]
+                for r in range(d):
+                    vrp = V[r, p]
+                    vrq = V[r, q]
+                    V[r, p] = vrp - s * (vrq + tau * vrp)
+                    V[r, q] = vrq + s * (vrp - tau * vrq)
+                rotated = True
+        if not rotated:
+            break
+    for i in range(d):
+        w[i] = A[i, i]
+
+
+@njit(cache=True)
+def _two_product(a, b):
+    """``a b = p + e`` exactly (Dekker's splitting; no fused multiply-add needed): returns ``(p, e)``."""
+    p = a * b
+    s = 134217729.0 * a                      # 2^27 + 1
+    ah = s - (s - a)
+    al = a - ah
+    s = 134217729.0 * b
+    bh = s - (s - b)
+    bl = b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@njit(cache=True)
+def _pinv_2x2(a, b, c, rcond, out):
+    """Pseudo-inverse of the symmetric PSD ``[[a, b], [b, c]]`` in closed form, written to ``out``; returns
+    the rank kept (eigenvalues below ``rcond`` times the largest dropped).
+
+    Eigenvalues ``l1 = (a + c)/2 + sqrt(((a - c)/2)^2 + b^2)`` and ``l2 = det / l1``, with the determinant
+    ``ac - b^2`` from exact products (accurate where it cancels). Full rank: the inverse
+    ``[[c, -b], [-b, a]] / det``. Rank one: ``v v^T / (l1 |v|^2)`` with the eigenvector
+    ``v = (b, l1 - a)`` or ``(l1 - c, b)``, whichever is free of cancellation."""
+    if b == 0.0:
+        big = max(abs(a), abs(c))
+        ia = 1.0 / a if a > rcond * big else 0.0
+        ic = 1.0 / c if c > rcond * big else 0.0
+        out[0, 0] = ia
+        out[0, 1] = 0.0
+        out[1, 0] = 0.0
+        out[1, 1] = ic
+        return (1 if ia != 0.0 else 0) + (1 if ic != 0.0 else 0)
+    l1 = 0.5 * (a + c) + np.hypot(0.5 * (a - c), b)
+    if max(abs(a), abs(b), abs(c)) < 1e150:
+        p, ep = _two_product(a, c)
+        q, eq = _two_product(b, b)
+        det = (p - q) + (ep - eq)
+    else:
+        det = a * c - b * b
+    l2 = det / l1
+    if l2 > rcond * l1:
+        out[0, 0] = c / det
+        out[0, 1] = -b / det
+        out[1, 0] = -b / det
+        out[1, 1] = a / det
+        return 2
+    if c >= a:
+        v0, v1 = b, l1 - a
+    else:
+        v0, v1 = l1 - c, b
+    s = 1.0 / (l1 * (v0 * v0 + v1 * v1))
+    out[0, 0] = v0 * v0 * s
+    out[0, 1] = v0 * v1 * s
+    out[1, 0] = v0 * v1 * s
+    out[1, 1] = v1 * v1 * s
+    return 1
+
+
+@njit(cache=True)
+def pinv_psd(M, rcond):
+    """Pseudo-inverse of each symmetric PSD matrix of a field ``M (n, d, d)``,
+    ``M^+ = sum_k [w_k > rcond max_l |w_l|] w_k^-1 v_k v_k^T`` over its eigenpairs ``(w_k, v_k)``:
+    eigenvalues below ``rcond`` times the largest are round-off of a singular direction and dropped.
+    2x2 in closed form (:func:`_pinv_2x2`), 3x3 by Jacobi's method (:func:`_sym_eig`).
+    Returns ``M^+ (n, d, d)`` and the rank kept, ``(n,)`` int64."""
+    n = M.shape[0]
+    d = M.shape[1]
+    out = np.empty((n, d, d))
+    rank = np.zeros(n, dtype=np.int64)
+    A = np.empty((d, d))
+    V = np.empty((d, d))
+    w = np.empty(d)
+    inv = np.empty(d)
+    for c in range(n):
+        if d == 2:
+            rank[c] = _pinv_2x2(M[c, 0, 0], M[c, 0, 1], M[c, 1, 1], rcond, out[c])
+            continue
+        for i in range(d):
+            for j in range(d):
+                A[i, j] = M[c, i, j]
+        _sym_eig(A, w, V)
+        big = 0.0
+        for k in range(d):
+            big = max(big, abs(w[k]))
+        cut = rcond * big
+        for k in range(d):
+            inv[k] = 1.0 / w[k] if w[k] > cut else 0.0
+            if w[k] > cut:
+                rank[c] += 1
+        for i in range(d):
+            for j in range(d):
+                s = 0.0
+                for k in range(d):
+                    s += V[i, k] * inv[k] * V[j, k]
+                out[c, i, j] = s
+    return out, rank
+
+
+@njit(cache=True)
+def psd_violation_field(D, rtol):
+    """True where a tensor of the field ``D (n, d, d)``, ``d <= 3``, is not symmetric positive semi-definite
+    within relative tolerance ``rtol``: not finite, or ``max|D - D^T| > 1e-8 s``, or the smallest
+    eigenvalue of ``(D + D^T)/2`` below ``-rtol s``, with the scale ``s = max|D_ij|`` (non-finite tensors
+    count as zero for the other two tests). The eigenvalues: closed form in 2D,
+    ``(a + c)/2 -+ sqrt(((a - c)/2)^2 + b^2)``, Jacobi's method (:func:`_sym_eig`) in 3D; both accurate to
+    round-off of ``s``, far below the tolerance."""
+    n = D.shape[0]
+    d = D.shape[1]
+    bad = np.zeros(n, dtype=np.bool_)
+    A = np.empty((d, d))
+    V = np.empty((d, d))
+    w = np.empty(d)
+    for c in range(n):
+        finite = True
+        for i in range(d):
+            for j in range(d):
+                if not np.isfinite(D[c, i, j]):
+                    finite = False
+        if not finite:
+            bad[c] = True
+            continue
+        scale = 0.0
+        asym = 0.0
+        for i in range(d):
+            for j in range(d):
+                scale = max(scale, abs(D[c, i, j]))
+                asym = max(asym, abs(D[c, i, j] - D[c, j, i]))
+                A[i, j] = 0.5 * (D[c, i, j] + D[c, j, i])
+        scale = max(scale, 2.2250738585072014e-308)            # the smallest normal number
+        if asym > 1e-8 * scale:
+            bad[c] = True
+            continue
+        if d == 1:
+            lam = A[0, 0]
+        elif d == 2:
+            lam = 0.5 * (A[0, 0] + A[1, 1]) - np.hypot(0.5 * (A[0, 0] - A[1, 1]), A[0, 1])
+        else:
+            _sym_eig(A, w, V)
+            lam = min(w[0], min(w[1], w[2]))
+        bad[c] = lam < -rtol * scale
+    return bad
+
+
+@njit(cache=True)
+def split_drift(Dr, pinv, rank, vt, vx):
+    """Split the index-space drift between the stencil directions and the axes.
+
+    With ``D_r`` the tensor of the stencil (:func:`stencil_tensor`), ``D_r^+`` its pseudo-inverse and its
+    rank (:func:`pinv_psd`), all ``(N, ...)`` or ``(1, ...)`` (one tensor for every cell), returns
+
+    * ``gx = D_r^+ vx`` (``vx``: the drift other than ``-grad L``; ``vt`` itself without a landscape), and
+    * ``resid = vt - D_r D_r^+ vt``, the part of the velocity ``vt`` outside the range of ``D_r``: exactly
+      zero where ``D_r`` has full rank (the range is everything; computing it would only leave round-off,
+      which the axis faces with no diffusion would turn into spurious round-off jumps).
+    """
+    N = vt.shape[0]
+    d = vt.shape[1]
+    shared = pinv.shape[0] == 1
+    gx = np.empty((N, d))
+    resid = np.empty((N, d))
+    g = np.empty(d)
+    for n in range(N):
+        c = 0 if shared else n
+        for i in range(d):
+            sx = 0.0
+            st = 0.0
+            for j in range(d):
+                sx += pinv[c, i, j] * vx[n, j]
+                st += pinv[c, i, j] * vt[n, j]
+            gx[n, i] = sx
+            g[i] = st
+        full = rank[c] == d
+        for i in range(d):
+            s = 0.0
+            for j in range(d):
+                s += Dr[c, i, j] * g[j]
+            resid[n, i] = 0.0 if full else vt[n, i] - s
+    return gx, resid
+
+
+# --- the jumps and the matrix ----------------------------------------------------------------------------
+@njit(cache=True)
+def _face_potential_drop(n, t, e, gx, wn, wt):
     """``z = e . g`` on the face between cells ``n`` and ``t = n + e``: the drop of the effective
-    potential along ``e`` (index units), with ``g = D~^+ v~``.
+    potential along ``e`` (index units), with ``g = D~^+ v~``. Returns ``z`` without its gradient part
+    (see :func:`_face_gradient_drop`) and the weight ``cn`` of cell ``n`` in the average (``1 - cn`` of t).
 
     What is averaged over the two cells is the drift the direction carries, ``a = rho (e . g)``, and
     ``z = (rho_n z_n + rho_t z_t) / (rho_n + rho_t)`` with ``wn, wt = rho_n, rho_t``: then ``rho_h z`` with
@@ -267,46 +628,54 @@ def _face_potential_drop(n, t, e, status, Lval, gradL, Q, gx, wn, wt):
     change several-fold between neighbours where ``D`` is near-singular (``D11 ~ y^2`` across the PRL
     valley); its plain average overstated the drift of diagonal jumps there (measured: ``<|x|>`` 0.59 instead
     of 0.65 at 200 x 48 cells on the PRL Fig. 5 landscape with ``Delta_S H^2``; the particles' 0.67).
-    With equal weights (constant ``D``) this is the plain average.
-
-    Gradient part (landscapes): ``-e^T Q w`` with ``Q = D~^+ S`` so averaged and ``w`` the average
-    index-space gradient of ``L``, corrected along ``e`` so that ``e . w = L_t - L_n`` exactly (exact
-    discrete Boltzmann weights when ``D`` is isotropic). Other drift: the same average of ``e . gx``."""
+    With equal weights (constant ``D``) this is the plain average. The drift other than ``-grad L``
+    contributes the same average of ``e . gx``."""
     d = e.shape[0]
-    if wn + wt > 0.0:
-        cn = wn / (wn + wt)
-    else:
-        cn = 0.5
+    cn = wn / (wn + wt) if wn + wt > 0.0 else 0.5
     ct = 1.0 - cn
     z = 0.0
+    for p in range(d):
+        z += e[p] * (cn * gx[n, p] + ct * gx[t, p])
+    return z, cn
+
+
+@njit(cache=True)
+def _face_gradient_drop(z, n, t, qn, qt, e, status, Lval, gradL, Q, cn):
+    """``z`` of :func:`_face_potential_drop` with the gradient part of a landscape added:
+    ``-e^T Q w`` with ``Q = D~^+ S`` averaged as the carried drift (weights ``cn``, ``1 - cn``; ``qn, qt`` the
+    rows of ``Q`` for the two cells) and ``w`` the average index-space gradient of ``L``, corrected along
+    ``e`` so that ``e . w = L_t - L_n`` exactly (exact discrete Boltzmann weights when ``D`` is isotropic);
+    no correction across a periodic seam (``status`` 3), where ``L_t - L_n`` is not a difference along
+    ``e``."""
+    d = e.shape[0]
+    ct = 1.0 - cn
     ee = 0.0
     ew = 0.0
     for p in range(d):
         ee += e[p] * e[p]
         ew += e[p] * 0.5 * (gradL[n, p] + gradL[t, p])
-        z += e[p] * (cn * gx[n, p] + ct * gx[t, p])
-    corr = 0.0
-    if status == 0:
-        corr = ((Lval[t] - Lval[n]) - ew) / ee
+    dL = Lval[t] - Lval[n]
+    corr = (dL - ew) / ee if status == 0 else 0.0
     for p in range(d):
         qe = 0.0
         for q in range(d):
-            qe += e[q] * (cn * Q[n, q, p] + ct * Q[t, q, p])
+            qe += e[q] * (cn * Q[qn, q, p] + ct * Q[qt, q, p])
         z -= qe * (0.5 * (gradL[n, p] + gradL[t, p]) + corr * e[p])
     return z
 
 
 @njit(cache=True)
-def _cell_potential_drop(n, e, gradL, Q, gx):
+def _cell_potential_drop(n, qn, e, landscape, gradL, Q, gx):
     """``e . g`` at the cell ``n`` itself (used for jumps out through absorbing walls)."""
     d = e.shape[0]
     z = 0.0
     for p in range(d):
         z += e[p] * gx[n, p]
-        qe = 0.0
-        for q in range(d):
-            qe += e[q] * Q[n, q, p]
-        z -= qe * gradL[n, p]
+        if landscape:
+            qe = 0.0
+            for q in range(d):
+                qe += e[q] * Q[qn, q, p]
+            z -= qe * gradL[n, p]
     return z
 
 
@@ -317,9 +686,11 @@ def assemble_jumps(shape, bc, offsets, weights, Lval, gradL, Q, gx, resid):
     Parameters
     ----------
     shape : (d,) int64;  bc : (d, 2) int64 wall codes (0 reflecting, 1 absorbing, 2 periodic)
-    offsets, weights : (N, K, d), (N, K) Selling decomposition of ``D~ = D / (h_i h_j)`` at each cell
-    Lval, gradL, Q : loss ``L``, its index-space gradient ``h_i dL/dtheta_i`` and ``D~^+ diag(1/h^2)``
-        (zeros for problems without a landscape)
+    offsets, weights : (N, K, d), (N, K) Selling decomposition of ``D~ = D / (h_i h_j)`` at each cell, or
+        (1, K, d), (1, K): one decomposition for every cell (a constant tensor)
+    Lval, gradL, Q : loss ``L`` (N,), its index-space gradient ``h_i dL/dtheta_i`` (N, d) and
+        ``D~^+ diag(1/h^2)`` (N or 1, d, d); for problems without a landscape, empty arrays (0,), (0, d),
+        (0, d, d): the gradient part of the drift is then absent
     gx : (N, d) ``D~^+ v~_extra``, the drift other than ``-grad L`` in index units, ``v~_i = v_i / h_i``
     resid : (N, d) the part of ``v~`` outside the range of ``D~`` (upwinded along the axes)
 
@@ -337,36 +708,48 @@ def assemble_jumps(shape, bc, offsets, weights, Lval, gradL, Q, gx, resid):
     >= 0, tending to upwinding where ``rho -> 0``. At an absorbing wall the axis face is half a cell away
     with ``P = 0`` there.
 
-    Returns ``src, dst, rate, disp`` (``dst = -1`` for a jump out of the domain; ``disp`` the offset).
+    Returns ``src, dst, rate, disp`` (``dst = -1`` for a jump out of the domain; ``disp`` the offset,
+    int16).
     """
     d = shape.shape[0]
-    N = weights.shape[0]
+    N = gx.shape[0]
     K = weights.shape[1]
+    per_cell = offsets.shape[0] > 1
+    q_per_cell = Q.shape[0] > 1
+    landscape = Lval.shape[0] > 0
     cap = N * (2 * d + 2 * K + 2 * d)
     src = np.empty(cap, dtype=np.int64)
     dst = np.empty(cap, dtype=np.int64)
     rate = np.empty(cap)
-    disp = np.empty((cap, d), dtype=np.int64)
+    disp = np.empty((cap, d), dtype=np.int16)
+    keys, axis_weights, R = _offset_keys(offsets, weights)
     m = 0
     idx = np.zeros(d, dtype=np.int64)
     e = np.zeros(d, dtype=np.int64)
-    me = np.zeros(d, dtype=np.int64)
+    f = np.zeros(d, dtype=np.int64)
     for n in range(N):
-        r = n
-        for ax in range(d - 1, -1, -1):
-            idx[ax] = r % shape[ax]
-            r //= shape[ax]
+        if n > 0:  # the multi-index of cell n (C order)
+            ax = d - 1
+            idx[ax] += 1
+            while idx[ax] == shape[ax]:
+                idx[ax] = 0
+                ax -= 1
+                idx[ax] += 1
+        c = n if per_cell else 0
+        qn = n if q_per_cell else 0
         # --- axis faces (always present: they also carry the drift outside the range of D) ----------
         for ax in range(d):
             for p in range(d):
                 e[p] = 0
             e[ax] = 1
-            rho_n = _weight_of(offsets, weights, n, e)
+            rho_n = axis_weights[c, ax]
             t, status = _neighbour(idx, e, shape, bc)
             if status == 0 or status == 3:
-                rho_t = _weight_of(offsets, weights, t, e)
+                rho_t = axis_weights[t if per_cell else 0, ax]
                 rho_h = 0.5 * (rho_n + rho_t)
-                z = _face_potential_drop(n, t, e, status, Lval, gradL, Q, gx, rho_n, rho_t)
+                z, cn = _face_potential_drop(n, t, e, gx, rho_n, rho_t)
+                if landscape:
+                    z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, e, status, Lval, gradL, Q, cn)
                 at = rho_h * z + 0.5 * (resid[n, ax] + resid[t, ax]) - (rho_t - rho_n)
                 k = sg_rate(-at, rho_h)
                 if k > 0.0:
@@ -375,51 +758,51 @@ def assemble_jumps(shape, bc, offsets, weights, Lval, gradL, Q, gx, resid):
                 if k > 0.0:
                     m = _push(src, dst, rate, disp, m, t, n, k, e, -1)
             elif status == 1:
-                a_out = rho_n * _cell_potential_drop(n, e, gradL, Q, gx) + resid[n, ax]
+                a_out = rho_n * _cell_potential_drop(n, qn, e, landscape, gradL, Q, gx) + resid[n, ax]
                 k = 2.0 * sg_rate(-0.5 * a_out, rho_n)
                 if k > 0.0:
                     m = _push(src, dst, rate, disp, m, n, -1, k, e, 1)
             if idx[ax] == 0 and bc[ax, 0] == 1:
-                a_out = -(rho_n * _cell_potential_drop(n, e, gradL, Q, gx) + resid[n, ax])
+                a_out = -(rho_n * _cell_potential_drop(n, qn, e, landscape, gradL, Q, gx) + resid[n, ax])
                 k = 2.0 * sg_rate(-0.5 * a_out, rho_n)
                 if k > 0.0:
                     m = _push(src, dst, rate, disp, m, n, -1, k, e, -1)
         # --- other offsets: each undirected edge once ------------------------------------------------
         for kk in range(K):
-            w = weights[n, kk]
+            w = weights[c, kk]
             if w <= 0.0:
                 continue
             nz = 0
             for p in range(d):
-                if offsets[n, kk, p] != 0:
+                if offsets[c, kk, p] != 0:
                     nz += 1
             if nz <= 1:
                 continue  # an axis offset, handled above
             # canonical orientation: first non-zero component positive
             sgn = 1
             for p in range(d):
-                if offsets[n, kk, p] != 0:
-                    sgn = 1 if offsets[n, kk, p] > 0 else -1
+                if offsets[c, kk, p] != 0:
+                    sgn = 1 if offsets[c, kk, p] > 0 else -1
                     break
-            for p in range(d):
-                e[p] = sgn * offsets[n, kk, p]
-                me[p] = -e[p]
-            for direction in range(2):
-                f = e if direction == 0 else me
+            for direction in range(2):   # f = +e, then -e
+                for p in range(d):
+                    f[p] = sgn * offsets[c, kk, p] if direction == 0 else -sgn * offsets[c, kk, p]
                 t, status = _neighbour(idx, f, shape, bc)
                 if status == 2:
                     continue
                 if status == 1:
-                    a_out = w * _cell_potential_drop(n, f, gradL, Q, gx)
+                    a_out = w * _cell_potential_drop(n, qn, f, landscape, gradL, Q, gx)
                     k = sg_rate(-a_out, w)
                     if k > 0.0:
                         m = _push(src, dst, rate, disp, m, n, -1, k, f, 1)
                     continue
-                rho_t = _weight_of(offsets, weights, t, f)
+                rho_t = _weight_of_key(keys, weights, t if per_cell else 0, keys[c, kk])
                 if direction == 1 and rho_t > 0.0:
                     continue  # the cell t = n - e has this offset too: it handles the edge as its +e
                 rho_h = 0.5 * (w + rho_t)
-                z = _face_potential_drop(n, t, f, status, Lval, gradL, Q, gx, w, rho_t)
+                z, cn = _face_potential_drop(n, t, f, gx, w, rho_t)
+                if landscape:
+                    z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, f, status, Lval, gradL, Q, cn)
                 at = rho_h * z - (rho_t - w)
                 k = sg_rate(-at, rho_h)
                 if k > 0.0:
@@ -431,31 +814,66 @@ def assemble_jumps(shape, bc, offsets, weights, Lval, gradL, Q, gx, resid):
 
 
 @njit(cache=True)
-def jumps_to_coo(N, src, dst, rate):
-    """COO triplets of the generator ``A``: ``A[dst, src] += rate`` and ``A[src, src] -= rate``."""
+def jumps_to_csr(N, src, dst, rate, index_like):
+    """The generator ``A`` in CSR form, ``A[dst, src] += rate`` and ``A[src, src] -= rate`` for every
+    jump (a jump out of the domain, ``dst < 0``, only empties its source), duplicates summed, columns
+    sorted in every row; the diagonal is always stored. Returns ``indptr, indices, data`` with indices of
+    the dtype of ``index_like``.
+
+    Row ``r`` holds the jumps into ``r`` in their order, then the diagonal; a stable insertion sort by
+    column (rows are short) and a sweep summing equal columns make the format canonical."""
     M = src.shape[0]
-    nout = 0
+    indptr = np.zeros(N + 1, dtype=index_like.dtype)
     for j in range(M):
         if dst[j] >= 0:
-            nout += 1
-    rows = np.empty(nout + N, dtype=np.int64)
-    cols = np.empty(nout + N, dtype=np.int64)
-    vals = np.empty(nout + N)
+            indptr[dst[j] + 1] += 1
+    for r in range(N):
+        indptr[r + 1] += indptr[r] + 1          # + the diagonal
+    nnz = indptr[N]
+    indices = np.empty(nnz, dtype=index_like.dtype)
+    data = np.empty(nnz)
+    pos = indptr[:N].copy()
     diag = np.zeros(N)
-    q = 0
     for j in range(M):
-        diag[src[j]] -= rate[j]
-        if dst[j] >= 0:
-            rows[q] = dst[j]
-            cols[q] = src[j]
-            vals[q] = rate[j]
-            q += 1
-    for n in range(N):
-        rows[q] = n
-        cols[q] = n
-        vals[q] = diag[n]
-        q += 1
-    return rows, cols, vals
+        s = src[j]
+        diag[s] -= rate[j]
+        r = dst[j]
+        if r >= 0:
+            q = pos[r]
+            indices[q] = s
+            data[q] = rate[j]
+            pos[r] = q + 1
+    out = 0
+    start = 0
+    for r in range(N):
+        end = indptr[r + 1]
+        q = pos[r]
+        indices[q] = r
+        data[q] = diag[r]
+        for a in range(start + 1, end):         # stable insertion sort by column
+            col = indices[a]
+            val = data[a]
+            b = a - 1
+            while b >= start and indices[b] > col:
+                indices[b + 1] = indices[b]
+                data[b + 1] = data[b]
+                b -= 1
+            indices[b + 1] = col
+            data[b + 1] = val
+        a = start
+        while a < end:                          # sum duplicates, compacting towards the front
+            col = indices[a]
+            val = data[a]
+            a += 1
+            while a < end and indices[a] == col:
+                val += data[a]
+                a += 1
+            indices[out] = col
+            data[out] = val
+            out += 1
+        start = end
+        indptr[r + 1] = out
+    return indptr, indices[:out], data[:out]
 
 
 @njit(cache=True)

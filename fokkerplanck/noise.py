@@ -30,6 +30,11 @@ def psd_violation(D: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
     """Boolean mask over the leading axes of ``D`` (``(..., d, d)``): True where ``D`` is not symmetric PSD
     within relative tolerance ``rtol`` (or not finite)."""
     D = np.asarray(D, dtype=float)
+    if D.ndim >= 2 and 1 <= D.shape[-1] <= 3 and D.shape[-1] == D.shape[-2]:   # one compiled pass
+        from .kernels import psd_violation_field
+        flat = np.ascontiguousarray(D.reshape(-1, D.shape[-1], D.shape[-1]))
+        bad = psd_violation_field(flat, float(rtol)).reshape(D.shape[:-2])
+        return bad[()] if bad.ndim == 0 else bad
     finite = np.all(np.isfinite(D), axis=(-1, -2))
     Dz = np.where(finite[..., None, None], D, 0.0)
     scale = np.maximum(np.max(np.abs(Dz), axis=(-1, -2)), np.finfo(float).tiny)

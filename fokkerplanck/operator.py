@@ -46,10 +46,11 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from . import kernels
+from . import kernels, noise
 from .problem import Problem
 
 DEFAULT_STENCIL_RADIUS = 2
+_PINV_RCOND = 1e-12   # eigenvalues of D_r below this fraction of the largest are dropped from D_r^+
 
 
 class Generator:
@@ -81,59 +82,59 @@ class Generator:
         d, N, h = grid.ndim, grid.size, grid.spacing
         pts = grid.points()
 
-        D = problem.diffusion(pts)                                   # (N, d, d)
-        v = problem.ito_velocity(pts)                                # (N, d)
+        if type(problem.noise) in (noise.Constant, noise.Isotropic):
+            D = problem.diffusion(pts[:1])                           # the same tensor at every cell: (1, d, d)
+        else:
+            D = problem.diffusion(pts)                               # (N, d, d)
+        v, grad = problem.velocity_and_gradient(pts)                 # grad L evaluated once
+        v = v + problem.noise_induced_drift(pts)                     # = problem.ito_velocity(pts)
         if not np.all(np.isfinite(v)):
             bad = pts[~np.all(np.isfinite(v), axis=1)][0]
             raise ValueError(f"Problem: the drift is not finite at theta={bad}")
 
         # --- Selling decomposition of D~ = D / (h_i h_j) -------------------------------------------
+        # A constant tensor is decomposed once: offsets (1, K, d), weights (1, K) serve every cell.
         Dt = D / np.outer(h, h)
-        constant = np.array_equal(Dt.min(axis=0), Dt.max(axis=0))
-        if constant:   # a constant tensor: decompose once
-            offsets, weights, factor = (np.repeat(a, N, axis=0) for a in
-                                        kernels.selling_field(np.ascontiguousarray(Dt[:1]), int(stencil_radius)))
-        else:
-            offsets, weights, factor = kernels.selling_field(np.ascontiguousarray(Dt), int(stencil_radius))
-        shrunk = factor < 1.0
-        if np.any(shrunk) and warn:
+        constant = Dt.shape[0] == 1 or np.array_equal(Dt.min(axis=0), Dt.max(axis=0))
+        offsets, weights, factor = kernels.selling_field(np.ascontiguousarray(Dt[:1] if constant else Dt),
+                                                         int(stencil_radius))
+        shrunk_cells = int(np.count_nonzero(factor < 1.0)) * (N if constant else 1)
+        if shrunk_cells and warn:
             warnings.warn(
-                f"cross-diffusion at {int(shrunk.sum())} of {N} cells needs a monotone stencil longer than "
+                f"cross-diffusion at {shrunk_cells} of {N} cells needs a monotone stencil longer than "
                 f"{stencil_radius} cells; its off-diagonal part was scaled down (smallest factor "
                 f"{factor.min():.3g}) keeping the diagonal of D exactly. Check the answer under refinement and "
                 "against particles (fp.simulate): near-singular tensors such as Delta_S H^2 on a degenerate "
                 "valley cannot be resolved by any monotone stencil on practical grids.", RuntimeWarning, stacklevel=3)
 
         # --- drift, in index units, split into the range of D~ (spread over the stencil) and the rest --
-        Dr = np.einsum("nk,nki,nkj->nij", weights, offsets.astype(float), offsets.astype(float))
-        pinv = np.repeat(_pinv_psd(Dr[:1]), N, axis=0) if constant else _pinv_psd(Dr)
+        # D_r = sum_k rho_k e_k e_k^T (= D~ where the decomposition is exact), g = D_r^+ v~.
+        Dr = kernels.stencil_tensor(offsets, weights)
+        pinv, rank = kernels.pinv_psd(Dr, _PINV_RCOND)
         vt = v / h                                                   # index-space velocity
-        L = problem.loss(pts) if problem.landscape is not None else None
-        if L is not None:
-            grad = problem.landscape.grad(pts)
-            gradL = grad * h                                         # index-space gradient of L
+        if grad is not None:
+            L = np.ascontiguousarray(problem.loss(pts), dtype=float)
+            gradL = np.ascontiguousarray(grad * h)                   # index-space gradient of L
             Q = pinv / (h * h)[None, None, :]                         # D~^+ diag(1/h^2)
             v_extra = (v + grad) / h                                 # drift beyond -grad L
-        else:
-            L, gradL, Q = np.zeros(N), np.zeros((N, d)), np.zeros((N, d, d))
+        else:                                                        # no gradient part at all
+            L, gradL, Q = np.zeros(0), np.zeros((0, d)), np.zeros((0, d, d))
             v_extra = vt
-        gx = np.einsum("nij,nj->ni", pinv, v_extra)
-        g_total = np.einsum("nij,nj->ni", pinv, vt)
-        resid = vt - np.einsum("nij,nj->ni", Dr, g_total)
+        gx, resid = kernels.split_drift(Dr, pinv, rank, vt, v_extra)     # D_r^+ v~_extra, v~ - D_r D_r^+ v~
 
         src, dst, rate, disp = kernels.assemble_jumps(
-            np.array(grid.shape, dtype=np.int64), grid.bc_codes(), offsets, np.ascontiguousarray(weights),
-            np.ascontiguousarray(L, dtype=float), np.ascontiguousarray(gradL), np.ascontiguousarray(Q),
-            np.ascontiguousarray(gx), np.ascontiguousarray(resid))
-        rows, cols, vals = kernels.jumps_to_coo(N, src, dst, rate)
-        self.A = sp.csr_matrix((vals, (rows, cols)), shape=(N, N))
-        self.A.sum_duplicates()
-        self._jumps = (src, dst, rate, disp.astype(np.int16))
+            np.array(grid.shape, dtype=np.int64), grid.bc_codes(), offsets, weights, L, gradL, Q, gx, resid)
+        index_dtype = np.int32 if src.shape[0] + N <= np.iinfo(np.int32).max else np.int64
+        indptr, indices, data = kernels.jumps_to_csr(N, src, dst, rate, np.zeros(0, dtype=index_dtype))
+        self.A = sp.csr_matrix((data, indices, indptr), shape=(N, N))
+        self.A.has_sorted_indices = True                             # canonical: sorted, duplicates summed
+        self.A.has_canonical_format = True
+        self._jumps = (src, dst, rate, disp)
         self.info = {
-            "cross_diffusion_shrunk_cells": int(shrunk.sum()),
+            "cross_diffusion_shrunk_cells": shrunk_cells,
             "cross_diffusion_min_factor": float(factor.min()),
             "stencil_radius": int(stencil_radius),
-            "max_offset": int(np.abs(offsets[weights > 0]).max()) if np.any(weights > 0) else 1,
+            "max_offset": int(kernels.longest_offset(offsets, weights)),
             "assembly_seconds": time.perf_counter() - t0,
             "nnz": int(self.A.nnz),
             "cells": N,
@@ -161,14 +162,6 @@ class Generator:
         """Largest total escape rate ``max |A_nn|``: the explicit Euler step is stable and positive for
         ``dt <= 1 / max_rate``."""
         return float(np.max(-self.A.diagonal()))
-
-
-def _pinv_psd(M: np.ndarray, rcond: float = 1e-12) -> np.ndarray:
-    """Pseudo-inverse of a field of symmetric PSD matrices (eigenvalues below ``rcond * max`` dropped)."""
-    w, V = np.linalg.eigh(M)
-    cut = rcond * np.max(np.abs(w), axis=-1, keepdims=True)
-    inv = np.where(w > cut, 1.0 / np.where(w > cut, w, 1.0), 0.0)
-    return np.einsum("...ik,...k,...jk->...ij", V, inv, V)
 
 
 def single_blas_thread():

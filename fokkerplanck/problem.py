@@ -92,16 +92,23 @@ class Problem:
     def velocity(self, theta) -> np.ndarray:
         """The user's drift ``v(theta)`` (landscape's ``-grad L`` plus the drift field), before any
         noise-induced correction."""
+        return self.velocity_and_gradient(theta)[0]
+
+    def velocity_and_gradient(self, theta):
+        """``(v, grad L)``: the user's drift (as :meth:`velocity`) and the landscape gradient it contains
+        (``None`` without a landscape), with ``grad L`` evaluated once."""
         theta = np.asarray(theta, dtype=float)
         v = np.zeros(theta.shape)
+        grad = None
         if self.landscape is not None:
-            v = v - self.landscape.grad(theta)
+            grad = self.landscape.grad(theta)
+            v = v - grad
         if self.drift_field is not None:
             f = np.asarray(self.drift_field(theta), dtype=float)
             if f.shape != theta.shape:
                 raise ValueError(f"Problem: drift returned shape {f.shape}, expected {theta.shape}")
             v = v + f
-        return v
+        return v, grad
 
     def diffusion(self, theta) -> np.ndarray:
         """``D(theta)``, validated (symmetric PSD, finite)."""
