@@ -6,6 +6,8 @@
   centred second differences, 4-point cross derivative, zero flux through the walls), assembled with
   ``scipy.sparse`` Kronecker products;
 * a builder for the peer package ``fplanck`` (isotropic diffusion with a potential only);
+* a builder for the peer package FiPy (``DiffusionTerm`` with a scalar or rank-2 coefficient minus
+  ``ExponentialConvectionTerm`` with the face velocity, on a ``Grid2D``/``Grid3D``; scipy solver suite);
 * one subprocess per case (timeout, peak RSS via ``resource.getrusage``) and the table printer.
 """
 from __future__ import annotations
@@ -184,6 +186,58 @@ def fplanck_solver(d: int, n: int):
     return sim
 
 
+# --- the peer package FiPy ---------------------------------------------------------------------------------
+def fipy_installed() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("fipy") is not None
+
+
+def fipy_import():
+    """Import FiPy with the scipy solver suite (``FIPY_SOLVERS=scipy`` unless the caller set another)."""
+    os.environ.setdefault("FIPY_SOLVERS", "scipy")
+    import fipy
+    return fipy
+
+
+def fipy_operator(F, problem: str, d: int, n: int):
+    """FiPy's form of the right-hand side ``div(D grad P) - div(v P)``, ``v = -A theta``, on the same cells:
+
+    * mesh: ``Grid2D``/``Grid3D`` with spacing ``h``, translated to ``[-5, 5]^d`` (cell ids run with x fastest);
+    * ``DiffusionTerm(coeff=(D,))``: a scalar ``T`` for ``ou-iso``; the rank-2 tensor for ``ou-full``. FiPy
+      treats the normal part ``D_nn`` implicitly (5/7-point) and the tangential part ``n.D.t`` as an *explicit*
+      source from the cell-centred gradient (harmonic face average) of the current iterate, so a solve with
+      the full tensor must be swept to converge;
+    * ``ExponentialConvectionTerm(coeff=v_face)``: the exponential (Scharfetter-Gummel-type) scheme with the
+      exact face velocity and the face Peclet number from ``D_nn`` -- the scheme that, like ours, gives the
+      discrete Boltzmann weights on ``ou-iso``.
+
+    No constraints: FiPy's exterior faces carry no implicit diffusive or convective flux (reflecting walls);
+    the explicit cross-diffusion term is also summed over the exterior faces, a leak ``D_nt dP/dt`` that is
+    ~1e-18 here (the density at the walls). Returns ``(mesh, op)``."""
+    h = 2 * HALF_WIDTH / n
+    if d == 2:
+        mesh = F.Grid2D(dx=h, dy=h, nx=n, ny=n) + [[-HALF_WIDTH], [-HALF_WIDTH]]
+    elif d == 3:
+        mesh = F.Grid3D(dx=h, dy=h, dz=h, nx=n, ny=n, nz=n) + [[-HALF_WIDTH], [-HALF_WIDTH], [-HALF_WIDTH]]
+    else:
+        raise ValueError(d)
+    A = A_MAT[d]
+    D = diffusion(problem, d)
+    v = F.FaceVariable(mesh=mesh, rank=1, value=-(A @ np.asarray(mesh.faceCenters)))
+    coeff = float(D[0, 0]) if problem == "ou-iso" else D
+    op = F.DiffusionTerm(coeff=(coeff,)) - F.ExponentialConvectionTerm(coeff=v)
+    return mesh, op
+
+
+def fipy_from_grid(p: np.ndarray, d: int) -> np.ndarray:
+    """Our ``(n,)*d`` array (axis 0 = theta_1) to FiPy's cell order (x fastest)."""
+    return np.ascontiguousarray(np.asarray(p).transpose(tuple(range(d))[::-1])).ravel()
+
+
+def fipy_to_grid(values, d: int, n: int) -> np.ndarray:
+    return np.asarray(values).reshape((n,) * d).transpose(tuple(range(d))[::-1])
+
+
 # --- running cases -----------------------------------------------------------------------------------------
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -235,6 +289,11 @@ def machine_info() -> dict:
         info["fplanck"] = version("fplanck")
     except Exception:
         info["fplanck"] = None
+    try:
+        from importlib.metadata import version
+        info["fipy"] = version("fipy") if fipy_installed() else None
+    except Exception:
+        info["fipy"] = None
     return info
 
 
@@ -281,7 +340,7 @@ def grid_label(r):
 
 
 def parse_args(description: str, argv=None):
-    """The options every comparison script takes (``--quick``/``--full``, ``--no-fplanck``, ``--timeout``,
+    """The options every comparison script takes (``--quick``/``--full``, ``--no-fplanck``, ``--no-fipy``, ``--timeout``,
     ``--blas-threads`` and the internal ``--worker``)."""
     import argparse
 
@@ -290,6 +349,7 @@ def parse_args(description: str, argv=None):
     g.add_argument("--quick", action="store_true", help="smoke run (~30 s)")
     g.add_argument("--full", action="store_true", help="all sizes of the issue (long)")
     ap.add_argument("--no-fplanck", action="store_true")
+    ap.add_argument("--no-fipy", action="store_true", help="skip the FiPy rows")
     ap.add_argument("--timeout", type=float, default=None, help="per-case timeout in seconds")
     ap.add_argument("--blas-threads", type=int, default=1,
                     help="BLAS threads per case (default 1; 0 leaves the environment alone)")

@@ -15,12 +15,22 @@ Solvers:
 * ``scipy-fd-expm``: the same generator, ``expm_multiply``.
 * ``fplanck``: ``fokker_planck(...).propagate(p0, 1.0)`` (its assembly, then ``expm_multiply``), ``ou-iso``
   only.
+* ``fipy`` (optional, ``pip install fipy``; scipy solver suite): ``TransientTerm() == DiffusionTerm(D) -
+  ExponentialConvectionTerm(v)`` (``_common.fipy_operator``), implicit Euler (FiPy's time discretisation),
+  the same 100 steps, one ``solve`` per step (FiPy rebuilds and re-solves the matrix every step; the explicit
+  tensor cross terms of ``ou-full`` lag one step -- sweeping each step to convergence changed err_cov by 1%
+  at 64^2 for 3x the time). Linear solver: FiPy's default ``LinearLUSolver`` in 2D, ``LinearBicgstabSolver`` +
+  ``JacobiPreconditioner`` in 3D (its LU: 13 s per step at 32^3 here).
+* ``ours-ie``: ``scheme="implicit-euler"``, the same 100 steps: ours with FiPy's time scheme, to separate the
+  first-order time error from the spatial one (run where ``fipy`` runs).
 
 ``ratio`` = seconds / seconds of ``ours`` on the same problem and grid, same run (> 1: ours is faster).
 
     python benchmarks/evolve.py            # 2D 128^2..512^2, 3D 32^3, 40^3 (a subset, ~4 min)
-    python benchmarks/evolve.py --quick    # 2D 128^2, 3D 32^3 (ours)        (~30 s)
+    python benchmarks/evolve.py --quick    # 2D 128^2, 3D 32^3 (ours)        (~1 min, half of it FiPy)
     python benchmarks/evolve.py --full     # + 1024^2, 64^3, 128^3 (long)
+
+``--no-fplanck`` / ``--no-fipy`` drop those peers; FiPy rows are skipped with a note when it is not installed.
 
 Writes ``benchmarks/evolve.json``.
 """
@@ -125,18 +135,53 @@ def _fplanck(problem, d, n):
             "rss_delta_mb": C.peak_rss_mb() - rss0}
 
 
+def _fipy_run(F, problem, d, n, n_steps):
+    mesh, op = C.fipy_operator(F, problem, d, n)
+    var = F.CellVariable(mesh=mesh, value=C.fipy_from_grid(_p0(d, n), d), hasOld=True)
+    eq = F.TransientTerm() == op
+    if d == 2:
+        solver, sname = F.LinearLUSolver(tolerance=1e-12, iterations=10), "lu"
+    else:
+        solver, sname = F.LinearBicgstabSolver(tolerance=1e-10, iterations=2000,
+                                                precon=F.JacobiPreconditioner()), "bicgstab+jacobi"
+    dt = C.T_END / N_STEPS
+    for _ in range(n_steps):
+        var.updateOld()
+        eq.solve(var=var, dt=dt, solver=solver)
+    return var, sname
+
+
+def _fipy(problem, d, n):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        F = C.fipy_import()
+        _fipy_run(F, problem, d, 6, 2)                         # imports, first-call caches
+        rss0 = C.peak_rss_mb()
+        t0 = time.perf_counter()
+        var, sname = _fipy_run(F, problem, d, n, N_STEPS)
+        t1 = time.perf_counter()
+    p = C.fipy_to_grid(var.value, d, n)
+    return {"seconds": t1 - t0, "solve": t1 - t0, "steps": N_STEPS, "method": sname,
+            "solver_suite": F.solvers.solver_suite, "mass_drift": float(p.sum() - 1.0), "p": p,
+            "rss_delta_mb": C.peak_rss_mb() - rss0}
+
+
 def worker(spec):
     problem, d, n, solver = spec["problem"], spec["d"], spec["n"], spec["solver"]
     if solver == "ours":
         out = _ours(problem, d, n, "tr-bdf2", spec.get("phases", False))
     elif solver == "ours-expm":
         out = _ours(problem, d, n, "expm", False)
+    elif solver == "ours-ie":
+        out = _ours(problem, d, n, "implicit-euler", False)
     elif solver == "scipy-fd-cn":
         out = _scipy_fd(problem, d, n, "cn")
     elif solver == "scipy-fd-expm":
         out = _scipy_fd(problem, d, n, "expm")
     elif solver == "fplanck":
         out = _fplanck(problem, d, n)
+    elif solver == "fipy":
+        out = _fipy(problem, d, n)
     else:
         raise ValueError(solver)
     p = out.pop("p")
@@ -162,6 +207,8 @@ def plan(args):
                     cases.append(dict(problem=problem, d=d, n=n, solver="ours", phases=not args.quick))
                 if args.quick and d == 3:
                     cases.append(dict(problem=problem, d=d, n=n, solver="ours-expm"))
+                    if fipy_planned(problem, d, n, args):
+                        cases += [dict(problem=problem, d=d, n=n, solver=s) for s in ("ours-ie", "fipy")]
                     continue
                 # expm_multiply needs ~||tA||_1 matrix-vector products: > 90 s at 512^2 here
                 expm_ok = (d == 2 and n <= (1024 if args.full else 256)) or (d == 3 and n <= 64)
@@ -176,7 +223,19 @@ def plan(args):
                 if problem == "ou-iso" and not args.no_fplanck and (
                         (d == 2 and n <= (512 if args.full else 256)) or (d == 3 and n <= (40 if args.full else 32))):
                     cases.append(dict(problem=problem, d=d, n=n, solver="fplanck"))
+                if fipy_planned(problem, d, n, args):
+                    cases += [dict(problem=problem, d=d, n=n, solver=s) for s in ("ours-ie", "fipy")]
     return cases
+
+
+def fipy_planned(problem, d, n, args):
+    """FiPy rebuilds and solves its matrix in each of the 100 steps: measured here 2D 128^2 ~11 s, 256^2 ~50 s,
+    3D 32^3 ~40 s (ou-iso) / ~60 s (ou-full); 2D 512^2 (~4 min) and 3D 40^3 only under --full."""
+    if args.no_fipy or not C.fipy_installed():
+        return False
+    if args.quick:
+        return d == 2 and n <= 128
+    return n <= ((1024 if args.full else 256) if d == 2 else (64 if args.full else 32))
 
 
 NOTES = [
@@ -186,6 +245,8 @@ NOTES = [
     "fplanck: 2D <= 256^2 by default (512^2 took > 90 s here: 17 s assembly + expm_multiply).",
     "*-expm (expm_multiply): 2D <= 256^2 by default (512^2 took > 90 s here), <= 64^3 in 3D.",
     "ours (tr-bdf2) factorises I - gamma dt/2 A by sparse LU in every dimension: the same fill-in wall in 3D.",
+    "fipy: implicit Euler, 100 steps, one matrix build + solve per step (2D LU, 3D BiCGSTAB+Jacobi); 2D <= 256^2 "
+    "and 3D 32^3 by default, 2D 128^2 only under --quick. ours-ie: ours with the same implicit Euler steps.",
 ]
 
 
@@ -195,12 +256,14 @@ def main(argv=None):
         worker(json.loads(args.worker))
         return
     t_start = time.perf_counter()
+    if not args.no_fipy and not C.fipy_installed():
+        print("FiPy not installed (pip install fipy): its rows are skipped.")
     rows = C.run_cases(SCRIPT, plan(args), args, default_timeout=90.0, solver_width=14)
     cols = [("problem", "problem", ""), ("grid", C.grid_label, ""), ("solver", "solver", ""),
             ("seconds", "seconds", ".3g"), ("assembly", "assembly", ".3g"), ("solve", "solve", ".3g"),
             ("LU", "ph_factor", ".3g"), ("tri-solves~", "ph_trisolve", ".3g"),
             ("err_cov", "err_cov", ".2e"), ("err_mean", "err_mean", ".2e"), ("err_L1", "err_L1", ".2e"),
-            ("peak MB", "peak_rss_mb", ".0f"), ("ratio", "ratio", ".3g"),
+            ("min/max", "min_value", ".1e"), ("peak MB", "peak_rss_mb", ".0f"), ("ratio", "ratio", ".3g"),
             ("status", lambda r: "" if r["status"] == "ok" else r["status"], "")]
     table = C.print_table(rows, cols)
     print("\nNotes:\n  " + "\n  ".join(NOTES))

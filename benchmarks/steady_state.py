@@ -15,14 +15,22 @@ Solvers:
   one cell pinned, solved by ``scipy.sparse.linalg.spsolve`` (SuperLU, COLAMD).
 * ``fplanck``: ``fplanck.fokker_planck(...).steady_state()`` (its Python-loop assembly, then ARPACK
   shift-invert ``eigs`` at sigma=0), ``ou-iso`` only.
+* ``fipy`` (optional, ``pip install fipy``; scipy solver suite): ``DiffusionTerm(D) -
+  ExponentialConvectionTerm(v)`` on a ``Grid2D``/``Grid3D`` (``_common.fipy_operator``), the centre cell pinned
+  by an ``ImplicitSourceTerm`` (FiPy's recipe for a fixed interior value), normalised afterwards. ``ou-iso``:
+  one solve; ``ou-full``: FiPy's tensor cross terms are explicit, so the pinned equation is swept until its
+  residual drops 1e-8 below the first one. Linear solver: FiPy's default ``LinearLUSolver`` in 2D,
+  ``LinearBicgstabSolver`` + ``ILUPreconditioner`` in 3D (its LU takes 15 s per solve at 32^3 here).
 
 Every case runs in its own interpreter (peak RSS from ``getrusage``; a timeout skips a case with a note).
 ``ratio`` = seconds / seconds of ours on the same problem and grid, measured in the same run (> 1: ours is
 faster). The machine is shared and noisy: read the ratios, not the absolute times.
 
-    python benchmarks/steady_state.py            # 2D 128^2..512^2, 3D 32^3, 40^3   (~4 min)
+    python benchmarks/steady_state.py            # 2D 128^2..512^2, 3D 32^3, 40^3   (~4-5 min)
     python benchmarks/steady_state.py --quick    # 2D 128^2, 3D 32^3                (~30 s)
     python benchmarks/steady_state.py --full     # + 1024^2, 64^3, 128^3, fplanck at 40^3 (long)
+
+``--no-fplanck`` / ``--no-fipy`` drop those peers; FiPy rows are skipped with a note when it is not installed.
 
 Writes ``benchmarks/steady_state.json``.
 """
@@ -129,6 +137,44 @@ def _fplanck(problem, d, n):
             "p": p, "rss_delta_mb": C.peak_rss_mb() - rss0}
 
 
+def _fipy_steady(F, problem, d, n, tol=1e-8, max_sweeps=200):
+    mesh, op = C.fipy_operator(F, problem, d, n)
+    N = mesh.numberOfCells
+    var = F.CellVariable(mesh=mesh, value=1.0 / N)
+    r = int(np.ravel_multi_index((n // 2,) * d, (n,) * d, order="F"))   # the centre cell, as scipy-fd
+    mask = F.CellVariable(mesh=mesh, value=0.0)
+    mask[r] = 1.0
+    h = 2 * C.HALF_WIDTH / n
+    c = 2 * d * float(np.max(np.diag(C.diffusion(problem, d)))) / h ** 2    # ~ the diffusion diagonal
+    eq = op - F.ImplicitSourceTerm(coeff=c * mask) + c * mask * (1.0 / N)
+    if d == 2:
+        solver, sname = F.LinearLUSolver(tolerance=1e-12, iterations=10), "lu"
+    else:
+        solver, sname = F.LinearBicgstabSolver(tolerance=1e-10, iterations=2000,
+                                                precon=F.ILUPreconditioner()), "bicgstab+ilu"
+    res = []
+    for k in range(1 if problem == "ou-iso" else max_sweeps):
+        res.append(float(eq.sweep(var=var, solver=solver)))
+        if len(res) > 1 and res[-1] < tol * res[0]:
+            break
+    return var, {"sweeps": len(res), "residual": res[-1] / res[0] if len(res) > 1 else None,
+                 "method": f"{sname}, {len(res)} sweep" + ("s" if len(res) > 1 else "")}
+
+
+def _fipy(problem, d, n):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        F = C.fipy_import()
+        _fipy_steady(F, problem, d, 6)                          # imports, first-call caches
+        rss0 = C.peak_rss_mb()
+        t0 = time.perf_counter()
+        var, info = _fipy_steady(F, problem, d, n)
+        t1 = time.perf_counter()
+    # FiPy builds (Python, vectorised numpy) and solves the matrix inside every sweep: no separate assembly
+    return {"seconds": t1 - t0, "solve": t1 - t0, **info, "solver_suite": F.solvers.solver_suite,
+            "p": C.fipy_to_grid(var.value, d, n), "rss_delta_mb": C.peak_rss_mb() - rss0}
+
+
 def worker(spec):
     problem, d, n, solver = spec["problem"], spec["d"], spec["n"], spec["solver"]
     if solver == "ours":
@@ -139,6 +185,8 @@ def worker(spec):
         out = _scipy_fd(problem, d, n)
     elif solver == "fplanck":
         out = _fplanck(problem, d, n)
+    elif solver == "fipy":
+        out = _fipy(problem, d, n)
     else:
         raise ValueError(solver)
     p = out.pop("p")
@@ -167,7 +215,23 @@ def plan(args):
                     cases.append(dict(problem=problem, d=d, n=n, solver="scipy-fd"))
                 if problem == "ou-iso" and fplanck_planned(d, n, args):
                     cases.append(dict(problem=problem, d=d, n=n, solver="fplanck"))
+                if fipy_planned(problem, d, n, args):
+                    cases.append(dict(problem=problem, d=d, n=n, solver="fipy"))
     return cases
+
+
+def fipy_planned(problem, d, n, args):
+    """FiPy measured here: ou-iso is one solve (2D 512^2 5 s, 3D 40^3 7 s); ou-full needs ~20 sweeps, each a
+    full matrix build + solve (2D 256^2 22 s, 3D 32^3 ~50 s): ou-full 2D 512^2 and 3D 40^3 only under --full."""
+    if args.no_fipy or not C.fipy_installed():
+        return False
+    if args.quick:
+        return n <= (128 if d == 2 else 32) and (d == 2 or problem == "ou-iso")
+    if args.full:
+        return n <= (1024 if d == 2 else 64)
+    if problem == "ou-iso":
+        return n <= (512 if d == 2 else 40)
+    return n <= (256 if d == 2 else 32)
 
 
 def fplanck_planned(d, n, args):
@@ -186,6 +250,9 @@ SKIP_NOTES = [
     "2D 1024^2 and 3D >= 64^3 never (minutes to hours).",
     "scipy-fd: 3D above 32^3 (40^3 under --full) skipped: SuperLU fill-in of the 3D 19-point stencil (32^3: ~50 s).",
     "ours-direct (sparse LU in 3D) only at 32^3, to show why 'auto' picks the iterative solver in 3D.",
+    "fipy: steady state by pinning the centre cell (ImplicitSourceTerm) and sweeping (explicit tensor cross "
+    "terms); seconds include FiPy's matrix build in every sweep; 2D LU, 3D BiCGSTAB+ILU. ou-full (~20 sweeps) "
+    "skipped at 2D 512^2 and 3D 40^3 by default (run under --full) and in 3D under --quick.",
 ]
 
 
@@ -195,11 +262,13 @@ def main(argv=None):
         worker(json.loads(args.worker))
         return
     t_start = time.perf_counter()
+    if not args.no_fipy and not C.fipy_installed():
+        print("FiPy not installed (pip install fipy): its rows are skipped.")
     rows = C.run_cases(SCRIPT, plan(args), args, default_timeout=150.0, solver_width=12)
     cols = [("problem", "problem", ""), ("grid", C.grid_label, ""), ("solver", "solver", ""),
             ("seconds", "seconds", ".3g"), ("assembly", "assembly", ".3g"), ("solve", "solve", ".3g"),
             ("factor/setup", "ph_factor", ".3g"), ("tri/krylov", "ph_trisolve", ".3g"),
-            ("err_cov", "err_cov", ".2e"), ("err_L1", "err_L1", ".2e"),
+            ("err_cov", "err_cov", ".2e"), ("err_L1", "err_L1", ".2e"), ("min/max", "min_value", ".1e"),
             ("peak MB", "peak_rss_mb", ".0f"), ("ratio", "ratio", ".3g"),
             ("status", lambda r: r["status"] if r["status"] != "ok" else (r.get("method") or ""), "")]
     table = C.print_table(rows, cols)
