@@ -579,31 +579,46 @@ def psd_violation_field(D, rtol):
 
 
 @njit(cache=True)
-def split_drift(Dr, pinv, rank, vt, vx):
-    """Split the index-space drift between the stencil directions and the axes.
+def split_drift(Dr, pinv, rank, v, grad, h):
+    """Split the drift, in index units, between the stencil directions and the axes.
 
-    With ``D_r`` the tensor of the stencil (:func:`stencil_tensor`), ``D_r^+`` its pseudo-inverse and its
-    rank (:func:`pinv_psd`), all ``(N, ...)`` or ``(1, ...)`` (one tensor for every cell), returns
+    ``v (N, d)`` is the (Ito) velocity, ``grad (N, d)`` the gradient of the landscape it contains (``(0, d)``
+    without a landscape), ``h (d,)`` the cell widths; index units are ``v~_i = v_i / h_i``. With ``D_r`` the
+    tensor of the stencil (:func:`stencil_tensor`), ``D_r^+`` its pseudo-inverse and its rank
+    (:func:`pinv_psd`), all ``(N, ...)`` or ``(1, ...)`` (one tensor for every cell), returns
 
-    * ``gx = D_r^+ vx`` (``vx``: the drift other than ``-grad L``; ``vt`` itself without a landscape), and
-    * ``resid = vt - D_r D_r^+ vt``, the part of the velocity ``vt`` outside the range of ``D_r``: exactly
-      zero where ``D_r`` has full rank (the range is everything; computing it would only leave round-off,
-      which the axis faces with no diffusion would turn into spurious round-off jumps).
+    * ``gx = D_r^+ v~_extra``, ``v~_extra = (v + grad L) / h`` the drift other than ``-grad L``
+      (``v~`` itself without a landscape),
+    * ``resid = v~ - D_r D_r^+ v~``, the part of ``v~`` outside the range of ``D_r``: exactly zero where
+      ``D_r`` has full rank (the range is everything; computing it would only leave round-off, which the
+      axis faces with no diffusion would turn into spurious round-off jumps), and
+    * ``gradL = h_i dL/dtheta_i``, the index-space gradient of ``L`` (``(0, d)`` without a landscape).
     """
-    N = vt.shape[0]
-    d = vt.shape[1]
+    N = v.shape[0]
+    d = v.shape[1]
+    landscape = grad.shape[0] > 0
     shared = pinv.shape[0] == 1
     gx = np.empty((N, d))
     resid = np.empty((N, d))
+    gradL = np.empty((N if landscape else 0, d))
+    vt = np.empty(d)
+    vx = np.empty(d)
     g = np.empty(d)
     for n in range(N):
         c = 0 if shared else n
         for i in range(d):
+            vt[i] = v[n, i] / h[i]
+            vx[i] = vt[i]
+        if landscape:
+            for i in range(d):
+                vx[i] = (v[n, i] + grad[n, i]) / h[i]
+                gradL[n, i] = grad[n, i] * h[i]
+        for i in range(d):
             sx = 0.0
             st = 0.0
             for j in range(d):
-                sx += pinv[c, i, j] * vx[n, j]
-                st += pinv[c, i, j] * vt[n, j]
+                sx += pinv[c, i, j] * vx[j]
+                st += pinv[c, i, j] * vt[j]
             gx[n, i] = sx
             g[i] = st
         full = rank[c] == d
@@ -611,8 +626,8 @@ def split_drift(Dr, pinv, rank, vt, vx):
             s = 0.0
             for j in range(d):
                 s += Dr[c, i, j] * g[j]
-            resid[n, i] = 0.0 if full else vt[n, i] - s
-    return gx, resid
+            resid[n, i] = 0.0 if full else vt[i] - s
+    return gx, resid, gradL
 
 
 # --- the jumps and the matrix ----------------------------------------------------------------------------

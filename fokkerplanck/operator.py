@@ -111,16 +111,14 @@ class Generator:
         # D_r = sum_k rho_k e_k e_k^T (= D~ where the decomposition is exact), g = D_r^+ v~.
         Dr = kernels.stencil_tensor(offsets, weights)
         pinv, rank = kernels.pinv_psd(Dr, _PINV_RCOND)
-        vt = v / h                                                   # index-space velocity
         if grad is not None:
             L = np.ascontiguousarray(problem.loss(pts), dtype=float)
-            gradL = np.ascontiguousarray(grad * h)                   # index-space gradient of L
             Q = pinv / (h * h)[None, None, :]                         # D~^+ diag(1/h^2)
-            v_extra = (v + grad) / h                                 # drift beyond -grad L
+            grad = np.ascontiguousarray(grad, dtype=float)
         else:                                                        # no gradient part at all
-            L, gradL, Q = np.zeros(0), np.zeros((0, d)), np.zeros((0, d, d))
-            v_extra = vt
-        gx, resid = kernels.split_drift(Dr, pinv, rank, vt, v_extra)     # D_r^+ v~_extra, v~ - D_r D_r^+ v~
+            L, Q, grad = np.zeros(0), np.zeros((0, d, d)), np.zeros((0, d))
+        # D_r^+ v~_extra (v~_extra = (v + grad L)/h: the drift beyond -grad L), v~ - D_r D_r^+ v~, h grad L
+        gx, resid, gradL = kernels.split_drift(Dr, pinv, rank, v, grad, h)
 
         src, dst, rate, disp = kernels.assemble_jumps(
             np.array(grid.shape, dtype=np.int64), grid.bc_codes(), offsets, weights, L, gradL, Q, gx, resid)
