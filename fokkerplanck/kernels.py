@@ -295,6 +295,22 @@ def _neighbour(idx, e, shape, bc):
 
 
 @njit(cache=True)
+def _wall_fraction(idx, f, shape, bc):
+    """Fraction ``s`` of the jump ``f`` from the centre of cell ``idx`` at which it crosses an absorbing wall
+    first: ``s = min_p dist_p / |f_p|`` over the axes it leaves through an absorbing side, ``dist_p`` the
+    distance (in cells) from the centre to that wall (``idx_p + 1/2`` or ``n_p - idx_p - 1/2``).
+    ``s = 1/2`` for an axis jump out of a wall cell."""
+    s = 1.0
+    for p in range(idx.shape[0]):
+        t = idx[p] + f[p]
+        if t < 0 and bc[p, 0] == 1:
+            s = min(s, (idx[p] + 0.5) / (-f[p]))
+        elif t >= shape[p] and bc[p, 1] == 1:
+            s = min(s, (shape[p] - idx[p] - 0.5) / f[p])
+    return s
+
+
+@njit(cache=True)
 def _offset_keys(offsets, weights):
     """Lookup tables for the decompositions ``offsets (M, K, d)``, ``weights (M, K)``: an integer key of
     every offset up to sign, ``keys (M, K)`` (the offset oriented with its first non-zero component
@@ -720,8 +736,9 @@ def assemble_jumps(shape, bc, offsets, weights, Lval, gradL, Q, gx, resid):
         F = rho_h [ B(-a~/rho_h) P_n - B(a~/rho_h) P_m ],   a~ = a - (rho_m - rho_n),   B(z) = z/(e^z - 1),
 
     i.e. jumps ``n -> m`` at rate ``rho_h B(-a~/rho_h)`` and ``m -> n`` at ``rho_h B(a~/rho_h)``, both
-    >= 0, tending to upwinding where ``rho -> 0``. At an absorbing wall the axis face is half a cell away
-    with ``P = 0`` there.
+    >= 0, tending to upwinding where ``rho -> 0``. A jump that leaves through an absorbing wall
+    sees ``P = 0`` where it crosses the wall, a fraction ``s`` of its length (:func:`_wall_fraction`; ``s = 1/2``
+    for an axis face): rate ``sg_rate(-s a, rho) / s``, so exit times converge at second order.
 
     Returns ``src, dst, rate, disp`` (``dst = -1`` for a jump out of the domain; ``disp`` the offset,
     int16).
@@ -806,8 +823,11 @@ def assemble_jumps(shape, bc, offsets, weights, Lval, gradL, Q, gx, resid):
                 if status == 2:
                     continue
                 if status == 1:
+                    # P = 0 on the wall, a fraction s of the way along f: the exponentially fitted flux over
+                    # that shorter segment (as for axis faces, s = 1/2 there); second order at the wall
+                    s_w = _wall_fraction(idx, f, shape, bc)
                     a_out = w * _cell_potential_drop(n, qn, f, landscape, gradL, Q, gx)
-                    k = sg_rate(-a_out, w)
+                    k = sg_rate(-s_w * a_out, w) / s_w
                     if k > 0.0:
                         m = _push(src, dst, rate, disp, m, n, -1, k, f, 1)
                     continue
