@@ -6,7 +6,7 @@
     fokkerplanck simulate [CONFIG] [--out DIR] [--quick]   Monte Carlo particles, histogrammed on the grid
     fokkerplanck compare  [CONFIG] [--out DIR] [--quick]   solver vs particles vs theory, with distances
     fokkerplanck sweep    [CONFIG] [--out DIR] [--quick]   steady states across one or two parameters
-    fokkerplanck phase-diagram {prl-fig5b,prl-fig3c} [--out DIR] [--quick] [--scheduler ADDRESS]
+    fokkerplanck phase-diagram {prl-fig5b,prl-fig5d,prl-fig3c} [--out DIR] [--quick] [--scheduler ADDRESS]
                  [--workers N] [--cache DIR] [--etas ETA ...] [--sigmas SIGMA ...]
                                                            the PRL's (sigma, eta) phase diagrams
 
@@ -50,6 +50,8 @@ PHASE_DIAGRAMS = {
     "prl-fig5b": "PRL Fig. 5(b): 2D valley (Eq. 8, eps = 1e-3, lambdas 8, -2, 1): flatness F(<|x|>) of the SGD "
                  "steady state, the transition line eta sigma = Delta_S* = -eps/lambda_1 and the Fokker-Planck "
                  "solver's transition",
+    "prl-fig5d": "PRL Fig. 5(d): 2D valley (as Fig. 5b): search time tau_s = eta <t_s> of the SGD to its steady "
+                 "state (log colour scale), the critical slowing down near Delta_S* and the divergence region",
     "prl-fig3c": "PRL Fig. 3(c): high-dimensional valley (Eq. 5, N_S = 5, N_F = 100): time-averaged steady-state "
                  "flatness <F(x)>, the divergence region and the theory transition sigma*(eta)",
 }
@@ -649,11 +651,13 @@ def _table_lines(sigmas, etas, Z, D, threshold, fmt="{:.4f}") -> list[str]:
 
 
 def cmd_phase_diagram(args) -> int:
-    """``fokkerplanck phase-diagram FIGURE``: run :func:`~fokkerplanck.sweep.prl_phase_diagram` (Fig. 5b) or
-    :func:`~fokkerplanck.sweep.highdim_phase_diagram` (Fig. 3c), write ``result.json`` (tables indexed
+    """``fokkerplanck phase-diagram FIGURE``: run :func:`~fokkerplanck.sweep.prl_phase_diagram` (Fig. 5b),
+    :func:`~fokkerplanck.sweep.prl_search_diagram` (Fig. 5d) or :func:`~fokkerplanck.sweep.highdim_phase_diagram`
+    (Fig. 3c), write ``result.json`` (tables indexed
     ``[sigma, eta]``), ``arrays.npz`` and ``phase_diagram.png``, print the table."""
     from . import plot
-    from .sweep import PRL_FIG5B_ETAS, PRL_FIG5B_SIGMAS, highdim_phase_diagram, prl_phase_diagram, save_phase_diagram
+    from .sweep import (PRL_FIG5B_ETAS, PRL_FIG5B_SIGMAS, highdim_phase_diagram, prl_phase_diagram,
+                        prl_search_diagram, save_phase_diagram)
 
     t0 = time.perf_counter()
     which = args.figure
@@ -677,6 +681,8 @@ def cmd_phase_diagram(args) -> int:
         try:
             if which == "prl-fig5b":
                 res = prl_phase_diagram(**{"etas": PRL_FIG5B_ETAS, "sigmas": PRL_FIG5B_SIGMAS, **axes}, **common)
+            elif which == "prl-fig5d":
+                res = prl_search_diagram(**{"etas": PRL_FIG5B_ETAS, "sigmas": PRL_FIG5B_SIGMAS, **axes}, **common)
             else:
                 res = highdim_phase_diagram(**axes, **common)
         except OSError as e:      # an unwritable cache, an unreachable scheduler
@@ -697,6 +703,15 @@ def cmd_phase_diagram(args) -> int:
                    f"states in {timings['sweep_s']:.1f} s",
                    f"transition Delta_S*: theory -eps/lambda_1 = {res['transition_theory']:.3g}, solver "
                    + (f"{res['transition_solver']:.3g}" if res["transition_solver"] is not None else "not crossed")]
+    elif which == "prl-fig5d":
+        Z, zlabel = res["Z_search_time"], "search time tau_s = eta <t_s>"
+        title = "PRL Fig. 5(d): search time of random-shift SGD"
+        kw = {"transition": res["transition_theory"], "transition_curve": res["transition_theory_curve"],
+              "log_color": True}
+        slow = ", ".join(f"eta {e}: {d:.3g}" if d is not None else f"eta {e}: -" for e, d in res["slowest"].items())
+        summary = [f"PRL Fig. 5(d): {len(sigmas)} x {len(etas)} SGD points in {timings['sweep_s']:.1f} s",
+                   f"slowest search (Delta_S) per eta -- {slow}; theory Delta_S* = -eps/lambda_1 = "
+                   f"{res['transition_theory']:.3g}"]
     else:
         Z, zlabel = res["Z_flatness"], "steady-state flatness <F(x)>"
         title = "PRL Fig. 3(c): high-dimensional valley (N_S = 5, N_F = 100)"
@@ -712,7 +727,8 @@ def cmd_phase_diagram(args) -> int:
                    f"eta >= 2/lambda_max(0) = {res['eta_max_at_0']:.3g}",
                    f"transition Delta_S* (theory, eta -> 0) = {res['transition_theory']:.3g}"]
     summary.append(f"{zlabel} [rows sigma, columns eta; div: >= {threshold:.0%} of particles diverged]:")
-    summary += _table_lines(sigmas, etas, Z, res["Z_diverged"], threshold)
+    summary += _table_lines(sigmas, etas, Z, res["Z_diverged"], threshold,
+                            fmt="{:.4g}" if which == "prl-fig5d" else "{:.4f}")
     if not args.no_figures:
         t = time.perf_counter()
         fig = plot.sgd_phase_diagram(sigmas, etas, Z, diverged=res["Z_diverged"], diverged_threshold=threshold,

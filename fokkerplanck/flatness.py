@@ -375,7 +375,7 @@ def search_time_particles(landscape, *, theta0, n_particles: int = 500, method: 
     if x_ss is None:
         late = rec.times >= settle_from * rec.times[-1]
         v = np.where(rec.alive[late], ax[late], np.nan)
-        x_ss = float(np.nanmean(v))
+        x_ss = float(np.nanmean(v)) if np.any(np.isfinite(v)) else float("nan")   # NaN: every particle diverged
     first, ok = _first_hits(rec.times, ax, rec.alive, float(x_ss), float(tol))
     n_ok = int(ok.sum())
     return {"tau_s": float(np.mean(first[ok])) if n_ok else float("nan"),

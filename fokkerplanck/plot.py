@@ -182,7 +182,7 @@ def phase_diagram(x, y, Z, *, ax=None, xlabel: str = "", ylabel: str = "", zlabe
 
 def sgd_phase_diagram(sigmas, etas, Z, *, diverged=None, diverged_threshold: float = 0.5, transition=None,
                       transition_curve=None, eta_max=None, ax=None, zlabel: str = "flatness F",
-                      cmap: str = "viridis", title: str | None = None) -> Figure:
+                      cmap: str = "viridis", log_color: bool = False, title: str | None = None) -> Figure:
     """The (sigma, eta) phase diagram of SGD hyperparameters (PRL Figs. 3c and 5b): ``Z[i, j]`` at
     ``sigma = sigmas[i]``, ``eta = etas[j]`` (the ``[sigma, eta]`` tables of
     :func:`~fokkerplanck.sweep.prl_phase_diagram` / :func:`~fokkerplanck.sweep.highdim_phase_diagram`) as a
@@ -194,7 +194,8 @@ def sgd_phase_diagram(sigmas, etas, Z, *, diverged=None, diverged_threshold: flo
       ``Delta_S* = -eps / lambda_1``).
     * ``transition_curve``: ``(sigma*, eta)`` pairs of an eta-dependent transition, drawn as a line.
     * ``eta_max``: a learning rate drawn as a horizontal line (e.g. ``2 / lambda_max(0)``, where
-      ``eta <lambda> < 2`` fails at the global minimum)."""
+      ``eta <lambda> < 2`` fails at the global minimum).
+    * ``log_color``: a logarithmic colour scale (search times span decades: PRL Fig. 5d)."""
     import matplotlib.colors as mcolors
     from matplotlib.patches import Patch
     from matplotlib.ticker import NullFormatter
@@ -214,7 +215,13 @@ def sgd_phase_diagram(sigmas, etas, Z, *, diverged=None, diverged_threshold: flo
     fig, ax = _axes(ax, (6.0, 4.4))
     xe, ye = _cell_edges(s, True), _cell_edges(e, True)
     shown = np.ma.masked_array(Z, mask=grey)
-    mesh = ax.pcolormesh(xe, ye, shown.T, cmap=cmap, shading="flat")
+    norm = None
+    if log_color:
+        pos = Z[~grey & np.isfinite(Z) & (Z > 0)]
+        if pos.size:
+            norm = mcolors.LogNorm(vmin=float(pos.min()), vmax=float(max(pos.max(), pos.min() * 1.0001)))
+        shown = np.ma.masked_array(Z, mask=grey | ~(Z > 0))
+    mesh = ax.pcolormesh(xe, ye, shown.T, cmap=cmap, shading="flat", norm=norm)
     fig.colorbar(mesh, ax=ax, label=zlabel)
     handles = []
     if grey.any():

@@ -48,7 +48,8 @@ from typing import Any, Callable
 import numpy as np
 from .operator import DEFAULT_STENCIL_RADIUS
 
-__all__ = ["sweep", "SweepResult", "prl_steady_point", "prl_sgd_point", "prl_sde_point", "prl_search_point", "prl_phase_diagram",
+__all__ = ["sweep", "SweepResult", "prl_steady_point", "prl_sgd_point", "prl_sde_point", "prl_search_point", "prl_search_time_point",
+           "prl_phase_diagram", "prl_search_diagram",
            "highdim_sgd_point", "highdim_phase_diagram", "save_phase_diagram", "POINT_FUNCTIONS", "function_identity",
            "point_key", "dask_available"]
 
@@ -800,11 +801,41 @@ def highdim_sgd_point(eta: float, sigma: float, n_particles: int = 100, t_end: f
     return out
 
 
+def prl_search_time_point(eta: float, sigma: float, n_particles: int = 200, t_end: float = 1600.0,
+                          n_records: int = 400, theta0=(1.5, 1.5), tol: float = 0.05, eps: float = 1e-3,
+                          lambdas=(8.0, -2.0, 1.0), seed: int = 0, quick: bool = False) -> dict:
+    """Search time of the discrete random-shift SGD on the PRL Fig. 5 landscape at one ``(eta, sigma)`` (PRL
+    Fig. 5d): ``tau_s = eta <t_s>``, the mean first record time (time ``t = step eta``) at which a particle's
+    ``|x|`` lies within ``tol`` of the steady-state solution ``x_ss`` -- the late-time ``<|x|>`` of the same run
+    (:func:`fokkerplanck.flatness.search_time_particles`; ``n_records`` records over ``t_end``, which sets the
+    time resolution ``t_end / n_records``). All particles start at ``theta0``.
+
+    Returns ``delta_s``, ``tau_s`` (+ ``tau_s_stderr``), ``reached`` (fraction that got there; the others are
+    left out, so ``tau_s`` is then a lower bound), ``x_ss``, ``diverged``, ``resolution``, ``t_end``,
+    ``seconds``. ``quick``: 50 particles, a quarter of the time."""
+    from .flatness import search_time_particles
+
+    land = _prl_landscape(eps, lambdas)
+    n = 50 if quick else int(n_particles)
+    t_run = float(t_end) / 4 if quick else float(t_end)
+    steps = max(1, int(round(t_run / float(eta))))
+    t0 = time.perf_counter()
+    with np.errstate(invalid="ignore", over="ignore"):
+        st = search_time_particles(land, theta0=np.asarray(theta0, float), n_particles=n, method="sgd",
+                                   eta=float(eta), sigma=float(sigma), n_steps=steps,
+                                   n_records=min(int(n_records), steps), tol=float(tol), seed=int(seed))
+    return {"delta_s": float(eta) * float(sigma), "tau_s": st["tau_s"], "tau_s_stderr": st["stderr"],
+            "reached": st["reached"], "x_ss": st["x_ss"], "diverged": st["diverged"],
+            "resolution": st["resolution"], "t_end": st["t_end"], "n_particles": n,
+            "seconds": time.perf_counter() - t0}
+
+
 POINT_FUNCTIONS: dict[str, Callable] = {
     "prl_steady": prl_steady_point,
     "prl_sgd": prl_sgd_point,
     "prl_sde": prl_sde_point,
     "prl_search": prl_search_point,
+    "prl_search_sgd": prl_search_time_point,
     "highdim_sgd": highdim_sgd_point,
 }
 
@@ -886,8 +917,50 @@ def prl_phase_diagram(etas=(0.01, 0.02, 0.04, 0.08), sigmas=(0.0025, 0.005, 0.01
     return res
 
 
+def prl_search_diagram(etas=(0.01, 0.02, 0.04, 0.08, 0.16), sigmas=(0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16),
+                       *, point: dict | None = None, diverged_threshold: float = 0.5, cache_dir=None,
+                       scheduler=None, n_workers=None, progress=None, quick: bool = False, out=None) -> dict:
+    """PRL Fig. 5(d): the (sigma, eta) phase diagram of the search time ``tau_s = eta <t_s>`` of random-shift
+    SGD on the PRL Fig. 5 landscape (:func:`prl_search_time_point`; keyword overrides in ``point``). The search
+    slows down critically near the transition ``Delta_S* = -eps/lambda_1`` and speeds up beyond it, until the
+    dynamics diverges.
+
+    Returns a dict: ``particles`` (the SweepResult), tables indexed ``[sigma, eta]``: ``Z_search_time``,
+    ``Z_search_time_stderr``, ``Z_reached``, ``Z_x_ss``, ``Z_diverged``; ``transition_theory``
+    (``-eps/lambda_1``), ``transition_theory_curve`` (as in :func:`prl_phase_diagram`), ``slowest`` (per eta:
+    the ``Delta_S`` of the longest search time among cells that did not diverge -- the critical slowing
+    down). ``out`` writes ``out/result.json`` (:func:`save_phase_diagram`)."""
+    from . import theory
+
+    pkw = dict(point or {})
+    etas, sigmas = [float(e) for e in etas], [float(s) for s in sigmas]
+    part = sweep(prl_search_time_point, {"eta": etas, "sigma": sigmas}, fixed=pkw, cache_dir=cache_dir,
+                 scheduler=scheduler, n_workers=n_workers, progress=progress, quick=quick)
+    Z = {name: part.pivot("sigma", "eta", col) for name, col in (
+        ("Z_search_time", "tau_s"), ("Z_search_time_stderr", "tau_s_stderr"), ("Z_reached", "reached"),
+        ("Z_x_ss", "x_ss"), ("Z_diverged", "diverged"))}
+    eps = float(pkw.get("eps", 1e-3))
+    lambdas = pkw.get("lambdas") or (8.0, -2.0, 1.0)
+    slowest = {}
+    for j, e in enumerate(etas):
+        col = np.where(Z["Z_diverged"][:, j] < diverged_threshold, Z["Z_search_time"][:, j], np.nan)
+        slowest[str(e)] = (float(e * sigmas[int(np.nanargmax(col))]) if np.any(np.isfinite(col)) else None)
+    res = {
+        "parameters": {"function": "prl_search_diagram", "etas": etas, "sigmas": sigmas, "point": pkw,
+                       "diverged_threshold": float(diverged_threshold), "quick": quick},
+        "particles": part, "etas": etas, "sigmas": sigmas, **Z,
+        "transition_theory": theory.transition_noise(eps, float(lambdas[1])) if float(lambdas[1]) < 0 else None,
+        "transition_theory_curve": _theory_curve(_prl_landscape(eps, lambdas), etas),
+        "slowest": slowest, "diverged_threshold": float(diverged_threshold),
+    }
+    if out is not None:
+        save_phase_diagram(res, out)
+    return res
+
+
 def save_phase_diagram(res: dict, out, *, command: str = "sweep", figures=(), notes=(), timings=None) -> Path:
-    """Write a phase diagram of :func:`prl_phase_diagram` or :func:`highdim_phase_diagram` to
+    """Write a phase diagram of :func:`prl_phase_diagram`, :func:`prl_search_diagram` or
+    :func:`highdim_phase_diagram` to
     ``out/result.json`` (parameters; every non-table entry and the sweep rows as metrics -- ``particle_rows``,
     ``solver_rows`` -- with the ``Z_*`` tables as nested lists indexed ``[sigma, eta]``) and ``out/arrays.npz``
     (the ``Z_*`` tables). Returns the path of ``result.json``."""

@@ -202,7 +202,7 @@ def test_densities_also_written_as_netcdf_when_xarray_is_installed(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# fokkerplanck phase-diagram {prl-fig5b, prl-fig3c}
+# fokkerplanck phase-diagram {prl-fig5b, prl-fig5d, prl-fig3c}
 # ------------------------------------------------------------------------------------------------------------
 def _grey_fraction(png) -> float:
     """Fraction of the pixels of a PNG in the divergence grey (#9a9a9a) of plot.sgd_phase_diagram."""
@@ -253,6 +253,21 @@ def test_phase_diagram_fig5b_quick_small_grid(tmp_path, capsys):
     assert 8 ** -0.5 - 1e-9 <= F[0, 0] < F[0, 1] <= 7 ** -0.5 + 1e-9
     assert len(m["solver_rows"]) == 4 and (out / "phase_diagram.png").is_file()
     assert _grey_fraction(out / "phase_diagram.png") > 0.02
+
+
+def test_phase_diagram_fig5d_search_time_speeds_up_beyond_the_transition(tmp_path, capsys):
+    """PRL Fig. 5(d): above Delta_S* a larger sigma finds the flat solution faster (quick, eta = 0.04: tau_s 26.96
+    at sigma 0.04 and 9.69 at 0.16, far below the ~290 of the runs that have not settled near Delta_S*)."""
+    out = tmp_path / "fig5d"
+    assert main(["phase-diagram", "prl-fig5d", "--quick", "--out", str(out), "--scheduler", "serial",
+                 "--etas", "0.04", "--sigmas", "0.04", "0.16"]) == 0
+    assert "PRL Fig. 5(d)" in capsys.readouterr().out
+    m = json.loads((out / "result.json").read_text())["metrics"]
+    tau, reached = np.array(m["Z_search_time"], float)[:, 0], np.array(m["Z_reached"], float)[:, 0]
+    se = np.array(m["Z_search_time_stderr"], float)[:, 0]
+    assert np.all(reached > 0.9) and np.all(np.isfinite(tau))
+    assert tau[1] + 3 * se[1] < tau[0] - 3 * se[0]
+    assert m["transition_theory"] == pytest.approx(5e-4) and (out / "phase_diagram.png").is_file()
 
 
 def test_phase_diagram_user_mistakes_exit_2(tmp_path, capsys):
