@@ -3,6 +3,10 @@
 With reflecting or periodic walls and an irreducible jump process, ``A`` has a one-dimensional null
 space spanned by a positive vector (Perron-Frobenius for Metzler matrices). Solvers:
 
+* detailed balance (tried first by ``method="auto"``): for a landscape with isotropic constant noise
+  ``D = T I`` the scheme's exact discrete steady state is the Boltzmann weight ``exp(-L/T)``; it is
+  returned after a check of ``A p = 0`` (one matrix-vector product), with no linear solve.
+
 * ``"direct"`` (default in 1D/2D and small 3D): inverse iteration with ``B = eps I - A``,
   ``eps = 1e-12 max|A_nn|``, factorised once by sparse LU (SuperLU, minimum-degree ordering of
   ``A + A^T``). ``B`` is a non-singular M-matrix, so ``B^{-1} >= 0``: the iterates stay non-negative, and each
@@ -63,6 +67,35 @@ def _inverse_iteration(A, iterations: int = 4):
     return x
 
 
+def _boltzmann_candidate(gen: Generator) -> np.ndarray | None:
+    """``exp(-(L - min L)/T)`` at the cell centres when the problem is a landscape (no other drift) with
+    isotropic constant noise ``D = T I`` (``Isotropic(T)``, or ``Constant(D)`` with ``D = T I``), else None.
+
+    For such problems every pair of jumps of the scheme is in detailed balance with these weights: the
+    exponentially fitted flux along each stencil direction uses the exact difference ``L_m - L_n``, so it
+    vanishes on ``P = exp(-L/T)`` (tested to 3e-13). They are then the exact discrete steady state, whatever
+    the walls (reflecting or periodic)."""
+    from .noise import Constant, Isotropic
+
+    prob = gen.problem
+    if prob.landscape is None or getattr(prob, "drift_field", None) is not None:
+        return None
+    noise = prob.noise
+    if isinstance(noise, Isotropic):
+        T = float(noise.T)
+    elif isinstance(noise, Constant) and np.allclose(noise.D, noise.D[0, 0] * np.eye(noise.D.shape[0]),
+                                                     rtol=0.0, atol=1e-15 * abs(noise.D[0, 0])):
+        T = float(noise.D[0, 0])
+    else:
+        return None
+    if not T > 0.0:
+        return None
+    L = np.asarray(prob.loss(gen.grid.points()), dtype=float)
+    if not np.all(np.isfinite(L)):
+        return None
+    return np.exp(-(L - L.min()) / T)
+
+
 def _solve_iterative(M, b, x0, tol, maxiter):
     """GMRES on the pinned system, preconditioned by AMG (pyamg) or ILU."""
     info = {}
@@ -100,8 +133,12 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     ----------
     problem : Problem or Generator
     method : {"auto", "direct", "iterative"}
-        ``auto`` takes the sparse LU below ``DIRECT_LIMIT`` cells (2D) / ``DIRECT_LIMIT_3D`` (3D) and the
-        preconditioned Krylov solver above.
+        ``auto`` first checks whether the problem is in detailed balance by construction (a landscape with
+        isotropic constant noise ``T I``): then the Boltzmann weights ``exp(-L/T)`` are the exact discrete
+        steady state, and are returned after checking ``max|A p| <= 1e-12 max|A_nn| max p`` (``info["method"]
+        == "detailed-balance"``; no linear solve). Otherwise it takes the sparse LU below ``DIRECT_LIMIT`` cells
+        (2D) / ``DIRECT_LIMIT_3D`` (3D) and the preconditioned Krylov solver above. ``direct`` and
+        ``iterative`` always solve.
     tol : float
         Relative residual target of the iterative solver.
     maxiter : int
@@ -134,9 +171,12 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     if method not in ("auto", "direct", "iterative"):
         raise ValueError(f"steady_state: unknown method {method!r}; expected auto, direct or iterative")
     N = grid.size
-    if method == "auto":
-        method = "direct" if N <= (DIRECT_LIMIT if grid.ndim < 3 else DIRECT_LIMIT_3D) else "iterative"
     A = gen.A
+    p = _boltzmann_candidate(gen) if method == "auto" else None
+    if p is not None and np.max(np.abs(A @ p)) <= 1e-12 * np.max(np.abs(A.diagonal())) * np.max(p):
+        method = "detailed-balance"   # the Boltzmann weights are the exact discrete steady state: no solve
+    elif method == "auto":
+        method = "direct" if N <= (DIRECT_LIMIT if grid.ndim < 3 else DIRECT_LIMIT_3D) else "iterative"
     if pin is None:
         prob = gen.problem
         if prob.landscape is not None:
@@ -144,7 +184,9 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         else:
             pin = int(np.ravel_multi_index(tuple(n // 2 for n in grid.shape), grid.shape))
     extra = {}
-    if method == "direct":
+    if method == "detailed-balance":
+        extra = {"algorithm": "detailed balance: the Boltzmann weights exp(-L/T), checked against A p = 0"}
+    elif method == "direct":
         p = _inverse_iteration(A)
         extra = {"algorithm": "inverse iteration on eps I - A (sparse LU)"}
     else:

@@ -101,10 +101,15 @@ def test_isotropic_gradient_drift_gives_discrete_boltzmann_weights():
     grad = lambda t: np.stack([4 * t[..., 0] * (t[..., 0] ** 2 - 1) + 0.3 * t[..., 1],
                                t[..., 1] + 0.3 * t[..., 0]], -1)
     grid = fp.Grid([(-2, 2, 80), (-2.5, 2.5, 70)])
-    ss = fp.steady_state(fp.Problem(grid, Custom(loss, grad, dim=2), Isotropic(T)))
+    prob = fp.Problem(grid, Custom(loss, grad, dim=2), Isotropic(T))
+    ss = fp.steady_state(prob, method="direct")                 # the null vector of A, by sparse LU
     exact = fp.Density.from_function(grid, lambda t: np.exp(-loss(t) / T))
     rel = np.abs(ss.values - exact.values).max() / exact.values.max()
     assert rel < 1e-10                                          # measured 3e-13
+    # hence "auto" may skip the solve: it returns these weights after checking A p = 0
+    fast = fp.steady_state(prob)
+    assert fast.info["method"] == "detailed-balance" and fast.info["residual"] < 1e-14
+    assert np.abs(fast.values - ss.values).max() / ss.values.max() < 1e-10
     assert np.abs(ss.current()).max() < 1e-10 * np.abs(ss.values).max()   # zero current at detailed balance
 
 
@@ -113,9 +118,27 @@ def test_boltzmann_exact_in_1d_and_3d():
         grid = fp.Grid(axes)
         d = grid.ndim
         A = np.diag(np.arange(1.0, d + 1))
-        ss = fp.steady_state(fp.Problem(grid, Quadratic(A), Isotropic(0.5)), warn=False)
+        ss = fp.steady_state(fp.Problem(grid, Quadratic(A), Isotropic(0.5)), method="direct", warn=False)
         exact = fp.Density.from_function(grid, lambda t: np.exp(-Quadratic(A).loss(t) / 0.5))
         assert np.abs(ss.values - exact.values).max() / exact.values.max() < 1e-10
+
+
+def test_detailed_balance_shortcut_only_where_it_is_exact():
+    """``method="auto"`` returns exp(-L/T) without a solve only for a landscape with isotropic constant noise
+    (also periodic walls, and Constant(T I)); anisotropic noise, a drift field or state-dependent noise solve."""
+    grid = fp.Grid([(-2, 2, 30), (-2, 2, 24)], bc=[("periodic", "periodic"), ("reflecting", "reflecting")])
+    land = Custom(lambda t: np.cos(np.pi * t[..., 0] / 2) + t[..., 1] ** 2,
+                  lambda t: np.stack([-np.pi / 2 * np.sin(np.pi * t[..., 0] / 2), 2 * t[..., 1]], -1), dim=2)
+    for noise in (Isotropic(0.4), Constant(0.4 * np.eye(2))):
+        fast = fp.steady_state(fp.Problem(grid, land, noise))
+        slow = fp.steady_state(fp.Problem(grid, land, noise), method="direct")
+        assert fast.info["method"] == "detailed-balance"
+        assert np.abs(fast.values - slow.values).max() / slow.values.max() < 1e-10
+    aniso = fp.steady_state(fp.Problem(grid, land, Constant(np.diag([0.4, 0.2]))))
+    assert aniso.info["method"] == "direct"
+    swirl = fp.Problem(grid, drift=lambda t: np.stack([-t[..., 1], t[..., 0] - t[..., 1]], -1), noise=Isotropic(0.4))
+    assert fp.steady_state(swirl, warn=False).info["method"] == "direct"
+    assert fp.steady_state(fp.Problem(grid, land, HessianAligned(0.1)), warn=False).info["method"] == "direct"
 
 
 def test_ou_2d_full_tensor_stationary_covariance_256():
