@@ -611,6 +611,8 @@ def run_chunk(pos, status, event_step, land_kind, land_p, ws, noise_kind, noise_
                         for a in range(d):
                             sh[a] = th[a] - amp * xi[a]
                         src = sh
+                    # written out, not grad_hess(...): one more call level per step measured 2.5x slower
+                    # (3D constant-noise SDE, 26 -> 10 M particle-steps/s)
                     if land_kind == LAND_QUADRATIC:
                         off = d * d
                         for a in range(d):
