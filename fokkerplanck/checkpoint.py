@@ -22,27 +22,32 @@ import numpy as np
 CHECKPOINT_FORMAT = "fokkerplanck-checkpoint/1"
 
 
-def to_jsonable(obj):
-    """Plain-JSON copy of ``obj``: numpy scalars and arrays become numbers and lists, non-finite floats
-    ``None``, tuples lists, paths strings."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
-    return repr(obj)
+def to_jsonable(obj, *, keep_nonfinite: bool = False, on_unknown=repr):
+    """Plain-JSON copy of ``obj``: numpy scalars and arrays become numbers and lists, tuples lists, paths
+    strings; non-finite floats become ``None`` (or stay floats with ``keep_nonfinite``, which Python's json
+    reads back); any other object goes through ``on_unknown`` (default ``repr``; a function that raises makes
+    the conversion strict)."""
+    def conv(o):
+        if isinstance(o, dict):
+            return {str(k): conv(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [conv(v) for v in o]
+        if isinstance(o, np.ndarray):
+            return conv(o.tolist())
+        if isinstance(o, (bool, np.bool_)):
+            return bool(o)
+        if isinstance(o, (int, np.integer)):
+            return int(o)
+        if isinstance(o, (float, np.floating)):
+            f = float(o)
+            return f if (keep_nonfinite or math.isfinite(f)) else None
+        if o is None or isinstance(o, str):
+            return o
+        if isinstance(o, Path):
+            return str(o)
+        return on_unknown(o)
+
+    return conv(obj)
 
 
 class CheckpointMismatch(ValueError):

@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from .checkpoint import to_jsonable
 from .operator import DEFAULT_STENCIL_RADIUS
 
 __all__ = ["sweep", "SweepResult", "prl_steady_point", "prl_sgd_point", "prl_sde_point", "prl_search_point", "prl_search_time_point",
@@ -59,27 +61,15 @@ CACHE_FORMAT = "fokkerplanck-sweep-point/1"
 # ------------------------------------------------------------------------------------------------------------
 # plain values, identities and keys
 # ------------------------------------------------------------------------------------------------------------
-def _plain(obj):
-    """JSON-ready copy of ``obj`` (numpy scalars/arrays to Python numbers/lists, tuples to lists); NaN and
-    infinities are kept as floats (Python's json reads them back)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj)
-    if obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
+def _unstorable(obj):
     raise TypeError(f"sweep: cannot store a value of type {type(obj).__name__} ({obj!r:.80}) in the table; "
                     "return numbers, strings, booleans or lists of them")
+
+
+def _plain(obj):
+    """JSON-ready copy of ``obj`` (numpy scalars/arrays to Python numbers/lists, tuples to lists); NaN and
+    infinities are kept as floats (Python's json reads them back); other objects are refused."""
+    return to_jsonable(obj, keep_nonfinite=True, on_unknown=_unstorable)
 
 
 def _roundtrip(obj):
