@@ -154,7 +154,8 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     Returns
     -------
     Density, with ``info``: ``residual`` ``max|A p| / max|diag A| max p`` (about machine precision for the
-    direct solver), ``method``, ``seconds``, ``wall_ratio`` (peak density at a wall / overall peak), and
+    direct solver), ``method`` (``detailed-balance``, ``direct`` or ``iterative``), ``pinned_cell`` (iterative
+    only, else None), ``seconds``, ``wall_ratio`` (peak density at a wall / overall peak), and
     the generator's diagnostics.
 
     Raises
@@ -177,12 +178,6 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         method = "detailed-balance"   # the Boltzmann weights are the exact discrete steady state: no solve
     elif method == "auto":
         method = "direct" if N <= (DIRECT_LIMIT if grid.ndim < 3 else DIRECT_LIMIT_3D) else "iterative"
-    if pin is None:
-        prob = gen.problem
-        if prob.landscape is not None:
-            pin = int(np.argmin(prob.landscape.loss(grid.points())))
-        else:
-            pin = int(np.ravel_multi_index(tuple(n // 2 for n in grid.shape), grid.shape))
     extra = {}
     if method == "detailed-balance":
         extra = {"algorithm": "detailed balance: the Boltzmann weights exp(-L/T), checked against A p = 0"}
@@ -190,6 +185,12 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         p = _inverse_iteration(A)
         extra = {"algorithm": "inverse iteration on eps I - A (sparse LU)"}
     else:
+        if pin is None:
+            prob = gen.problem
+            if prob.landscape is not None:
+                pin = int(np.argmin(prob.landscape.loss(grid.points())))
+            else:
+                pin = int(np.ravel_multi_index(tuple(n // 2 for n in grid.shape), grid.shape))
         for attempt in range(2):
             M, b = _pinned_system(A, pin)
             with single_blas_thread():
@@ -206,7 +207,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     p = np.clip(p, 0.0, None)
     res = np.max(np.abs(A @ p)) / (np.max(np.abs(A.diagonal())) * np.max(p))
     info = {"method": method, "residual": float(res), "most_negative_before_clip": float(min(neg, 0.0)),
-            "pinned_cell": int(pin), **extra, **gen.info}
+            "pinned_cell": int(pin) if method == "iterative" else None, **extra, **gen.info}
     dens = Density(grid, p.reshape(grid.shape), normalize=True, generator=gen, info=info)
     dens.info["wall_ratio"] = warn_wall_mass(dens) if warn else None
     dens.info["seconds"] = time.perf_counter() - t0
