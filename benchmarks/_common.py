@@ -369,3 +369,27 @@ def run_cases(script: str, specs, args, default_timeout: float, solver_width: in
     add_ratios(rows)
     print()
     return rows
+
+
+def run_benchmark(script: str, doc: str, argv, plan, worker, *, default_timeout: float, solver_width: int):
+    """The driver both benchmark scripts share: parse the options; in a ``--worker`` process run that one case
+    (returns ``(args, None, None)``); otherwise run every planned case in its own interpreter and return
+    ``(args, rows, start time)``."""
+    args = parse_args(doc.splitlines()[0], argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return args, None, None
+    t_start = time.perf_counter()
+    if not args.no_fipy and not fipy_installed():
+        print("FiPy not installed (pip install fipy): its rows are skipped.")
+    return args, run_cases(script, plan(args), args, default_timeout, solver_width), t_start
+
+
+def write_json(name: str, args, rows, table, **extra) -> str:
+    """``benchmarks/<name>.json``: the mode, the machine, BLAS threads, every row and the printed table."""
+    out = {"benchmark": name, "mode": "quick" if args.quick else "full" if args.full else "default",
+           "machine": machine_info(), "blas_threads": args.blas_threads, **extra, "rows": rows, "table": table}
+    path = os.path.join(HERE, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1, default=float)
+    return path

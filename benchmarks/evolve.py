@@ -251,14 +251,10 @@ NOTES = [
 
 
 def main(argv=None):
-    args = C.parse_args(__doc__.splitlines()[0], argv)
-    if args.worker:
-        worker(json.loads(args.worker))
+    args, rows, t_start = C.run_benchmark(SCRIPT, __doc__, argv, plan, worker, default_timeout=90.0,
+                                          solver_width=14)
+    if rows is None:        # a --worker process: its one case is done
         return
-    t_start = time.perf_counter()
-    if not args.no_fipy and not C.fipy_installed():
-        print("FiPy not installed (pip install fipy): its rows are skipped.")
-    rows = C.run_cases(SCRIPT, plan(args), args, default_timeout=90.0, solver_width=14)
     cols = [("problem", "problem", ""), ("grid", C.grid_label, ""), ("solver", "solver", ""),
             ("seconds", "seconds", ".3g"), ("assembly", "assembly", ".3g"), ("solve", "solve", ".3g"),
             ("LU", "ph_factor", ".3g"), ("tri-solves~", "ph_trisolve", ".3g"),
@@ -268,11 +264,7 @@ def main(argv=None):
     table = C.print_table(rows, cols)
     print("\nNotes:\n  " + "\n  ".join(NOTES))
     print(f"\ntotal wall time {time.perf_counter() - t_start:.0f} s")
-    out = {"benchmark": "evolve", "mode": "quick" if args.quick else "full" if args.full else "default",
-           "t_end": C.T_END, "steps": N_STEPS, "machine": C.machine_info(), "blas_threads": args.blas_threads,
-           "rows": rows, "notes": NOTES, "table": table}
-    with open(os.path.join(C.HERE, "evolve.json"), "w") as f:
-        json.dump(out, f, indent=1, default=float)
+    C.write_json("evolve", args, rows, table, t_end=C.T_END, steps=N_STEPS, notes=NOTES)
 
 
 if __name__ == "__main__":

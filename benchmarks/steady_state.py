@@ -263,14 +263,10 @@ SKIP_NOTES = [
 
 
 def main(argv=None):
-    args = C.parse_args(__doc__.splitlines()[0], argv)
-    if args.worker:
-        worker(json.loads(args.worker))
+    args, rows, t_start = C.run_benchmark(SCRIPT, __doc__, argv, plan, worker, default_timeout=150.0,
+                                          solver_width=12)
+    if rows is None:        # a --worker process: its one case is done
         return
-    t_start = time.perf_counter()
-    if not args.no_fipy and not C.fipy_installed():
-        print("FiPy not installed (pip install fipy): its rows are skipped.")
-    rows = C.run_cases(SCRIPT, plan(args), args, default_timeout=150.0, solver_width=12)
     cols = [("problem", "problem", ""), ("grid", C.grid_label, ""), ("solver", "solver", ""),
             ("seconds", "seconds", ".3g"), ("assembly", "assembly", ".3g"), ("solve", "solve", ".3g"),
             ("factor/setup", "ph_factor", ".3g"), ("tri/krylov", "ph_trisolve", ".3g"),
@@ -284,10 +280,7 @@ def main(argv=None):
         print(f"  [{t['verdict']}] {t['target']}: {t['measured']}")
     print("\nNotes:\n  " + "\n  ".join(SKIP_NOTES))
     print(f"\ntotal wall time {time.perf_counter() - t_start:.0f} s")
-    out = {"benchmark": "steady_state", "mode": "quick" if args.quick else "full" if args.full else "default",
-           "machine": C.machine_info(), "blas_threads": args.blas_threads, "rows": rows, "targets": targets, "notes": SKIP_NOTES, "table": table}
-    with open(os.path.join(C.HERE, "steady_state.json"), "w") as f:
-        json.dump(out, f, indent=1, default=float)
+    C.write_json("steady_state", args, rows, table, targets=targets, notes=SKIP_NOTES)
 
 
 def _get(rows, problem, d, n, solver):
