@@ -76,31 +76,24 @@ def _write_npz(f, arrays: dict) -> None:
     np.savez(f, **arrays)
 
 
-def write_checkpoint(path, kind: str, meta: dict, arrays: dict, complete: bool = False) -> Path:
-    """Write ``arrays`` and ``meta`` to the checkpoint ``path`` atomically (temporary file in the same
-    directory, ``fsync``, ``os.replace``); returns the path."""
-    global _written
+def atomic_write(path, write, *, mode: str = "wb", prefix: str | None = None, suffix: str = ".tmp") -> Path:
+    """Write ``path`` atomically: ``write(f)`` fills a temporary file in the same directory (``prefix``
+    default ``.NAME.``), which is flushed, ``fsync``-ed and ``os.replace``-d over ``path``; on any error the
+    temporary file is removed. A kill at any moment leaves the old file or the new one, never a mix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"format": CHECKPOINT_FORMAT, "kind": kind, "complete": bool(complete),
-           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "parameters": to_jsonable(meta)}
-    store = {"__meta__": np.array(json.dumps(doc, allow_nan=False))}
-    for k, a in arrays.items():
-        if k == "__meta__":
-            raise ValueError("io.write_checkpoint: '__meta__' is reserved")
-        store[k] = np.asarray(a)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix,
+                               dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, store)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
         raise
     try:                              # make the rename itself durable (POSIX; best effort elsewhere)
@@ -111,6 +104,23 @@ def write_checkpoint(path, kind: str, meta: dict, arrays: dict, complete: bool =
             os.close(dfd)
     except OSError:
         pass
+    return path
+
+
+def write_checkpoint(path, kind: str, meta: dict, arrays: dict, complete: bool = False) -> Path:
+    """Write ``arrays`` and ``meta`` to the checkpoint ``path`` atomically (temporary file in the same
+    directory, ``fsync``, ``os.replace``); returns the path."""
+    global _written
+    path = Path(path)
+    doc = {"format": CHECKPOINT_FORMAT, "kind": kind, "complete": bool(complete),
+           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "parameters": to_jsonable(meta)}
+    store = {"__meta__": np.array(json.dumps(doc, allow_nan=False))}
+    for k, a in arrays.items():
+        if k == "__meta__":
+            raise ValueError("io.write_checkpoint: '__meta__' is reserved")
+        store[k] = np.asarray(a)
+    atomic_write(path, lambda f: _write_npz(f, store))
     _written += 1
     if _checkpoint_hook is not None:
         _checkpoint_hook(path, _written)

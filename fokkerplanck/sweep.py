@@ -39,7 +39,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -47,7 +46,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .checkpoint import to_jsonable
+from .checkpoint import atomic_write, to_jsonable
 from .operator import DEFAULT_STENCIL_RADIUS
 
 __all__ = ["sweep", "SweepResult", "prl_steady_point", "prl_sgd_point", "prl_sde_point", "prl_search_point", "prl_search_time_point",
@@ -107,20 +106,7 @@ def point_key(identity: dict, params: dict, fixed: dict, cache_key=None) -> str:
 
 
 def _write_atomic(path: Path, doc: dict):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda fh: json.dump(doc, fh), mode="w", prefix=".tmp-", suffix=".json")
 
 
 def _read_cached(path: Path, key: str):
