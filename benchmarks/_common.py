@@ -393,3 +393,21 @@ def write_json(name: str, args, rows, table, **extra) -> str:
     with open(path, "w") as f:
         json.dump(out, f, indent=1, default=float)
     return path
+
+
+def grid_sizes(args) -> dict:
+    """Cells per axis to run, by dimension: ``--quick``, default or ``--full``."""
+    if args.quick:
+        return {2: [128], 3: [32]}
+    if args.full:
+        return {2: [128, 256, 512, 1024], 3: [32, 40, 64, 128]}
+    return {2: [128, 256, 512], 3: [32, 40]}
+
+
+def report(out: dict, d: int, n: int, mean, cov) -> None:
+    """A worker's last act: errors of its density ``out.pop("p")`` against the exact Gaussian ``(mean, cov)``,
+    peak memory, and the ``RESULT`` line the driver reads."""
+    p = out.pop("p")
+    out.update(errors(p, d, n, mean, cov))
+    out["peak_rss_mb"] = peak_rss_mb()
+    print("RESULT " + json.dumps(out), flush=True)

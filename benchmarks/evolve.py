@@ -36,7 +36,6 @@ Writes ``benchmarks/evolve.json``.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -184,20 +183,11 @@ def worker(spec):
         out = _fipy(problem, d, n)
     else:
         raise ValueError(solver)
-    p = out.pop("p")
-    mean, cov = C.exact_moments(problem, d, C.T_END)
-    out.update(C.errors(p, d, n, mean, cov))
-    out["peak_rss_mb"] = C.peak_rss_mb()
-    print("RESULT " + json.dumps(out), flush=True)
+    C.report(out, d, n, *C.exact_moments(problem, d, C.T_END))
 
 
 def plan(args):
-    if args.quick:
-        sizes = {2: [128], 3: [32]}
-    elif args.full:
-        sizes = {2: [128, 256, 512, 1024], 3: [32, 40, 64, 128]}
-    else:
-        sizes = {2: [128, 256, 512], 3: [32, 40]}
+    sizes = C.grid_sizes(args)
     cases = []
     for d in (2, 3):
         for n in sizes[d]:
