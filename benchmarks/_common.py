@@ -243,7 +243,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 def run_worker(script: str, spec: dict, timeout: float, blas_threads: int | None = 1) -> dict:
@@ -252,12 +252,15 @@ def run_worker(script: str, spec: dict, timeout: float, blas_threads: int | None
     ``blas_threads`` caps the BLAS/OpenMP threads of the worker (``None``: leave the environment alone).
     On a small, shared machine a multi-threaded OpenBLAS makes every vector ``dot``/``norm`` of a Krylov
     solver spin for milliseconds (measured: one AMG V-cycle at 32^3 took 0.5 s with the default threads,
-    0.015 s with one)."""
+    0.015 s with one). MKL keeps every core (``MKL_NUM_THREADS`` = the core count, which it would otherwise
+    take from ``OMP_NUM_THREADS``): here MKL is only PARDISO, our optional sparse LU, and its threads are part
+    of what is measured (no peer links MKL)."""
     t0 = time.perf_counter()
     env = dict(os.environ)
     if blas_threads is not None:
         for k in BLAS_ENV:
             env[k] = str(int(blas_threads))
+        env.setdefault("MKL_NUM_THREADS", str(os.cpu_count() or 1))
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     try:
         cp = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], capture_output=True,

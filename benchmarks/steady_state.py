@@ -52,10 +52,12 @@ SCRIPT = os.path.abspath(__file__)
 
 
 # --- one case (runs in a fresh interpreter) ----------------------------------------------------------------
-def _ours(problem, d, n, method, phases):
+def _ours(problem, d, n, method, phases, lu=None):
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
     import fokkerplanck as fp
+    if lu is not None:
+        fp.linalg.set_lu_backend(lu)
 
     def make(n_):
         g = fp.Grid(C.axes_of(d, n_), bc="reflecting")
@@ -71,7 +73,7 @@ def _ours(problem, d, n, method, phases):
         t1 = time.perf_counter()
         ss = fp.steady_state(prob, method=method)
         t2 = time.perf_counter()
-    out = {"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "method": ss.info.get("method"),
+    out = {"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "method": ss.info.get("method") + (f" ({ss.info['lu']})" if ss.info.get("lu") else ""),
            "residual": ss.info.get("residual"), "iterations": ss.info.get("iterations"),
            "nnz": gen.info.get("nnz"), "p": ss.values}
     if phases:
@@ -79,15 +81,15 @@ def _ours(problem, d, n, method, phases):
             from fokkerplanck import steady as S
             if ss.info["method"] == "direct":
                 # the direct path: inverse iteration with eps I - A, one LU (as in fokkerplanck.steady)
+                from fokkerplanck.linalg import LUFactor
                 eps = 1e-12 * np.max(np.abs(gen.A.diagonal()))
                 t = time.perf_counter()
-                B = (sp.identity(gen.A.shape[0], format="csc") * eps - gen.A).tocsc()
-                lu = spla.splu(B, permc_spec="MMD_AT_PLUS_A")
+                lu = LUFactor(sp.identity(gen.A.shape[0], format="csr") * eps - gen.A, ndim=d)
                 out["ph_factor"] = time.perf_counter() - t
                 t = time.perf_counter()
                 lu.solve(np.ones(gen.A.shape[0]))
                 out["ph_trisolve"] = time.perf_counter() - t
-                out["lu_nnz"] = int(lu.L.nnz + lu.U.nnz)
+                out["lu_nnz"] = lu.nnz
             else:
                 import pyamg
                 M, b = S._pinned_system(gen.A, int(ss.info["pinned_cell"]))
@@ -182,6 +184,8 @@ def worker(spec):
         out = _ours(problem, d, n, "auto", spec.get("phases", False))
     elif solver == "ours-direct":
         out = _ours(problem, d, n, "direct", spec.get("phases", False))
+    elif solver == "ours-superlu":
+        out = _ours(problem, d, n, "direct", False, lu="superlu")
     elif solver == "scipy-fd":
         out = _scipy_fd(problem, d, n)
     elif solver == "fplanck":
@@ -205,6 +209,9 @@ def plan(args):
                 # shows the sparse LU it skips. 3D 32^3: why "auto" picks the iterative solver in 3D.
                 if (d == 3 and n <= 32 and not args.quick) or (d == 2 and problem == "ou-iso"):
                     cases.append(dict(problem=problem, d=d, n=n, solver="ours-direct", phases=False))
+                # with PARDISO installed, the single-threaded SuperLU path it replaces
+                if d == 2 and problem == "ou-full" and pardiso_available() and n <= 512:
+                    cases.append(dict(problem=problem, d=d, n=n, solver="ours-superlu", phases=False))
                 # plain scipy: the sparse LU of the 3D reference grows too fast (32^3: ~50 s here)
                 if d == 2 or (not args.quick and n <= (40 if args.full else 32)):
                     cases.append(dict(problem=problem, d=d, n=n, solver="scipy-fd"))
@@ -213,6 +220,11 @@ def plan(args):
                 if fipy_planned(problem, d, n, args):
                     cases.append(dict(problem=problem, d=d, n=n, solver="fipy"))
     return cases
+
+
+def pardiso_available():
+    from fokkerplanck.linalg import lu_backend
+    return lu_backend() == "pardiso"
 
 
 def fipy_planned(problem, d, n, args):

@@ -2,7 +2,7 @@
 
     dP/dt = sum_i d_i [ -v_i P + sum_j d_j (D_ij P) ]      (Ito; v = -grad L, noise covariance 2 D)
 
-Data flow: grid, landscapes, noise -> problem -> kernels -> operator -> density -> steady, evolve
+Data flow: grid, landscapes, noise -> problem -> kernels -> operator -> density -> linalg -> steady, evolve
 -> particles, theory, compare -> io, plot, config -> cli.
 """
 from . import landscapes, noise
@@ -10,6 +10,8 @@ from .grid import Grid
 from .problem import Problem
 from .density import Density, Trajectory
 from .operator import Generator, generator
+from . import linalg
+from .linalg import set_lu_backend
 from .steady import steady_state
 from .evolve import evolve
 from . import theory, adiabatic

@@ -29,6 +29,7 @@ import scipy.sparse.linalg as spla
 
 from . import checkpoint as _io
 from .density import Density, Trajectory
+from .linalg import LUFactor, lu_backend
 from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
 from .problem import Problem
 
@@ -235,7 +236,7 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
         I = sp.identity(N, format="csr")
         c = _GAMMA / 2 if scheme == "tr-bdf2" else 1.0
         iterative = linear_solver == "iterative" or (linear_solver == "auto" and grid.ndim == 3 and N > 8_000)
-        info["linear_solver"] = "amg-gmres" if iterative else "superlu"
+        info["linear_solver"] = "amg-gmres" if iterative else lu_backend()
         solvers = {}
 
         def solver(h):
@@ -246,7 +247,7 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
                 if iterative:
                     solvers[key] = _iterative_solve(B, c * h * gen.max_rate())
                 else:
-                    solvers[key] = spla.splu(B.tocsc(), permc_spec="MMD_AT_PLUS_A").solve
+                    solvers[key] = LUFactor(B, ndim=grid.ndim).solve
             return solvers[key]
 
         # The state between steps is (k, i, p): save interval k, i of its nsteps[k] steps done, density p;

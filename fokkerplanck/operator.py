@@ -163,15 +163,16 @@ class Generator:
 
 
 def single_blas_thread():
-    """Context manager limiting BLAS to one thread: the Krylov and AMG solvers do many small dense
-    operations, for which BLAS threads cost far more than they give (measured on 2 cores: an AMG-GMRES 3D
-    steady state 5.0 s with default threads, 1.3 s with one)."""
+    """Context manager limiting OpenBLAS (and BLIS) to one thread: the Krylov and AMG solvers do many small
+    dense operations, for which their threads cost far more than they give (measured on 2 cores: an AMG-GMRES
+    3D steady state 5.0 s with default threads, 1.3 s with one). MKL is left alone: its threads are PARDISO's
+    (:mod:`fokkerplanck.linalg`), which the implicit time steps use inside this context."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl is a core dependency
         import contextlib
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return ThreadpoolController().select(internal_api=["openblas", "blis"]).limit(limits=1)
 
 
 def generator(problem: Problem, stencil_radius: int = DEFAULT_STENCIL_RADIUS) -> Generator:

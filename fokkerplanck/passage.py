@@ -19,6 +19,7 @@ import scipy.sparse.linalg as spla
 from scipy.interpolate import RegularGridInterpolator
 
 from .density import Density
+from .linalg import LUFactor
 from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator
 from .problem import Problem
 
@@ -83,12 +84,12 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     free = ~mask.ravel()
     At = gen.A.T.tocsr()[free][:, free]
     T = np.zeros(grid.size)
-    lu = spla.splu(At.tocsc(), permc_spec="MMD_AT_PLUS_A")
-    T[free] = lu.solve(-np.ones(int(free.sum())))
+    lu = LUFactor(-At, ndim=grid.ndim)          # -A^T on the free cells: a non-singular M-matrix
+    T[free] = lu.solve(np.ones(int(free.sum())))
     if not np.all(np.isfinite(T)):
         raise ValueError("mean_first_passage_time: the target cannot be reached from some cells")
     res = np.max(np.abs(At @ T[free] + 1.0))
-    info = {"residual": float(res), "seconds": time.perf_counter() - t0, "min_before_clip": float(T.min())}
+    info = {"lu": lu.backend, "residual": float(res), "seconds": time.perf_counter() - t0, "min_before_clip": float(T.min())}
     return FirstPassageTime(grid, np.clip(T, 0.0, None).reshape(grid.shape), mask, info)
 
 

@@ -8,8 +8,8 @@ space spanned by a positive vector (Perron-Frobenius for Metzler matrices). Solv
   returned after a check of ``A p = 0`` (one matrix-vector product), with no linear solve.
 
 * ``"direct"`` (default in 1D/2D and small 3D): inverse iteration with ``B = eps I - A``,
-  ``eps = 1e-12 max|A_nn|``, factorised once by sparse LU (SuperLU, minimum-degree ordering of
-  ``A + A^T``). ``B`` is a non-singular M-matrix, so ``B^{-1} >= 0``: the iterates stay non-negative, and each
+  ``eps = 1e-12 max|A_nn|``, factorised once by sparse LU (:mod:`fokkerplanck.linalg`: MKL PARDISO when
+  the optional ``pypardiso`` is installed, else SuperLU with minimum-degree ordering of ``A + A^T``). ``B`` is a non-singular M-matrix, so ``B^{-1} >= 0``: the iterates stay non-negative, and each
   step damps the other modes by ``eps / (eps + |lambda_k|)``. Unlike pinning one cell to 1, this keeps its
   digits on metastable problems (wells joined by rates near underflow), where the value at any pinned cell
   can be 1e-17 of the peak, and it keeps symmetric wells balanced.
@@ -28,6 +28,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .density import Density, warn_wall_mass
+from .linalg import LUFactor
 from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
 from .problem import Problem
 
@@ -48,23 +49,32 @@ def _pinned_system(A: sp.csr_matrix, r: int):
     return A, b
 
 
-def _inverse_iteration(A, iterations: int = 4):
+def _inverse_iteration(A, ndim: int, max_iterations: int = 4):
     """Null vector of ``A`` by inverse iteration with ``B = eps I - A``, ``eps = 1e-12 max|A_nn|``.
 
     ``B`` is a non-singular M-matrix, so ``B^{-1} >= 0`` keeps the iterates non-negative, and its LU needs
     no pivoting for stability (column diagonal dominance). Each step damps the other modes by
     ``eps / (eps + |lambda_k|)``; this rescues metastable problems (wells joined by rates near underflow)
-    where the pinned system loses all its digits."""
+    where the pinned system loses all its digits.
+
+    The iteration stops early when the change ``d_k = max|x_k - x_{k-1}|`` has shrunk so fast that the
+    next one, estimated geometrically as ``d_k^2 / d_{k-1}``, is below ``1e-15 max x``: on a problem with a
+    spectral gap (``|lambda_2| >> eps``) that is after two solves (measured on OU at 512^2:
+    ``d_1 ~ 1``, ``d_2 ~ 1e-9``, a third solve changes nothing above 1e-17). Returns ``x, backend,
+    iterations``."""
     N = A.shape[0]
     eps = 1e-12 * np.max(np.abs(A.diagonal()))
-    B = (sp.identity(N, format="csc") * eps - A).tocsc()
-    lu = spla.splu(B, permc_spec="MMD_AT_PLUS_A")
-    x = np.ones(N) / N
-    for _ in range(iterations):
-        x = lu.solve(x)
-        x = np.clip(x, 0.0, None)
-        x /= x.sum()
-    return x
+    lu = LUFactor(sp.identity(N, format="csr") * eps - A, ndim=ndim)
+    x = np.full(N, 1.0 / N)
+    change = []
+    for k in range(max_iterations):
+        x_new = np.clip(lu.solve(x), 0.0, None)
+        x_new /= x_new.sum()
+        change.append(np.max(np.abs(x_new - x)) / np.max(x_new))
+        x = x_new
+        if k >= 1 and change[-1] ** 2 <= 1e-15 * change[-2]:
+            break
+    return x, lu.backend, len(change)
 
 
 def _boltzmann_candidate(gen: Generator) -> np.ndarray | None:
@@ -182,8 +192,9 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     if method == "detailed-balance":
         extra = {"algorithm": "detailed balance: the Boltzmann weights exp(-L/T), checked against A p = 0"}
     elif method == "direct":
-        p = _inverse_iteration(A)
-        extra = {"algorithm": "inverse iteration on eps I - A (sparse LU)"}
+        p, backend, its = _inverse_iteration(A, grid.ndim)
+        extra = {"algorithm": f"inverse iteration on eps I - A (sparse LU, {backend})", "lu": backend,
+                 "iterations": its}
     else:
         if pin is None:
             prob = gen.problem

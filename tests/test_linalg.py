@@ -1,0 +1,105 @@
+"""The sparse LU behind the direct solves (fokkerplanck.linalg): both backends give the same answers, a factor
+PARDISO had to perturb is not used, and the steady state's inverse iteration stops when it has converged."""
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+import fokkerplanck as fp
+from fokkerplanck import linalg
+
+BACKENDS = ["superlu"] + (["pardiso"] if linalg.pardiso_available() else [])
+needs_pardiso = pytest.mark.skipif(not linalg.pardiso_available(),
+                                   reason="pypardiso not installed (extra fokkerplanck[pardiso])")
+
+A_OU = np.array([[2.0, 0.5], [0.5, 1.0]])
+D_OU = np.array([[0.5, 0.2], [0.2, 0.3]])
+
+
+@pytest.fixture
+def backend(request, monkeypatch):
+    monkeypatch.setattr(linalg, "_backend", None)      # restored after the test
+    linalg.set_lu_backend(request.param)
+    return request.param
+
+
+def _ou(n=96):
+    grid = fp.Grid([(-5, 5, n), (-5, 5, n)])
+    return fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(D_OU))
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_steady_state_with_each_backend(backend):
+    """OU with a full constant D: the stationary covariance against A S + S A^T = 2 D (measured relative error
+    1.01e-4 at 96^2 with either backend: the scheme's O(h^2), not the LU), in two inverse-iteration solves."""
+    ss = fp.steady_state(_ou())
+    assert ss.info["lu"] == backend and ss.info["iterations"] == 2
+    assert ss.info["residual"] < 1e-13
+    exact = sla.solve_continuous_lyapunov(A_OU, 2 * D_OU)
+    assert np.abs(ss.cov() - exact).max() / np.abs(exact).max() < 1.5e-4
+
+
+@needs_pardiso
+def test_backends_agree_to_round_off(monkeypatch):
+    monkeypatch.setattr(linalg, "_backend", None)
+    gen = fp.generator(_ou(64))
+    out = {}
+    for name in ("superlu", "pardiso"):
+        linalg.set_lu_backend(name)
+        out[name] = fp.steady_state(gen).values
+        T = fp.mean_first_passage_time(fp.Problem(fp.Grid([(-2, 2, 40), (-2, 2, 40)], bc="absorbing"),
+                                                  fp.landscapes.Quadratic(A_OU), fp.noise.Constant(D_OU)))
+        out[name + "-mfpt"] = T.values
+        assert T.info["lu"] == name
+    peak = out["superlu"].max()
+    assert np.abs(out["superlu"] - out["pardiso"]).max() < 1e-13 * peak          # measured 1.8e-15
+    assert np.abs(out["superlu-mfpt"] - out["pardiso-mfpt"]).max() < 2e-12 * out["superlu-mfpt"].max()  # measured 1.9e-13
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_lu_factor_solves_an_m_matrix(backend):
+    """I - h A for a generator A (a non-singular M-matrix), against the dense solve."""
+    A = fp.generator(_ou(12)).A
+    M = sp.identity(A.shape[0], format="csr") - 0.05 * A
+    b = np.random.default_rng(0).random(A.shape[0])
+    lu = linalg.LUFactor(M)
+    assert lu.backend == backend and lu.nnz >= M.nnz
+    np.testing.assert_allclose(lu.solve(b), np.linalg.solve(M.toarray(), b), rtol=1e-12)
+
+
+@needs_pardiso
+def test_pardiso_does_not_hand_back_a_perturbed_factor():
+    """A singular matrix: PARDISO would perturb the zero pivot and return an answer; the factor is refused and
+    SuperLU's error reaches the caller instead of a wrong solution."""
+    M = sp.csr_matrix(np.array([[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0], [0.0, 0.0, 2.0]]))
+    with pytest.raises(RuntimeError, match="singular"):
+        linalg.LUFactor(M, backend="pardiso")
+
+
+def test_unknown_backends_are_rejected(monkeypatch):
+    with pytest.raises(ValueError, match="unknown backend 'mumps'"):
+        linalg.set_lu_backend("mumps")
+    monkeypatch.setattr(linalg, "_backend", None)
+    monkeypatch.setenv("FOKKERPLANCK_LU", "umfpack")
+    with pytest.raises(ValueError, match="FOKKERPLANCK_LU='umfpack'"):
+        linalg.lu_backend()
+    monkeypatch.setenv("FOKKERPLANCK_LU", "superlu")
+    assert linalg.lu_backend() == "superlu"
+    if not linalg.pardiso_available():
+        with pytest.raises(ImportError, match=r"fokkerplanck\[pardiso\]"):
+            linalg.set_lu_backend("pardiso")
+
+
+def test_inverse_iteration_keeps_going_on_a_metastable_problem():
+    """Two wells joined by a rate far below the shift eps: successive iterates keep changing (round-off moves
+    mass between the wells), so the early stop must not fire; all four solves are made."""
+    from fokkerplanck.landscapes import DegenerateValley
+    from fokkerplanck.noise import HessianAligned
+    land = DegenerateValley(lambdas=(8, -2, 1), eps=1e-3)
+    prob = fp.Problem(fp.Grid([(-2, 2, 100), (-0.6, 0.6, 32)]), land, HessianAligned(3.2e-3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # the cross-diffusion warning
+        ss = fp.steady_state(prob, method="direct")
+    assert ss.info["iterations"] == 4 and ss.info["residual"] < 1e-12
