@@ -84,7 +84,7 @@ def _ours(problem, d, n, method, phases, lu=None):
                 from fokkerplanck.linalg import LUFactor
                 eps = 1e-12 * np.max(np.abs(gen.A.diagonal()))
                 t = time.perf_counter()
-                lu = LUFactor(sp.identity(gen.A.shape[0], format="csr") * eps - gen.A, ndim=d)
+                lu = LUFactor(sp.identity(gen.A.shape[0], format="csr") * eps - gen.A, grid_shape=gen.grid.shape)
                 out["ph_factor"] = time.perf_counter() - t
                 t = time.perf_counter()
                 lu.solve(np.ones(gen.A.shape[0]))

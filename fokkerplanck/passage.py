@@ -84,7 +84,7 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     free = ~mask.ravel()
     At = gen.A.T.tocsr()[free][:, free]
     T = np.zeros(grid.size)
-    lu = LUFactor(-At, ndim=grid.ndim)          # -A^T on the free cells: a non-singular M-matrix
+    lu = LUFactor(-At, grid_shape=grid.shape, cells=np.flatnonzero(free))          # -A^T on the free cells: a non-singular M-matrix
     T[free] = lu.solve(np.ones(int(free.sum())))
     if not np.all(np.isfinite(T)):
         raise ValueError("mean_first_passage_time: the target cannot be reached from some cells")

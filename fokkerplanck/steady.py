@@ -49,7 +49,7 @@ def _pinned_system(A: sp.csr_matrix, r: int):
     return A, b
 
 
-def _inverse_iteration(A, ndim: int, max_iterations: int = 4):
+def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = 4):
     """Null vector of ``A`` by inverse iteration with ``B = eps I - A``, ``eps = 1e-12 max|A_nn|``.
 
     ``B`` is a non-singular M-matrix, so ``B^{-1} >= 0`` keeps the iterates non-negative, and its LU needs
@@ -64,7 +64,7 @@ def _inverse_iteration(A, ndim: int, max_iterations: int = 4):
     iterations``."""
     N = A.shape[0]
     eps = 1e-12 * np.max(np.abs(A.diagonal()))
-    lu = LUFactor(sp.identity(N, format="csr") * eps - A, ndim=ndim)
+    lu = LUFactor(sp.identity(N, format="csr") * eps - A, grid_shape=grid_shape)
     x = np.full(N, 1.0 / N)
     change = []
     for k in range(max_iterations):
@@ -192,7 +192,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     if method == "detailed-balance":
         extra = {"algorithm": "detailed balance: the Boltzmann weights exp(-L/T), checked against A p = 0"}
     elif method == "direct":
-        p, backend, its = _inverse_iteration(A, grid.ndim)
+        p, backend, its = _inverse_iteration(A, grid.shape)
         extra = {"algorithm": f"inverse iteration on eps I - A (sparse LU, {backend})", "lu": backend,
                  "iterations": its}
     else:
