@@ -247,7 +247,7 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
                 if iterative:
                     solvers[key] = _iterative_solve(B, c * h * gen.max_rate())
                 else:
-                    solvers[key] = LUFactor(B, grid_shape=grid.shape, many_solves=True).solve
+                    solvers[key] = LUFactor(B, grid_shape=grid.shape, many_solves=True, reproducible=True).solve
             return solvers[key]
 
         # The state between steps is (k, i, p): save interval k, i of its nsteps[k] steps done, density p;

@@ -22,6 +22,11 @@ Backends
   6-7 s against 23 s; 3D 40^3 1.2 s against 29 s.
 * ``"auto"`` (the default): ``pardiso`` when ``pypardiso`` imports, else ``superlu``.
 
+Reproducibility: SuperLU and a PARDISO factor made on one thread give the same bits in every run; a
+multithreaded PARDISO factor agrees to round-off (1e-13 of the answer), not bit for bit. Steady states and
+first-passage times use the multithreaded factor; :func:`~fokkerplanck.evolve.evolve` asks for the one-thread
+factor (``reproducible=True``), so that a run resumed from a checkpoint repeats an uninterrupted one exactly.
+
 Choose with :func:`set_lu_backend` or the environment variable ``FOKKERPLANCK_LU``
 (``auto``/``superlu``/``pardiso``). Both backends agree to round-off (measured: 1e-14 of the peak on the OU
 steady states above).
@@ -85,24 +90,27 @@ class LUFactor:
     (above); without them ``M`` is treated as 1D/2D. ``many_solves``: the factor will serve hundreds of
     solves (implicit time steps), so in 2D PARDISO takes METIS nested dissection, whose longer analysis
     (0.7-1.2 s at 512^2) buys less fill and faster solves (measured at 512^2: 0.027-0.030 s a solve against
-    0.048-0.052 s with the padded minimum-degree order, and 0.037-0.055 s with SuperLU). Attributes: ``backend`` (``"superlu"`` or
+    0.048-0.052 s with the padded minimum-degree order, and 0.037-0.055 s with SuperLU). ``reproducible``:
+    factorise on one thread. PARDISO's multithreaded factorisation is reproducible to round-off only (the
+    METIS-ordered factor gave solutions 1.7e-13 apart between identical runs on 2 threads; MKL's reproducible
+    mode made every solve 2.5-6x slower); its solves with a given factor were identical in every run. Attributes: ``backend`` (``"superlu"`` or
     ``"pardiso"``), ``nnz`` (entries of ``L`` and ``U``)."""
 
     def __init__(self, M: sp.spmatrix, *, grid_shape: tuple | None = None, cells: np.ndarray | None = None,
-                 backend: str | None = None, many_solves: bool = False):
+                 backend: str | None = None, many_solves: bool = False, reproducible: bool = False):
         if backend is None:
             backend = lu_backend()
         elif backend not in ("superlu", "pardiso"):
             raise ValueError(f"LUFactor: unknown backend {backend!r}; expected superlu or pardiso")
         self.shape = M.shape
-        if backend == "pardiso" and self._pardiso(M, grid_shape, cells, many_solves):
+        if backend == "pardiso" and self._pardiso(M, grid_shape, cells, many_solves, reproducible):
             return
         self.backend = "superlu"
         self._lu = spla.splu(sp.csc_matrix(M), permc_spec="MMD_AT_PLUS_A")
         self.nnz = int(self._lu.L.nnz + self._lu.U.nnz)
         self.solve = self._lu.solve
 
-    def _pardiso(self, M, grid_shape, cells, many_solves) -> bool:
+    def _pardiso(self, M, grid_shape, cells, many_solves, reproducible) -> bool:
         ndim = 1 if grid_shape is None else len(grid_shape)
         nested_dissection = ndim >= 3 or (ndim == 2 and many_solves)
         pardiso_available()
@@ -123,7 +131,14 @@ class LUFactor:
         if ndim == 2 and not nested_dissection:
             Mcsr = _with_diagonal_neighbours(Mcsr, grid_shape, cells)
         Mcsr.sort_indices()
-        solver.factorize(Mcsr)
+        if reproducible:    # one thread: the same factor, bit for bit, in every run
+            previous = solver.libmkl.MKL_Set_Num_Threads_Local(1)
+            try:
+                solver.factorize(Mcsr)
+            finally:
+                solver.libmkl.MKL_Set_Num_Threads_Local(previous)
+        else:
+            solver.factorize(Mcsr)
         if solver.iparm[13] > 0:                # perturbed pivots: not the M-matrix this module expects
             solver.free_memory(everything=False)
             return False

@@ -13,10 +13,14 @@ space spanned by a positive vector (Perron-Frobenius for Metzler matrices). Solv
   step damps the other modes by ``eps / (eps + |lambda_k|)``. Unlike pinning one cell to 1, this keeps its
   digits on metastable problems (wells joined by rates near underflow), where the value at any pinned cell
   can be 1e-17 of the peak, and it keeps symmetric wells balanced.
-* ``"iterative"`` (default in 3D and for very large 2D grids, where LU fill-in grows too fast): one cell ``r``
-  pinned to 1, ``sum_{j != r} A_ij p_j = -A_ir`` for ``i != r`` (a non-singular M-matrix system; a dense
+* ``"iterative"`` (default for large 3D and very large 2D grids, where LU fill-in grows too fast): one cell
+  ``r`` pinned to 1, ``sum_{j != r} A_ij p_j = -A_ir`` for ``i != r`` (a non-singular M-matrix system; a dense
   normalisation row would destroy sparsity), solved by GMRES preconditioned with classical algebraic
-  multigrid (pyamg's Ruge-Stuben solver).
+  multigrid (pyamg's Ruge-Stuben solver). Its residual cannot tell how mass is shared between wells joined
+  by rates near underflow (each well is balanced on its own), so when the loss has a second well the solve is
+  repeated pinned there; if the two answers differ (L1 > 1e-6) ``auto`` falls back to the direct method
+  where it fits (3D: up to ``DIRECT_FALLBACK_LIMIT`` cells) and an explicit ``iterative`` warns. Metastability
+  made by the noise alone (one minimum of the loss) is not detected: prefer ``direct`` there.
 """
 from __future__ import annotations
 
@@ -28,12 +32,14 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .density import Density, warn_wall_mass
-from .linalg import LUFactor
+from .linalg import LUFactor, lu_backend
 from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
 from .problem import Problem
 
 DIRECT_LIMIT = 1_100_000
-DIRECT_LIMIT_3D = 8_000
+DIRECT_LIMIT_3D = 8_000               # SuperLU in 3D: 32^3 took 5.9 s, 40^3 29 s
+DIRECT_LIMIT_3D_PARDISO = 120_000     # PARDISO (METIS) in 3D: 40^3 1.2 s, 48^3 2.8 s / 1 GB, 64^3 13 s / 2.6 GB
+DIRECT_FALLBACK_LIMIT = {"superlu": 30_000, "pardiso": 300_000}   # 3D, when the iterative answer is doubtful
 
 
 def _pinned_system(A: sp.csr_matrix, r: int):
@@ -134,6 +140,48 @@ def _solve_iterative(M, b, x0, tol, maxiter):
     return x, info
 
 
+def _pinned_iterative(A, pin: int, tol: float, maxiter: int):
+    """Pinned-cell solve by AMG-GMRES; pins the peak and solves again when the pinned value came out tiny."""
+    N = A.shape[0]
+    for attempt in range(2):
+        M, b = _pinned_system(A, pin)
+        with single_blas_thread():
+            p, extra = _solve_iterative(M, b, np.full(N, 1.0), tol, maxiter)
+        if not np.all(np.isfinite(p)):
+            break
+        peak = int(np.argmax(p))
+        if attempt == 0 and p[pin] < 1e-6 * p[peak]:
+            pin = peak           # badly scaled pin: pin the peak and solve again
+            continue
+        break
+    return p, extra, pin
+
+
+def _second_well(loss: np.ndarray, shape: tuple, pin: int) -> int | None:
+    """The lowest cell of the second well: local minima of the loss on the grid (no axis neighbour lower),
+    grouped into connected patches (ties between symmetric cells, flat bottoms); the patch nearest to ``pin``
+    is its well, and the lowest cell of the lowest other patch is returned. None with a single patch."""
+    from scipy import ndimage
+
+    L = np.asarray(loss, dtype=float).reshape(shape)
+    is_min = np.isfinite(L)
+    for ax in range(L.ndim):
+        for step in (1, -1):
+            nb = np.roll(L, step, axis=ax)
+            edge = [slice(None)] * L.ndim
+            edge[ax] = 0 if step == 1 else -1
+            nb[tuple(edge)] = np.inf          # no neighbour beyond the box
+            is_min &= L <= nb
+    labels, count = ndimage.label(is_min, structure=np.ones((3,) * L.ndim))
+    if count < 2:
+        return None
+    cells = np.flatnonzero(labels.ravel())
+    where = np.array(np.unravel_index(cells, shape)).T
+    own = labels.ravel()[cells[np.argmin(((where - np.array(np.unravel_index(pin, shape))) ** 2).sum(axis=1))]]
+    rest = cells[labels.ravel()[cells] != own]
+    return int(rest[np.argmin(L.ravel()[rest])])
+
+
 def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: float = 1e-10,
                  maxiter: int = 500, pin: int | None = None, stencil_radius: int = DEFAULT_STENCIL_RADIUS,
                  warn: bool = True) -> Density:
@@ -147,8 +195,9 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         isotropic constant noise ``T I``): then the Boltzmann weights ``exp(-L/T)`` are the exact discrete
         steady state, and are returned after checking ``max|A p| <= 1e-12 max|A_nn| max p`` (``info["method"]
         == "detailed-balance"``; no linear solve). Otherwise it takes the sparse LU below ``DIRECT_LIMIT`` cells
-        (2D) / ``DIRECT_LIMIT_3D`` (3D) and the preconditioned Krylov solver above. ``direct`` and
-        ``iterative`` always solve.
+        (2D) / ``DIRECT_LIMIT_3D`` (3D; ``DIRECT_LIMIT_3D_PARDISO`` with PARDISO) and the preconditioned Krylov
+        solver above, checked for pin dependence (module docstring). ``direct`` and ``iterative`` always
+        solve.
     tol : float
         Relative residual target of the iterative solver.
     maxiter : int
@@ -164,8 +213,9 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     Returns
     -------
     Density, with ``info``: ``residual`` ``max|A p| / max|diag A| max p`` (about machine precision for the
-    direct solver), ``method`` (``detailed-balance``, ``direct`` or ``iterative``), ``pinned_cell`` (iterative
-    only, else None), ``seconds``, ``wall_ratio`` (peak density at a wall / overall peak), and
+    direct solver), ``method`` (``detailed-balance``, ``direct`` or ``iterative``), ``lu`` (the sparse LU
+    backend, direct only), ``pinned_cell`` (iterative only, else None), ``pin_dependence`` (L1 distance between
+    the answers pinned in two wells, when the iterative solver checked it), ``seconds``, ``wall_ratio`` (peak density at a wall / overall peak), and
     the generator's diagnostics.
 
     Raises
@@ -183,11 +233,13 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         raise ValueError(f"steady_state: unknown method {method!r}; expected auto, direct or iterative")
     N = grid.size
     A = gen.A
+    requested = method
     p = _boltzmann_candidate(gen) if method == "auto" else None
     if p is not None and np.max(np.abs(A @ p)) <= 1e-12 * np.max(np.abs(A.diagonal())) * np.max(p):
         method = "detailed-balance"   # the Boltzmann weights are the exact discrete steady state: no solve
     elif method == "auto":
-        method = "direct" if N <= (DIRECT_LIMIT if grid.ndim < 3 else DIRECT_LIMIT_3D) else "iterative"
+        limit_3d = DIRECT_LIMIT_3D_PARDISO if lu_backend() == "pardiso" else DIRECT_LIMIT_3D
+        method = "direct" if N <= (DIRECT_LIMIT if grid.ndim < 3 else limit_3d) else "iterative"
     extra = {}
     if method == "detailed-balance":
         extra = {"algorithm": "detailed balance: the Boltzmann weights exp(-L/T), checked against A p = 0"}
@@ -196,23 +248,33 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         extra = {"algorithm": f"inverse iteration on eps I - A (sparse LU, {backend})", "lu": backend,
                  "iterations": its}
     else:
+        loss = gen.problem.loss(grid.points()) if gen.problem.landscape is not None else None
         if pin is None:
-            prob = gen.problem
-            if prob.landscape is not None:
-                pin = int(np.argmin(prob.landscape.loss(grid.points())))
-            else:
-                pin = int(np.ravel_multi_index(tuple(n // 2 for n in grid.shape), grid.shape))
-        for attempt in range(2):
-            M, b = _pinned_system(A, pin)
-            with single_blas_thread():
-                p, extra = _solve_iterative(M, b, np.full(N, 1.0), tol, maxiter)
-            if not np.all(np.isfinite(p)):
-                break
-            peak = int(np.argmax(p))
-            if attempt == 0 and p[pin] < 1e-6 * p[peak]:
-                pin = peak           # badly scaled pin: pin the peak and solve again
-                continue
-            break
+            pin = (int(np.argmin(loss)) if loss is not None
+                   else int(np.ravel_multi_index(tuple(n // 2 for n in grid.shape), grid.shape)))
+        p, extra, pin = _pinned_iterative(A, pin, tol, maxiter)
+        # A residual cannot see how mass is shared between wells joined by rates near underflow: each well is
+        # in balance on its own. Pinned in one well, the solve can leave the other nearly empty and still
+        # "converge" (measured: 3D double well at T = 0.03, left-well mass 3e-4 instead of 0.5). With two or
+        # more minima of the loss, solve again pinned in the second-lowest and compare the two answers.
+        other = _second_well(loss, grid.shape, pin) if loss is not None else None
+        if other is not None and np.all(np.isfinite(p)):
+            q, _, _ = _pinned_iterative(A, other, tol, maxiter)
+            gap = float(np.abs(p / p.sum() - q / q.sum()).sum()) if np.all(np.isfinite(q)) else np.inf
+            extra["pin_dependence"] = gap
+            if gap > 1e-6:
+                fits = N <= DIRECT_FALLBACK_LIMIT.get(lu_backend(), 0) or grid.ndim < 3
+                if requested == "auto" and fits:
+                    p, backend, its = _inverse_iteration(A, grid.shape)
+                    method = "direct"
+                    extra = {"algorithm": f"inverse iteration on eps I - A (sparse LU, {backend}), after the "
+                                          f"iterative answer depended on the pinned cell (L1 gap {gap:.1e})",
+                             "lu": backend, "iterations": its, "pin_dependence": gap}
+                elif warn:
+                    warnings.warn(f"steady_state: metastable problem -- the iterative answer depends on the pinned "
+                                  f"cell (L1 distance {gap:.1e} between pins in two minima of the loss): the share "
+                                  "of mass between wells is not determined; use method='direct'",
+                                  RuntimeWarning, stacklevel=2)
     scale = np.max(np.abs(p))
     neg = p.min() / scale
     p = np.clip(p, 0.0, None)

@@ -154,3 +154,16 @@ def test_implicit_time_steps_alike_on_both_backends(monkeypatch):
         assert traj.info["linear_solver"] == name
         out[name] = traj.final.values
     assert np.abs(out["superlu"] - out["pardiso"]).max() < 5e-14 * out["superlu"].max()     # measured 1.0e-14
+
+
+@needs_pardiso
+def test_reproducible_factor_gives_the_same_bits_every_time():
+    """A METIS-ordered PARDISO factor made on two threads differed by ~1e-13 between identical runs; the
+    one-thread factor that fp.evolve uses must not (checkpoint resumes are exact)."""
+    A = fp.generator(_ou(80)).A
+    M = sp.identity(A.shape[0], format="csr") - 0.01 * A
+    b = np.random.default_rng(1).random(A.shape[0])
+    x = [linalg.LUFactor(M, grid_shape=(80, 80), many_solves=True, reproducible=True, backend="pardiso").solve(b)
+         for _ in range(5)]
+    assert all(np.array_equal(x[0], xi) for xi in x[1:])
+    np.testing.assert_allclose(x[0], linalg.LUFactor(M, backend="superlu").solve(b), rtol=1e-12)

@@ -160,7 +160,7 @@ def test_ou_3d_full_tensor_stationary_covariance():
     A = np.array([[2, 0.5, 0.3], [0.5, 1.0, 0.2], [0.3, 0.2, 1.5]])
     D = np.array([[0.5, 0.2, 0.1], [0.2, 0.3, 0.05], [0.1, 0.05, 0.4]])
     grid = fp.Grid([(-2.6, 2.6, 32)] * 3)
-    ss = fp.steady_state(fp.Problem(grid, Quadratic(A), Constant(D)))
+    ss = fp.steady_state(fp.Problem(grid, Quadratic(A), Constant(D)), method="iterative")   # AMG-GMRES
     Sigma = sl.solve_continuous_lyapunov(A, 2 * D)
     err = np.abs(ss.cov() - Sigma).max() / np.abs(Sigma).max()
     assert ss.info["method"] == "iterative"
@@ -326,3 +326,56 @@ def test_iterative_steady_state_warns_when_it_stalls_on_a_metastable_problem():
         warnings.simplefilter("ignore", RuntimeWarning)   # the cross-diffusion warning
         direct = fp.steady_state(prob, method="direct")
     assert direct.info["residual"] < 1e-12
+
+
+def _double_well_3d(T, cells=(30, 24, 24)):
+    """L = (x^2 - 1)^2 + (y^2 + z^2)/2 with a constant full D = T C: not in detailed balance (D is not
+    isotropic), wells at x = +-1 joined by a rate ~exp(-1/T); symmetric, so each well holds half the mass."""
+    def loss(t):
+        return (t[..., 0] ** 2 - 1) ** 2 + 0.5 * t[..., 1] ** 2 + 0.5 * t[..., 2] ** 2
+
+    def grad(t):
+        return np.stack([4 * t[..., 0] * (t[..., 0] ** 2 - 1), t[..., 1], t[..., 2]], axis=-1)
+
+    D = T * np.array([[1.0, 0.3, 0.1], [0.3, 1.0, 0.1], [0.1, 0.1, 0.6]])
+    grid = fp.Grid([(-2, 2, cells[0]), (-1.5, 1.5, cells[1]), (-1.5, 1.5, cells[2])])
+    return fp.Problem(grid, Custom(loss, grad), Constant(D))
+
+
+def _left_mass(dens):
+    return dens.expect(lambda t: (t[..., 0] < 0).astype(float))
+
+
+def test_second_well_is_found_through_ties_and_absent_for_one_well():
+    grid = fp.Grid([(-2, 2, 30), (-1.5, 1.5, 24), (-1.5, 1.5, 24)])
+    prob = _double_well_3d(0.05)
+    loss = prob.loss(grid.points())
+    pin = int(np.argmin(loss))
+    other = np.unravel_index(fp.steady._second_well(loss, grid.shape, pin), grid.shape)
+    x_pin, x_other = grid.centers[0][np.unravel_index(pin, grid.shape)[0]], grid.centers[0][other[0]]
+    assert abs(abs(x_other) - 1) < 0.1 and np.sign(x_other) == -np.sign(x_pin)
+    single = 0.5 * (grid.points() ** 2).sum(axis=-1)
+    assert fp.steady._second_well(single, grid.shape, int(np.argmin(single))) is None
+
+
+def test_iterative_answer_that_depends_on_the_pin_is_not_returned_silently(monkeypatch):
+    """3D double well at T = 0.03 (17,280 cells): pinned in one well, AMG-GMRES "converges" (residual 1e-10)
+    with 3e-4 of the mass in the other well instead of 0.5 -- a residual cannot see the share between wells.
+    A second solve pinned in the other well exposes it (measured L1 gap 2.0): "auto" then solves directly,
+    and an explicit "iterative" warns."""
+    monkeypatch.setattr(fp.linalg, "_backend", None)
+    fp.linalg.set_lu_backend("superlu")      # SuperLU: 3D "auto" starts iteratively above 8,000 cells
+    prob = _double_well_3d(0.03)
+    ss = fp.steady_state(prob)
+    assert ss.info["method"] == "direct" and ss.info["pin_dependence"] > 1.0
+    assert abs(_left_mass(ss) - 0.5) < 1e-5                              # measured 4e-7
+    with pytest.warns(RuntimeWarning, match="depends on the pinned cell"):
+        it = fp.steady_state(prob, method="iterative")
+    assert _left_mass(it) < 0.01                                         # the silent answer it replaces
+
+
+def test_iterative_answer_independent_of_the_pin_is_kept():
+    """The same double well at T = 0.1 (rate ~e^-10): both pins agree (measured L1 gap 7e-8)."""
+    ss = fp.steady_state(_double_well_3d(0.1), method="iterative")
+    assert ss.info["method"] == "iterative" and ss.info["pin_dependence"] < 1e-6
+    assert abs(_left_mass(ss) - 0.5) < 1e-6
