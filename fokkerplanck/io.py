@@ -49,7 +49,7 @@ FORMAT = "fokkerplanck-result/1"
 RESULT_FILE = "result.json"
 ARRAYS_FILE = "arrays.npz"
 NETCDF_FILE = "densities.nc"
-_DEPENDENCIES = ("numpy", "scipy", "numba", "matplotlib", "tqdm", "pyamg", "xarray")
+_DEPENDENCIES = ("numpy", "scipy", "numba", "matplotlib", "tqdm", "pyamg", "xarray", "pypardiso", "mkl")
 
 CHECKPOINT_FILE = "checkpoint.npz"
 
@@ -58,7 +58,8 @@ __all__ = ["save", "load", "Result", "versions", "to_jsonable", "write_checkpoin
 
 
 def versions() -> dict:
-    """Versions of fokkerplanck, Python and the (installed) dependencies, plus the platform."""
+    """Versions of fokkerplanck, Python and the (installed) dependencies, plus the platform and the sparse LU
+    backend the direct solves use (``lu``)."""
     from . import __version__
 
     out = {"fokkerplanck": __version__, "python": platform.python_version(),
@@ -69,6 +70,11 @@ def versions() -> dict:
         except metadata.PackageNotFoundError:
             mod = sys.modules.get(name)
             out[name] = getattr(mod, "__version__", None) if mod else None
+    from .linalg import lu_backend
+    try:
+        out["lu"] = lu_backend()
+    except (ValueError, ImportError) as exc:     # a bad FOKKERPLANCK_LU: say so rather than fail the save
+        out["lu"] = f"invalid: {exc}"
     return out
 
 
