@@ -116,9 +116,11 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
     progress : bool or None
         tqdm progress bar; ``None`` shows it only on a terminal.
     linear_solver : {"auto", "direct", "iterative"}
-        Implicit schemes: sparse LU factorised once per step size (``direct``; default in 1D/2D), or GMRES
-        preconditioned by algebraic multigrid, warm-started from the previous step (``iterative``; default
-        in 3D above 8000 cells, where LU fill-in is prohibitive).
+        Implicit schemes: sparse LU factorised once per step size (``direct``; default in 1D/2D;
+        :mod:`fokkerplanck.linalg`, PARDISO with a one-thread factor when installed, so runs repeat bit for
+        bit, else SuperLU; ``info["linear_solver"]`` names it), or GMRES preconditioned by algebraic
+        multigrid, warm-started from the previous step (``iterative``; default in 3D above 8000 cells, where
+        LU fill-in is prohibitive).
     checkpoint : path, optional
         Write the state of the run to this ``.npz`` file every ``checkpoint_every`` time steps, atomically
         (a temporary file in the same directory, then ``os.replace``; see :func:`fokkerplanck.checkpoint.write_checkpoint`):
