@@ -11,15 +11,16 @@ Backends
 * ``"superlu"``: :func:`scipy.sparse.linalg.splu` with minimum degree on ``A + A^T``; always available,
   single-threaded.
 * ``"pardiso"``: Intel MKL PARDISO through ``pypardiso`` (the optional extra ``fokkerplanck[pardiso]``, x86-64
-  only): multithreaded supernodal LU, static order (minimum degree in 1D/2D, METIS nested dissection in 3D and
-  for 2D factors that serve many solves, which measured faster in each case), no scaling, no matching, and no pivot perturbation (threshold 1e-20 of
-  the matrix norm, far below any pivot of these M-matrices; a factor that reports a perturbed pivot is redone
-  by SuperLU). In 2D the matrix handed to PARDISO's minimum degree carries explicit zeros on the four diagonal neighbours of
-  every cell (the 9-point pattern): MKL's minimum degree ordering of a bare 5-point pattern (diagonal noise)
-  took 3-4 s at 512^2, against 0.2 s with the 9-point pattern, whose factor was no larger than that of the
-  7-point full-tensor stencil (28.7 M against 29.1 M entries). Measured on this 2-core machine, one
-  factorisation and one solve, OU with full ``D``: 512^2 cells 0.55-0.9 s against SuperLU 3.0 s; 1024^2
-  6-7 s against 23 s; 3D 40^3 1.2 s against 29 s.
+  only): multithreaded supernodal LU, static order (minimum degree in 1D/2D, METIS nested dissection in 3D
+  and for 2D factors that serve many solves, which measured faster in each case), no scaling, no matching,
+  and no pivot perturbation (threshold 1e-20 of the matrix norm, far below any pivot of these M-matrices; a
+  factor that reports a perturbed pivot is redone by SuperLU). In 2D the matrix handed to PARDISO's minimum
+  degree carries explicit zeros on the four diagonal neighbours of every cell (the 9-point pattern): MKL's
+  minimum degree ordering of a bare 5-point pattern (diagonal noise) took 3-4 s at 512^2, against 0.2 s with
+  the 9-point pattern, whose factor was no larger than that of the 7-point full-tensor stencil (28.7 M
+  against 29.1 M entries). Measured on this 2-core machine, one factorisation and one solve, OU with full
+  ``D``: 512^2 cells 0.55-0.9 s against SuperLU 3.0 s; 1024^2 6-7 s against 23 s; 3D 40^3 1.2 s against
+  29 s.
 * ``"auto"`` (the default): ``pardiso`` when ``pypardiso`` imports, else ``superlu``.
 
 Reproducibility: SuperLU and a PARDISO factor made on one thread give the same bits in every run; a

@@ -10,8 +10,9 @@ space spanned by a positive vector (Perron-Frobenius for Metzler matrices). Solv
 * ``"direct"`` (default in 1D/2D and small 3D): inverse iteration with ``B = eps I - A``,
   ``eps = 1e-12 max|A_nn|``, factorised once by sparse LU (:mod:`fokkerplanck.linalg`: MKL PARDISO when
   the optional ``pypardiso`` is installed, else SuperLU with minimum-degree ordering of ``A + A^T``).
-  ``B`` is a non-singular M-matrix, so ``B^{-1} >= 0``: the iterates stay non-negative, and each step damps the other modes by ``eps / (eps + |lambda_k|)``. Unlike pinning one cell to 1, this keeps its
-  digits on metastable problems (wells joined by rates near underflow), where the value at any pinned cell
+  ``B`` is a non-singular M-matrix, so ``B^{-1} >= 0``: the iterates stay non-negative, and each step damps
+  the other modes by ``eps / (eps + |lambda_k|)``. Unlike pinning one cell to 1, this keeps its digits on
+  metastable problems (wells joined by rates near underflow), where the value at any pinned cell
   can be 1e-17 of the peak, and it keeps symmetric wells balanced.
 * ``"iterative"`` (default for large 3D and very large 2D grids, where LU fill-in grows too fast): one cell
   ``r`` pinned to 1, ``sum_{j != r} A_ij p_j = -A_ir`` for ``i != r`` (a non-singular M-matrix system; a dense
