@@ -94,8 +94,9 @@ class LUFactor:
     0.048-0.052 s with the padded minimum-degree order, and 0.037-0.055 s with SuperLU). ``reproducible``:
     factorise on one thread. PARDISO's multithreaded factorisation is reproducible to round-off only (the
     METIS-ordered factor gave solutions 1.7e-13 apart between identical runs on 2 threads; MKL's reproducible
-    mode made every solve 2.5-6x slower); its solves with a given factor were identical in every run. Attributes: ``backend`` (``"superlu"`` or
-    ``"pardiso"``), ``nnz`` (entries of ``L`` and ``U``)."""
+    mode made every solve 2.5-6x slower); its solves with a given factor were identical in every run.
+
+    Attributes: ``backend`` (``"superlu"`` or ``"pardiso"``), ``nnz`` (entries of ``L`` and ``U``)."""
 
     def __init__(self, M: sp.spmatrix, *, grid_shape: tuple | None = None, cells: np.ndarray | None = None,
                  backend: str | None = None, many_solves: bool = False, reproducible: bool = False):

@@ -216,8 +216,8 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     Density, with ``info``: ``residual`` ``max|A p| / max|diag A| max p`` (about machine precision for the
     direct solver), ``method`` (``detailed-balance``, ``direct`` or ``iterative``), ``lu`` (the sparse LU
     backend, direct only), ``pinned_cell`` (iterative only, else None), ``pin_dependence`` (L1 distance between
-    the answers pinned in two wells, when the iterative solver checked it), ``seconds``, ``wall_ratio`` (peak density at a wall / overall peak), and
-    the generator's diagnostics.
+    the answers pinned in two wells, when the iterative solver checked it), ``seconds``, ``wall_ratio`` (peak
+    density at a wall / overall peak), and the generator's diagnostics.
 
     Raises
     ------
