@@ -297,6 +297,8 @@ def machine_info() -> dict:
         info["fipy"] = version("fipy") if fipy_installed() else None
     except Exception:
         info["fipy"] = None
+    from fokkerplanck.io import versions     # our dependencies, pypardiso/mkl, and the LU backend in use
+    info.update({k: v for k, v in versions().items() if k in ("pypardiso", "mkl", "lu", "pyamg", "numba")})
     return info
 
 
