@@ -73,12 +73,17 @@ _pardiso_module = None
 
 
 def pardiso_available() -> bool:
+    """Whether pypardiso imports and finds MKL's ``mkl_rt`` (checked once, by making a solver)."""
     global _pardiso_module
     if _pardiso_module is None:
         try:
             import pypardiso
+            solver = pypardiso.PyPardisoSolver()
+            # pypardiso looks for MKL (find_library, then a directory walk: ~0.1 s) in every new solver;
+            # its documented variable remembers the library found this first time
+            os.environ.setdefault("PYPARDISO_MKL_RT", solver.libmkl._name)
             _pardiso_module = pypardiso
-        except (ImportError, OSError):
+        except (ImportError, OSError, AttributeError):
             _pardiso_module = False
     return _pardiso_module is not False
 
@@ -116,11 +121,6 @@ class LUFactor:
         ndim = 1 if grid_shape is None else len(grid_shape)
         nested_dissection = ndim >= 3 or (ndim == 2 and many_solves)
         pardiso_available()
-        if "PYPARDISO_MKL_RT" not in os.environ:
-            # pypardiso looks for MKL (find_library, then a directory walk: ~0.1 s) in every new solver;
-            # its documented variable remembers the library found the first time
-            solver = _pardiso_module.PyPardisoSolver()
-            os.environ["PYPARDISO_MKL_RT"] = solver.libmkl._name
         solver = _pardiso_module.PyPardisoSolver(mtype=11)      # real, structurally non-symmetric
         iparm = {1: 1,                          # use the values below (not PARDISO's defaults)
                  2: 2 if nested_dissection else 0,   # METIS nested dissection, or minimum degree
