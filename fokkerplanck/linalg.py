@@ -120,7 +120,9 @@ class LUFactor:
     def _pardiso(self, M, grid_shape, cells, many_solves, reproducible) -> bool:
         ndim = 1 if grid_shape is None else len(grid_shape)
         nested_dissection = ndim >= 3 or (ndim == 2 and many_solves)
-        pardiso_available()
+        if not pardiso_available():
+            raise ImportError("LUFactor(backend='pardiso') needs pypardiso (Intel MKL, x86-64): "
+                              "pip install 'fokkerplanck[pardiso]'")
         solver = _pardiso_module.PyPardisoSolver(mtype=11)      # real, structurally non-symmetric
         iparm = {1: 1,                          # use the values below (not PARDISO's defaults)
                  2: 2 if nested_dissection else 0,   # METIS nested dissection, or minimum degree

@@ -67,8 +67,8 @@ def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = 4):
     The iteration stops early when the change ``d_k = max|x_k - x_{k-1}|`` has shrunk so fast that the
     next one, estimated geometrically as ``d_k^2 / d_{k-1}``, is below ``1e-15 max x``: on a problem with a
     spectral gap (``|lambda_2| >> eps``) that is after two solves (measured on OU at 512^2:
-    ``d_1 ~ 1``, ``d_2 ~ 1e-9``, a third solve changes nothing above 1e-17). Returns ``x, backend,
-    iterations``."""
+    ``d_1 ~ 1``, ``d_2 ~ 1e-9``, a third solve changes nothing above 1e-17). Returns ``x`` and the info
+    entries ``algorithm``, ``lu`` (backend) and ``iterations``."""
     N = A.shape[0]
     eps = 1e-12 * np.max(np.abs(A.diagonal()))
     lu = LUFactor(sp.identity(N, format="csr") * eps - A, grid_shape=grid_shape)
@@ -81,7 +81,8 @@ def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = 4):
         x = x_new
         if k >= 1 and change[-1] ** 2 <= 1e-15 * change[-2]:
             break
-    return x, lu.backend, len(change)
+    return x, {"algorithm": f"inverse iteration on eps I - A (sparse LU, {lu.backend})", "lu": lu.backend,
+               "iterations": len(change)}
 
 
 def _boltzmann_candidate(gen: Generator) -> np.ndarray | None:
@@ -245,9 +246,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     if method == "detailed-balance":
         extra = {"algorithm": "detailed balance: the Boltzmann weights exp(-L/T), checked against A p = 0"}
     elif method == "direct":
-        p, backend, its = _inverse_iteration(A, grid.shape)
-        extra = {"algorithm": f"inverse iteration on eps I - A (sparse LU, {backend})", "lu": backend,
-                 "iterations": its}
+        p, extra = _inverse_iteration(A, grid.shape)
     else:
         loss = gen.problem.loss(grid.points()) if gen.problem.landscape is not None else None
         if pin is None:
@@ -266,11 +265,10 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
             if gap > 1e-6:
                 fits = N <= DIRECT_FALLBACK_LIMIT.get(lu_backend(), 0) or grid.ndim < 3
                 if requested == "auto" and fits:
-                    p, backend, its = _inverse_iteration(A, grid.shape)
+                    p, extra = _inverse_iteration(A, grid.shape)
                     method = "direct"
-                    extra = {"algorithm": f"inverse iteration on eps I - A (sparse LU, {backend}), after the "
-                                          f"iterative answer depended on the pinned cell (L1 gap {gap:.1e})",
-                             "lu": backend, "iterations": its, "pin_dependence": gap}
+                    extra["algorithm"] += f", after the iterative answer depended on the pinned cell (L1 gap {gap:.1e})"
+                    extra["pin_dependence"] = gap
                 elif warn:
                     warnings.warn(f"steady_state: metastable problem -- the iterative answer depends on the pinned "
                                   f"cell (L1 distance {gap:.1e} between pins in two minima of the loss): the share "
