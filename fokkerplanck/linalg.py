@@ -12,11 +12,11 @@ Backends
   single-threaded.
 * ``"pardiso"``: Intel MKL PARDISO through ``pypardiso`` (the optional extra ``fokkerplanck[pardiso]``, x86-64
   only): multithreaded supernodal LU, static order (minimum degree in 1D/2D, METIS nested dissection in 3D
-  and for 2D factors that serve many solves, which measured faster in each case), no scaling, no matching,
-  and no pivot perturbation (threshold 1e-20 of the matrix norm, far below any pivot of these M-matrices; a
-  factor that reports a perturbed pivot is redone by SuperLU). MKL's minimum degree depends on the numbering
+  and for 2D factors of stencils without diagonal links that serve many solves, which measured faster in each
+  case), no scaling, no matching, and no pivot perturbation (threshold 1e-20 of the matrix norm, far below any
+  pivot of these M-matrices; a factor that reports a perturbed pivot is redone by SuperLU). MKL's minimum degree depends on the numbering
   and the pattern it is given, so in 2D it gets one of two layouts (measurements above
-  ``_minimum_degree_layout``): stencils with diagonal links at (nearly) every cell, as a full tensor ``D`` gives,
+  ``_two_dimensional_layout``): stencils with diagonal links at (nearly) every cell, as a full tensor ``D`` gives,
   are renumbered red-black, which halves the flops of the factorisation (512^2: 23.3 M factor entries against
   29.1 M in the natural numbering); 5-point stencils (diagonal ``D``) carry explicit zeros at the four diagonal
   neighbours of every cell (the 9-point pattern), without which the ordering took 2-4 s at 512^2 (0.2 s with
@@ -96,9 +96,10 @@ class LUFactor:
     ``grid_shape``: the grid whose cells (C order) index the rows of ``M``; ``cells``: the flat indices of
     those cells when ``M`` is restricted to some of them (default: all). They choose PARDISO's ordering
     (above); without them ``M`` is treated as 1D/2D. ``many_solves``: the factor will serve hundreds of
-    solves (implicit time steps), so in 2D PARDISO takes METIS nested dissection, whose longer analysis
-    (0.7-1.2 s at 512^2) buys less fill and faster solves (measured at 512^2: 0.027-0.030 s a solve against
-    0.048-0.052 s with the padded minimum-degree order, and 0.037-0.055 s with SuperLU). ``reproducible``:
+    solves (implicit time steps), so a 2D stencil without diagonal links (which would be padded for minimum
+    degree) is ordered by METIS nested dissection instead, whose longer analysis (0.7-1.2 s at 512^2) buys
+    less fill and faster solves (5-point, 512^2: 17.3 M entries, 0.038-0.048 s a solve, against 28.7 M and
+    0.054 s padded). ``reproducible``:
     factorise on one thread. PARDISO's multithreaded factorisation is reproducible to round-off only (the
     METIS-ordered factor gave solutions 1.7e-13 apart between identical runs on 2 threads; MKL's reproducible
     mode made every solve 2.5-6x slower); its solves with a given factor were identical in every run.
@@ -120,11 +121,17 @@ class LUFactor:
         self.solve = self._lu.solve
 
     def _pardiso(self, M, grid_shape, cells, many_solves, reproducible) -> bool:
-        ndim = 1 if grid_shape is None else len(grid_shape)
-        nested_dissection = ndim >= 3 or (ndim == 2 and many_solves)
         if not pardiso_available():
             raise ImportError("LUFactor(backend='pardiso') needs pypardiso (Intel MKL, x86-64): "
                               "pip install 'fokkerplanck[pardiso]'")
+        ndim = 1 if grid_shape is None else len(grid_shape)
+        Mcsr = sp.csr_matrix(M, dtype=np.float64)
+        self._order = None
+        if ndim == 2:
+            Mcsr, self._order, nested_dissection = _two_dimensional_layout(Mcsr, grid_shape, cells, many_solves)
+        else:
+            Mcsr.sort_indices()
+            nested_dissection = ndim >= 3
         solver = _pardiso_module.PyPardisoSolver(mtype=11)      # real, structurally non-symmetric
         iparm = {1: 1,                          # use the values below (not PARDISO's defaults)
                  2: 2 if nested_dissection else 0,   # METIS nested dissection, or minimum degree
@@ -133,12 +140,6 @@ class LUFactor:
                  18: -1}                        # report the fill
         for i, v in iparm.items():              # pypardiso numbers iparm from 1 (the Fortran manual)
             solver.iparm[i - 1] = v
-        Mcsr = sp.csr_matrix(M, dtype=np.float64)
-        self._order = None
-        if ndim == 2 and not nested_dissection:
-            Mcsr, self._order = _minimum_degree_layout(Mcsr, grid_shape, cells)
-        else:
-            Mcsr.sort_indices()
         if reproducible:    # one thread: the same factor, bit for bit, in every run
             previous = solver.libmkl.MKL_Set_Num_Threads_Local(1)
             try:
@@ -166,7 +167,7 @@ class LUFactor:
         return x
 
 
-# --- how PARDISO's minimum degree ordering sees a 2D matrix ----------------------------------------------
+# --- how PARDISO's orderings see a 2D matrix --------------------------------------------------------------
 # MKL's minimum degree is sensitive to the numbering it starts from and to the pattern (measured at 512^2,
 # factor entries / analysis + factorisation seconds on 2 cores):
 #   * 7-point stencils (a full constant D: every cell linked to one pair of diagonal neighbours): 29.1 M,
@@ -178,6 +179,9 @@ class LUFactor:
 #     numbering; with explicit zeros at the four diagonal neighbours (the 9-point pattern) 28.7 M in 0.2 s.
 #   * mixed patterns (diagonal links in part of the domain): the red-black numbering gained little and its
 #     analysis took up to 2.3 s; the 9-point pattern is used unless nearly every cell has a diagonal link.
+#   * factors for many solves (I - h A, one thread): red-black minimum degree against METIS, 7-point 512^2:
+#     23.3 M entries, factorisation 0.7-1.8 s, 0.035 s a solve, against 24.6 M, 1.7-2.5 s, 0.046-0.049 s.
+#     Without diagonal links METIS stays better (17.3 M entries against 28.7 M padded).
 _RED_BLACK_MIN_LINKED = 0.999     # fraction of the cells off the box's edge that need a diagonal link for red-black
 
 
@@ -193,16 +197,22 @@ def _grid_rows(shape, cells):
     return rows, pos
 
 
-def _minimum_degree_layout(M: sp.csr_matrix, shape, cells):
-    """The matrix to hand PARDISO's minimum degree, and the numbering it uses (``order[k]``: the row of
-    ``M`` that is row ``k`` there; None for ``M``'s own): ``M`` renumbered red-black when nearly every cell has
-    a diagonal link, else ``M`` padded to the 9-point pattern (see the measurements above)."""
+def _two_dimensional_layout(M: sp.csr_matrix, shape, cells, many_solves: bool):
+    """The matrix to hand PARDISO for a 2D grid, the numbering it uses (``order[k]``: the row of ``M`` that
+    is row ``k`` there; None for ``M``'s own), and whether to order it by METIS nested dissection rather than
+    minimum degree (see the measurements above):
+
+    * nearly every cell has a diagonal link: ``M`` renumbered red-black, minimum degree;
+    * otherwise, for a factor that will serve many solves: ``M`` as it is, METIS;
+    * otherwise: ``M`` padded to the 9-point pattern, minimum degree."""
     M.sum_duplicates()                              # sorted, unique column indices in every row
     rows, _ = _grid_rows(shape, cells)
     n0, n1 = int(shape[0]), int(shape[1])
     interior, linked, diagonal, anti = _diagonal_links(M.indptr, M.indices, rows, n0, n1)
     if interior == 0 or linked < _RED_BLACK_MIN_LINKED * interior:
-        return _with_diagonal_neighbours(M, shape, cells), None
+        if many_solves:
+            return M, None, True
+        return _with_diagonal_neighbours(M, shape, cells), None, False
     i, j = np.divmod(rows, n1)
     if anti > diagonal:
         j = n1 - 1 - j
@@ -213,7 +223,7 @@ def _minimum_degree_layout(M: sp.csr_matrix, shape, cells):
     out = sp.csr_matrix((data, indices, indptr), shape=M.shape)
     out.has_sorted_indices = True
     out.has_canonical_format = True
-    return out, order
+    return out, order, False
 
 
 @njit(cache=True)

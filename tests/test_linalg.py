@@ -129,7 +129,7 @@ def _layout_fill(D, n):
     grid = fp.Grid([(-5, 5, n), (-5, 5, n)])
     A = fp.generator(fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(D))).A
     M = sp.identity(A.shape[0], format="csr") - 0.05 * A
-    _, order = linalg._minimum_degree_layout(M.tocsr(), grid.shape, None)
+    _, order, _ = linalg._two_dimensional_layout(M.tocsr(), grid.shape, None, many_solves=False)
     return linalg.LUFactor(M, grid_shape=grid.shape, backend="pardiso").nnz, order
 
 
