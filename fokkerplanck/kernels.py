@@ -269,6 +269,21 @@ def sg_rate(a, rho):
 
 
 @njit(cache=True)
+def sg_rate_pair(a, rho):
+    """Both rates of one segment, ``(sg_rate(-a, rho), sg_rate(a, rho))``, from one exponential:
+    with ``y = |a| / rho``, ``B(-y) = y + B(y)`` (the identity ``B(-y) - B(y) = y``), so the large rate is
+    the small one plus ``|a|`` and no difference of nearly equal numbers is formed. Half the exponentials of
+    two calls of :func:`sg_rate` (the assembly measured 0-15% faster at 512^2, within the noise); the rates
+    agree with it to 4e-16."""
+    if rho <= 0.0:
+        return (a if a > 0.0 else 0.0), (-a if a < 0.0 else 0.0)
+    y = abs(a) / rho
+    b = bernoulli(y)
+    small, large = rho * b, rho * (y + b)
+    return (large, small) if a >= 0.0 else (small, large)
+
+
+@njit(cache=True)
 def _neighbour(idx, e, shape, bc):
     """Flat index of cell ``idx + e`` and its status: 0 inside, 1 absorbed (left through an absorbing
     wall), 2 blocked (crosses a reflecting wall), 3 inside after wrapping around a periodic axis."""
@@ -783,12 +798,11 @@ def assemble_jumps(shape, bc, offsets, weights, Lval, gradL, Q, gx, resid):
                 if landscape:
                     z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, e, status, Lval, gradL, Q, cn)
                 at = rho_h * z + 0.5 * (resid[n, ax] + resid[t, ax]) - (rho_t - rho_n)
-                k = sg_rate(-at, rho_h)
-                if k > 0.0:
-                    m = _push(src, dst, rate, disp, m, n, t, k, e, 1)
-                k = sg_rate(at, rho_h)
-                if k > 0.0:
-                    m = _push(src, dst, rate, disp, m, t, n, k, e, -1)
+                k_out, k_in = sg_rate_pair(at, rho_h)
+                if k_out > 0.0:
+                    m = _push(src, dst, rate, disp, m, n, t, k_out, e, 1)
+                if k_in > 0.0:
+                    m = _push(src, dst, rate, disp, m, t, n, k_in, e, -1)
             elif status == 1:
                 a_out = rho_n * _cell_potential_drop(n, qn, e, landscape, gradL, Q, gx) + resid[n, ax]
                 k = 2.0 * sg_rate(-0.5 * a_out, rho_n)
@@ -839,12 +853,11 @@ def assemble_jumps(shape, bc, offsets, weights, Lval, gradL, Q, gx, resid):
                 if landscape:
                     z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, f, status, Lval, gradL, Q, cn)
                 at = rho_h * z - (rho_t - w)
-                k = sg_rate(-at, rho_h)
-                if k > 0.0:
-                    m = _push(src, dst, rate, disp, m, n, t, k, f, 1)
-                k = sg_rate(at, rho_h)
-                if k > 0.0:
-                    m = _push(src, dst, rate, disp, m, t, n, k, f, -1)
+                k_out, k_in = sg_rate_pair(at, rho_h)
+                if k_out > 0.0:
+                    m = _push(src, dst, rate, disp, m, n, t, k_out, f, 1)
+                if k_in > 0.0:
+                    m = _push(src, dst, rate, disp, m, t, n, k_in, f, -1)
     return src[:m], dst[:m], rate[:m], disp[:m]
 
 
