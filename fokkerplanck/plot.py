@@ -11,9 +11,12 @@ the figure; :func:`save` writes it to a PNG.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:   # matplotlib is imported when a figure is made: it is half of ``import fokkerplanck``'s time
+    from matplotlib.figure import Figure
 
 #: Okabe & Ito (2008) colour-blind-safe palette
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -26,8 +29,13 @@ __all__ = ["density_heatmap", "marginals", "effective_potential", "phase_diagram
 def _axes(ax, figsize=(6.0, 4.0)):
     if ax is not None:
         return ax.figure, ax
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = _figure(figsize)
     return fig, fig.add_subplot()
+
+
+def _figure(figsize) -> Figure:
+    from matplotlib.figure import Figure
+    return Figure(figsize=figsize, layout="constrained")
 
 
 def save(fig: Figure, path, dpi: int = 110) -> Path:
@@ -312,7 +320,7 @@ def evolution(traj, axis: int = 0, *, n_curves: int = 6, cmap: str = "cividis", 
     :class:`~fokkerplanck.density.Trajectory` (colour = time), next to its mass and entropy against time."""
     import matplotlib
 
-    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    fig = _figure((9.0, 3.6))
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.6, 1.0])
     idx = np.unique(np.linspace(0, len(traj) - 1, min(n_curves, len(traj))).round().astype(int))
     colors = matplotlib.colormaps[cmap](np.linspace(0.0, 0.9, len(idx)))
@@ -337,7 +345,7 @@ def evolution(traj, axis: int = 0, *, n_curves: int = 6, cmap: str = "cividis", 
 def overview(density, landscape, curves: dict, *, axis: int = 0, title: str | None = None) -> Figure:
     """Two panels: the heat map of a 2D ``density`` with the landscape's contours, and the marginals of
     ``curves`` along ``axis`` (as :func:`marginals`)."""
-    fig = Figure(figsize=(10.0, 3.6), layout="constrained")
+    fig = _figure((10.0, 3.6))
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.25, 1.0])
     density_heatmap(density, landscape, ax=ax1, title="solver steady state P(x, y)")
     marginals(curves, axis=axis, ax=ax2, title="x-marginal")
