@@ -149,23 +149,6 @@ def test_diagonal_stencils_are_numbered_red_black():
     assert fill == fill_mirror and fill < 0.8 * padded
 
 
-@needs_pardiso
-def test_red_black_numbered_solves_agree_with_superlu(monkeypatch):
-    """Anti-diagonal links (D12 < 0): a steady state and a first-passage time to an interior target (the matrix
-    restricted to the cells outside it) agree with SuperLU to round-off."""
-    monkeypatch.setattr(linalg, "_backend", None)
-    grid = fp.Grid([(-3, 3, 60), (-3, 3, 50)])
-    prob = fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(np.array([[0.4, -0.15], [-0.15, 0.3]])))
-    target = lambda t: np.hypot(t[..., 0] - 0.5, t[..., 1]) < 0.5
-    out = {}
-    for name in ("superlu", "pardiso"):
-        linalg.set_lu_backend(name)
-        out[name] = (fp.steady_state(prob, method="direct").values, fp.mean_first_passage_time(prob, target).values)
-    # measured 1.9e-15 and 3.1e-15 of the maximum
-    assert np.abs(out["superlu"][0] - out["pardiso"][0]).max() < 2e-14 * out["superlu"][0].max()
-    assert np.abs(out["superlu"][1] - out["pardiso"][1]).max() < 2e-14 * out["superlu"][1].max()
-
-
 def _five_point(bc="reflecting", shape=(60, 50)):
     grid = fp.Grid([(-3, 3, shape[0]), (-3, 3, shape[1])], bc=bc)
     return fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(np.diag([0.4, 0.2])))
@@ -229,19 +212,21 @@ def test_reduced_time_steps_equal_unreduced_ones(monkeypatch):
 
 
 @needs_pardiso
-def test_a_five_point_problem_solves_alike_on_both_backends(monkeypatch):
-    """Diagonal noise gives a 5-point stencil (the case MKL's minimum degree ordering was slow on; now reduced
-    to the black cells first): a direct steady state and a first-passage time to an interior target agree with
-    SuperLU."""
+@pytest.mark.parametrize("D, centre", [(np.diag([0.4, 0.2]), 0.0), (np.array([[0.4, -0.15], [-0.15, 0.3]]), 0.5)],
+                         ids=["five-point", "anti-diagonal"])
+def test_both_backends_agree_on_2d_layouts(monkeypatch, D, centre):
+    """A direct steady state and a first-passage time to an interior target (the matrix restricted to the cells
+    outside it) agree with SuperLU for a 5-point stencil (diagonal D: the case MKL's minimum degree was slow on,
+    now reduced to the black cells) and for anti-diagonal links (D12 < 0: numbered red-black, j reversed).
+    Measured 1.1e-15 and 2.2e-15 of the maximum (five-point), 1.9e-15 and 3.1e-15 (anti-diagonal)."""
     monkeypatch.setattr(linalg, "_backend", None)
     grid = fp.Grid([(-3, 3, 60), (-3, 3, 50)])
-    prob = fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(np.diag([0.4, 0.2])))
-    target = lambda t: np.hypot(t[..., 0], t[..., 1]) < 0.5
+    prob = fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(D))
+    target = lambda t: np.hypot(t[..., 0] - centre, t[..., 1]) < 0.5
     out = {}
     for name in ("superlu", "pardiso"):
         linalg.set_lu_backend(name)
         out[name] = (fp.steady_state(prob, method="direct").values, fp.mean_first_passage_time(prob, target).values)
-    # measured 1.1e-15 and 2.2e-15 of the maximum
     assert np.abs(out["superlu"][0] - out["pardiso"][0]).max() < 2e-14 * out["superlu"][0].max()
     assert np.abs(out["superlu"][1] - out["pardiso"][1]).max() < 2e-14 * out["superlu"][1].max()
 
