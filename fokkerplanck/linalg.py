@@ -119,21 +119,25 @@ def _mkl_runtime() -> str | None:
 
 
 class LUFactor:
-    """``M = L U`` of a sparse non-singular M-matrix; ``solve(b)`` returns ``M^{-1} b``.
+    """``M = L U`` of a sparse non-singular M-matrix; ``solve(b)`` returns ``M^{-1} b`` (``b`` of shape ``(N,)``
+    or ``(N, k)``).
 
     ``grid_shape``: the grid whose cells (C order) index the rows of ``M``; ``cells``: the flat indices of
-    those cells when ``M`` is restricted to some of them (default: all). They choose PARDISO's ordering
-    (above); without them ``M`` is treated as 1D/2D. ``many_solves``: the factor will serve hundreds of
-    solves (implicit time steps), so a 2D stencil that is neither reduced red-black (below) nor has diagonal
-    links, and would be padded for minimum degree, is ordered by METIS nested dissection instead, whose longer
-    analysis (0.7-1.2 s at 512^2) buys less fill and faster solves (5-point, 512^2, before the reduction:
-    17.3 M entries, 0.038-0.048 s a solve, against 28.7 M and 0.054 s padded; reduced: 15.6 M and 0.02-0.03 s).
-    ``reproducible``:
-    factorise on one thread. PARDISO's multithreaded factorisation is reproducible to round-off only (the
-    METIS-ordered factor gave solutions 1.7e-13 apart between identical runs on 2 threads; MKL's reproducible
-    mode made every solve 2.5-6x slower); its solves with a given factor were identical in every run.
+    those cells when ``M`` is restricted to some of them (default: all). In 2D they allow the red-black
+    reduction (:class:`_RedBlackReduction`) and choose PARDISO's layout (:func:`_two_dimensional_layout`); without
+    them ``M`` is factorised as it is, with minimum degree. ``many_solves``: the factor will serve hundreds of
+    solves (implicit time steps), so a 2D stencil that is neither reduced nor has diagonal links, and would be
+    padded for minimum degree, is ordered by METIS nested dissection instead, whose longer analysis (0.7-1.2 s
+    at 512^2) buys less fill and faster solves (5-point, 512^2, before the reduction: 17.3 M entries,
+    0.038-0.048 s a solve, against 28.7 M and 0.054 s padded; reduced: 15.6 M and 0.02-0.03 s).
+    ``reproducible``: factorise on one thread. PARDISO's multithreaded factorisation is reproducible to
+    round-off only (the METIS-ordered factor gave solutions 1.7e-13 apart between identical runs on 2 threads;
+    MKL's reproducible mode made every solve 2.5-6x slower); its solves with a given factor were identical in
+    every run.
 
-    Attributes: ``backend`` (``"superlu"`` or ``"pardiso"``), ``nnz`` (entries of ``L`` and ``U``)."""
+    Attributes: ``backend`` (``"superlu"`` or ``"pardiso"``), ``nnz`` (entries of ``L`` and ``U``; with the
+    red-black reduction, those of the reduced matrix's factors plus the entries of ``M`` kept to eliminate and
+    restore the red cells)."""
 
     def __init__(self, M: sp.spmatrix, *, grid_shape: tuple | None = None, cells: np.ndarray | None = None,
                  backend: str | None = None, many_solves: bool = False, reproducible: bool = False):
@@ -142,7 +146,9 @@ class LUFactor:
         elif backend not in ("superlu", "pardiso"):
             raise ValueError(f"LUFactor: unknown backend {backend!r}; expected superlu or pardiso")
         self.shape = M.shape
-        reduction = _RedBlackReduction.of(M, grid_shape, cells) if grid_shape is not None and len(grid_shape) == 2 else None
+        reduction = None
+        if grid_shape is not None and len(grid_shape) == 2:
+            reduction = _RedBlackReduction.of(M, grid_shape, cells)
         if reduction is not None:
             inner = LUFactor(reduction.matrix, backend=backend, reproducible=reproducible)
             self.backend, self.nnz = inner.backend, inner.nnz + reduction.kept_entries
