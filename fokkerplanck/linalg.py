@@ -14,15 +14,18 @@ Backends
   only): multithreaded supernodal LU, static order (minimum degree in 1D/2D, METIS nested dissection in 3D
   and for 2D factors of stencils without diagonal links that serve many solves, which measured faster in each
   case), no scaling, no matching, and no pivot perturbation (threshold 1e-20 of the matrix norm, far below any
-  pivot of these M-matrices; a factor that reports a perturbed pivot is redone by SuperLU). MKL's minimum
-  degree depends on the numbering and the pattern it is given, so in 2D stencils with diagonal links at
-  (nearly) every cell, as a full tensor ``D`` gives, are renumbered red-black, which halves the flops of the
-  factorisation (512^2: 23.3 M factor entries against 29.1 M in the natural numbering; measurements above
-  ``_two_dimensional_layout``); other stencils carry explicit zeros at the four diagonal neighbours of every
-  cell (the 9-point pattern), without which the ordering of a 5-point pattern took 2-4 s at 512^2 (0.2 s with
-  them). Measured on this 2-core machine, one factorisation and one solve, OU with full ``D``: 512^2 cells
-  0.45-0.8 s against SuperLU 3.0 s; 1024^2 3.6 s against 23 s; 3D 40^3 1.2 s against 29 s.
+  pivot of these M-matrices; a factor that reports a perturbed pivot is redone by SuperLU). In 2D, stencils
+  without diagonal links that are not reduced (below) carry explicit zeros at the four diagonal neighbours of
+  every cell (the 9-point pattern), without which MKL's minimum degree ordering of a 5-point pattern took
+  2-4 s at 512^2 (0.2 s with them). Measured on this 2-core machine, one factorisation and one solve, OU with
+  full ``D``: 512^2 cells 0.45-0.8 s against SuperLU 1.7-1.9 s (3.0 s in the natural numbering); 1024^2 3.6 s
+  against 23 s; 3D 40^3 1.2 s against 29 s.
 * ``"auto"`` (the default): ``pardiso`` when ``pypardiso`` imports, else ``superlu``.
+
+Red-black numbering (both backends): the minimum degree orderings of MKL and SuperLU depend on the numbering
+they start from. 2D stencils with diagonal links at (nearly) every cell, as a full tensor ``D`` gives, are
+renumbered red-black first, which halves the flops of the factorisation (512^2: 23.3 M factor entries
+against 29.1 M in the natural numbering; measurements above :func:`_red_black_numbering`).
 
 Red-black reduction (both backends): in 2D, when every link of the stencil joins a red cell (``i + j`` even) to
 a black one, as the 5-point stencils of a diagonal ``D`` do, the red cells are eliminated first and only the
@@ -125,7 +128,7 @@ class LUFactor:
 
     ``grid_shape``: the grid whose cells (C order) index the rows of ``M``; ``cells``: the flat indices of
     those cells when ``M`` is restricted to some of them (default: all). In 2D they allow the red-black
-    reduction (:class:`_RedBlackReduction`) and choose PARDISO's layout (:func:`_two_dimensional_layout`); without
+    reduction (:class:`_RedBlackReduction`) or numbering (:func:`_red_black_numbering`); without
     them ``M`` is factorised as it is, with minimum degree. ``many_solves``: the factor will serve hundreds of
     solves (implicit time steps), so a 2D stencil that is neither reduced nor has diagonal links, and would be
     padded for minimum degree, is ordered by METIS nested dissection instead, whose longer analysis (0.7-1.2 s
@@ -147,20 +150,34 @@ class LUFactor:
         elif backend not in ("superlu", "pardiso"):
             raise ValueError(f"LUFactor: unknown backend {backend!r}; expected superlu or pardiso")
         self.shape = M.shape
-        reduction = None
+        self._order = None              # the numbering the factor uses (order[k]: row k of the factorised matrix)
         if grid_shape is not None and len(grid_shape) == 2:
+            M = sp.csr_matrix(M, dtype=np.float64)
+            M.sum_duplicates()                          # sorted, unique column indices in every row
             reduction = _RedBlackReduction.of(M, grid_shape, cells)
-        if reduction is not None:
-            inner = LUFactor(reduction.matrix, backend=backend, reproducible=reproducible)
-            self.backend, self.nnz = inner.backend, inner.nnz + reduction.kept_entries
-            self.solve = lambda b: reduction.solve(b, inner.solve)
-            return
+            if reduction is not None:
+                inner = LUFactor(reduction.matrix, backend=backend, reproducible=reproducible)
+                self.backend, self.nnz = inner.backend, inner.nnz + reduction.kept_entries
+                self._solve_factored = lambda b: reduction.solve(b, inner.solve)
+                return
+            numbered = _red_black_numbering(M, grid_shape, cells)
+            if numbered is not None:
+                M, self._order = numbered
         if backend == "pardiso" and self._pardiso(M, grid_shape, cells, many_solves, reproducible):
             return
         self.backend = "superlu"
         self._lu = spla.splu(sp.csc_matrix(M), permc_spec="MMD_AT_PLUS_A")
         self.nnz = int(self._lu.L.nnz + self._lu.U.nnz)
-        self.solve = self._lu.solve
+        self._solve_factored = self._lu.solve
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """``M^{-1} b``."""
+        b = np.asarray(b, dtype=np.float64)
+        if self._order is None:
+            return self._solve_factored(b)
+        x = np.empty_like(b)
+        x[self._order] = self._solve_factored(b[self._order])
+        return x
 
     def _pardiso(self, M, grid_shape, cells, many_solves, reproducible) -> bool:
         if not pardiso_available():
@@ -168,12 +185,12 @@ class LUFactor:
                               "pip install 'fokkerplanck[pardiso]'")
         ndim = 1 if grid_shape is None else len(grid_shape)
         Mcsr = sp.csr_matrix(M, dtype=np.float64)
-        self._order = None
-        if ndim == 2:
-            Mcsr, self._order, nested_dissection = _two_dimensional_layout(Mcsr, grid_shape, cells, many_solves)
-        else:
-            Mcsr.sort_indices()
-            nested_dissection = ndim >= 3
+        Mcsr.sort_indices()
+        nested_dissection = ndim >= 3
+        if ndim == 2 and self._order is None:   # no red-black numbering: METIS for many solves, else padding
+            nested_dissection = many_solves
+            if not many_solves:
+                Mcsr = _with_diagonal_neighbours(Mcsr, grid_shape, cells)
         solver = _pardiso_module.PyPardisoSolver(mtype=11)      # real, structurally non-symmetric
         iparm = {1: 1,                          # use the values below (not PARDISO's defaults)
                  2: 2 if nested_dissection else 0,   # METIS nested dissection, or minimum degree
@@ -199,16 +216,9 @@ class LUFactor:
         self._solver = solver
         self._ia = Mcsr.indptr.astype(np.int32) + 1     # PARDISO's one-based CSR arrays, made once
         self._ja = Mcsr.indices.astype(np.int32) + 1
+        self._solve_factored = self._pardiso_solve
         weakref.finalize(self, solver.free_memory, False)   # MKL's memory, not Python's
         return True
-
-    def solve(self, b: np.ndarray) -> np.ndarray:      # pardiso path (superlu binds its own in __init__)
-        b = np.asarray(b, dtype=np.float64)
-        if self._order is None:
-            return self._pardiso_solve(b)
-        x = np.empty_like(b)
-        x[self._order] = self._pardiso_solve(b[self._order])
-        return x
 
     def _pardiso_solve(self, b: np.ndarray) -> np.ndarray:
         """PARDISO's phase 33 (forward and backward substitution) with the factor in hand, called directly:
@@ -384,7 +394,7 @@ def _schur_complement(indptr, indices, data, colour, position, black):
     return s_val, s_idx, s_ptr
 
 
-# --- how PARDISO's orderings see a 2D matrix --------------------------------------------------------------
+# --- how the orderings see a 2D matrix -----------------------------------------------------------------------
 # MKL's minimum degree is sensitive to the numbering it starts from and to the pattern (measured at 512^2,
 # factor entries / analysis + factorisation seconds on 2 cores):
 #   * 7-point stencils (a full constant D: every cell linked to one pair of diagonal neighbours): 29.1 M,
@@ -399,6 +409,8 @@ def _schur_complement(indptr, indices, data, colour, position, black):
 #   * factors for many solves (I - h A, one thread): red-black minimum degree against METIS, 7-point 512^2:
 #     23.3 M entries, factorisation 0.7-1.8 s, 0.035 s a solve, against 24.6 M, 1.7-2.5 s, 0.046-0.049 s.
 #     Without diagonal links METIS stays better (17.3 M entries against 28.7 M padded).
+#   * SuperLU's minimum degree on A + A^T gains as much from the red-black numbering: 7-point 512^2, 29.4 M
+#     entries and 2.8-3.1 s in the natural numbering, 23.5 M and 1.7-1.9 s red-black.
 _RED_BLACK_MIN_LINKED = 0.999     # fraction of the cells off the box's edge that need a diagonal link for red-black
 
 
@@ -414,33 +426,26 @@ def _grid_rows(shape, cells):
     return rows, pos
 
 
-def _two_dimensional_layout(M: sp.csr_matrix, shape, cells, many_solves: bool):
-    """The matrix to hand PARDISO for a 2D grid, the numbering it uses (``order[k]``: the row of ``M`` that
-    is row ``k`` there; None for ``M``'s own), and whether to order it by METIS nested dissection rather than
-    minimum degree (see the measurements above):
-
-    * nearly every cell has a diagonal link: ``M`` renumbered red-black, minimum degree;
-    * otherwise, for a factor that will serve many solves: ``M`` as it is, METIS;
-    * otherwise: ``M`` padded to the 9-point pattern, minimum degree."""
-    M.sum_duplicates()                              # sorted, unique column indices in every row
+def _red_black_numbering(M: sp.csr_matrix, shape, cells):
+    """``M`` renumbered red-black and the numbering (``order[k]``: the row of ``M`` that is row ``k``), when
+    nearly every cell off the box's edge has a diagonal link (see the measurements above); else None. ``M``:
+    CSR with sorted, unique column indices."""
     rows, _ = _grid_rows(shape, cells)
     n0, n1 = int(shape[0]), int(shape[1])
     interior, linked, diagonal, anti = _diagonal_links(M.indptr, M.indices, rows, n0, n1)
     if interior == 0 or linked < _RED_BLACK_MIN_LINKED * interior:
-        if many_solves:
-            return M, None, True
-        return _with_diagonal_neighbours(M, shape, cells), None, False
+        return None
     i, j = np.divmod(rows, n1)
     if anti > diagonal:
         j = n1 - 1 - j
-    order = np.argsort((((i + j) % 2) * int(shape[0]) + i) * n1 + j, kind="stable")
+    order = np.argsort((((i + j) % 2) * n0 + i) * n1 + j, kind="stable")
     inverse = np.empty_like(order)
     inverse[order] = np.arange(order.size)
     indptr, indices, data = _permuted(M.indptr, M.indices, M.data, order, inverse)
     out = sp.csr_matrix((data, indices, indptr), shape=M.shape)
     out.has_sorted_indices = True
     out.has_canonical_format = True
-    return out, order, False
+    return out, order
 
 
 @njit(cache=True)

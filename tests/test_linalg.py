@@ -131,7 +131,7 @@ def _layout_fill(D, n):
     grid = fp.Grid([(-5, 5, n), (-5, 5, n)])
     A = fp.generator(fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(D))).A
     M = sp.identity(A.shape[0], format="csr") - 0.05 * A
-    _, order, _ = linalg._two_dimensional_layout(M.tocsr(), grid.shape, None, many_solves=False)
+    order = linalg._red_black_numbering(M.tocsr(), grid.shape, None)[1]
     padded = linalg._with_diagonal_neighbours(M.tocsr(), grid.shape, None)
     return (linalg.LUFactor(M, grid_shape=grid.shape, backend="pardiso").nnz, order,
             linalg.LUFactor(padded, backend="pardiso").nnz)
@@ -147,6 +147,20 @@ def test_diagonal_stencils_are_numbered_red_black():
     fill_mirror, order_mirror, _ = _layout_fill(np.array([[0.5, -0.2], [-0.2, 0.3]]), 128)
     assert order is not None and order_mirror is not None
     assert fill == fill_mirror and fill < 0.8 * padded
+
+
+def test_superlu_gets_the_red_black_numbering_too():
+    """SuperLU's minimum degree on A + A^T also depends on the numbering: with the red-black numbering a 7-point
+    stencil and its mirror image get the same fill (measured 974,234 entries at 128^2), below that of the
+    natural numbering (1,038,610 and 1,128,368; at 512^2 23.5 M against 29.4 M)."""
+    fills = []
+    for D in (D_OU, np.array([[0.5, -0.2], [-0.2, 0.3]])):
+        grid = fp.Grid([(-5, 5, 128), (-5, 5, 128)])
+        A = fp.generator(fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(D))).A
+        M = sp.identity(A.shape[0], format="csr") - 0.05 * A
+        fills.append((linalg.LUFactor(M, grid_shape=grid.shape, backend="superlu").nnz,
+                      linalg.LUFactor(M, backend="superlu").nnz))
+    assert fills[0][0] == fills[1][0] and fills[0][0] < 0.95 * min(fills[0][1], fills[1][1])
 
 
 def _five_point(bc="reflecting", shape=(60, 50)):
