@@ -158,7 +158,7 @@ class LUFactor:
             if reduction is not None:
                 inner = LUFactor(reduction.matrix, backend=backend, reproducible=reproducible)
                 self.backend, self.nnz = inner.backend, inner.nnz + reduction.kept_entries
-                self._solve_factored = lambda b: reduction.solve(b, inner.solve)
+                self._solve_other = lambda b: reduction.solve(b, inner.solve)
                 return
             numbered = _red_black_numbering(M, grid_shape, cells)
             if numbered is not None:
@@ -168,7 +168,7 @@ class LUFactor:
         self.backend = "superlu"
         self._lu = spla.splu(sp.csc_matrix(M), permc_spec="MMD_AT_PLUS_A")
         self.nnz = int(self._lu.L.nnz + self._lu.U.nnz)
-        self._solve_factored = self._lu.solve
+        self._solve_other = self._lu.solve
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """``M^{-1} b``."""
@@ -178,6 +178,13 @@ class LUFactor:
         x = np.empty_like(b)
         x[self._order] = self._solve_factored(b[self._order])
         return x
+
+    def _solve_factored(self, b: np.ndarray) -> np.ndarray:
+        # no bound method of self is stored on self: a reference cycle would keep PARDISO's memory (hundreds
+        # of MB) until the garbage collector ran, instead of freeing it with the last reference
+        if getattr(self, "_solver", None) is not None:
+            return self._pardiso_solve(b)
+        return self._solve_other(b)
 
     def _pardiso(self, M, grid_shape, cells, many_solves, reproducible) -> bool:
         if not pardiso_available():
@@ -216,7 +223,6 @@ class LUFactor:
         self._solver = solver
         self._ia = Mcsr.indptr.astype(np.int32) + 1     # PARDISO's one-based CSR arrays, made once
         self._ja = Mcsr.indices.astype(np.int32) + 1
-        self._solve_factored = self._pardiso_solve
         weakref.finalize(self, solver.free_memory, False)   # MKL's memory, not Python's
         return True
 

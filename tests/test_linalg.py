@@ -163,6 +163,27 @@ def test_superlu_gets_the_red_black_numbering_too():
     assert fills[0][0] == fills[1][0] and fills[0][0] < 0.95 * min(fills[0][1], fills[1][1])
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_a_factor_is_freed_with_its_last_reference(backend):
+    """No reference cycle keeps a factor (and PARDISO's memory, hundreds of MB at 512^2) alive until the garbage
+    collector runs: with the collector off, the factor goes with its last reference, on each path (2D red-black
+    numbering, 2D red-black reduction, a matrix without a grid)."""
+    import gc
+    import weakref as wr
+    ou, five = _ou(24), _five_point(shape=(24, 20))
+    M_ou, M_five = (sp.identity(p.grid.size, format="csr") - 0.05 * fp.generator(p).A for p in (ou, five))
+    gc.disable()
+    try:
+        for M, shape in ((M_ou, ou.grid.shape), (M_five, five.grid.shape), (M_ou, None)):
+            lu = linalg.LUFactor(M, grid_shape=shape)
+            lu.solve(np.ones(M.shape[0]))
+            ref = wr.ref(lu)
+            del lu
+            assert ref() is None
+    finally:
+        gc.enable()
+
+
 def _five_point(bc="reflecting", shape=(60, 50)):
     grid = fp.Grid([(-3, 3, shape[0]), (-3, 3, shape[1])], bc=bc)
     return fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(np.diag([0.4, 0.2])))
