@@ -118,7 +118,8 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
     linear_solver : {"auto", "direct", "iterative"}
         Implicit schemes: sparse LU factorised once per step size (``direct``; default in 1D/2D;
         :mod:`fokkerplanck.linalg`, PARDISO with a one-thread factor when installed, so runs repeat bit for
-        bit, else SuperLU; ``info["linear_solver"]`` names it), or GMRES preconditioned by algebraic
+        bit, else SuperLU; ``info["linear_solver"]`` names it and ``info["lu_layout"]`` the layout its
+        ordering was given, see :class:`fokkerplanck.linalg.LUFactor`), or GMRES preconditioned by algebraic
         multigrid, warm-started from the previous step (``iterative``; default in 3D above 8000 cells, where
         LU fill-in is prohibitive).
     checkpoint : path, optional
@@ -249,7 +250,9 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
                 if iterative:
                     solvers[key] = _iterative_solve(B, c * h * gen.max_rate())
                 else:
-                    solvers[key] = LUFactor(B, grid_shape=grid.shape, many_solves=True, reproducible=True).solve
+                    lu = LUFactor(B, grid_shape=grid.shape, many_solves=True, reproducible=True)
+                    info["lu_layout"] = lu.layout
+                    solvers[key] = lu.solve
             return solvers[key]
 
         # The state between steps is (k, i, p): save interval k, i of its nsteps[k] steps done, density p;

@@ -141,7 +141,8 @@ class LUFactor:
 
     Attributes: ``backend`` (``"superlu"`` or ``"pardiso"``), ``nnz`` (entries of ``L`` and ``U``; with the
     red-black reduction, those of the reduced matrix's factors plus the entries of ``M`` kept to eliminate and
-    restore the red cells)."""
+    restore the red cells), ``layout`` (what the ordering was given: ``"red-black reduction"``, ``"red-black
+    numbering"``, ``"9-point padding"``, ``"nested dissection"`` (METIS) or ``"as given"``)."""
 
     def __init__(self, M: sp.spmatrix, *, grid_shape: tuple | None = None, cells: np.ndarray | None = None,
                  backend: str | None = None, many_solves: bool = False, reproducible: bool = False):
@@ -151,6 +152,7 @@ class LUFactor:
             raise ValueError(f"LUFactor: unknown backend {backend!r}; expected superlu or pardiso")
         self.shape = M.shape
         self._order = None              # the numbering the factor uses (order[k]: row k of the factorised matrix)
+        self.layout = "as given"
         if grid_shape is not None and len(grid_shape) == 2:
             M = sp.csr_matrix(M, dtype=np.float64)
             M.sum_duplicates()                          # sorted, unique column indices in every row
@@ -158,14 +160,18 @@ class LUFactor:
             if reduction is not None:
                 inner = LUFactor(reduction.matrix, backend=backend, reproducible=reproducible)
                 self.backend, self.nnz = inner.backend, inner.nnz + reduction.kept_entries
+                self.layout = "red-black reduction"
                 self._solve_other = lambda b: reduction.solve(b, inner.solve)
                 return
             numbered = _red_black_numbering(M, grid_shape, cells)
             if numbered is not None:
                 M, self._order = numbered
+                self.layout = "red-black numbering"
         if backend == "pardiso" and self._pardiso(M, grid_shape, cells, many_solves, reproducible):
             return
         self.backend = "superlu"
+        if self.layout != "red-black numbering":
+            self.layout = "as given"
         self._lu = spla.splu(sp.csc_matrix(M), permc_spec="MMD_AT_PLUS_A")
         self.nnz = int(self._lu.L.nnz + self._lu.U.nnz)
         self._solve_other = self._lu.solve
@@ -198,6 +204,9 @@ class LUFactor:
             nested_dissection = many_solves
             if not many_solves:
                 Mcsr = _with_diagonal_neighbours(Mcsr, grid_shape, cells)
+                self.layout = "9-point padding"
+        if nested_dissection:
+            self.layout = "nested dissection"
         solver = _pardiso_module.PyPardisoSolver(mtype=11)      # real, structurally non-symmetric
         iparm = {1: 1,                          # use the values below (not PARDISO's defaults)
                  2: 2 if nested_dissection else 0,   # METIS nested dissection, or minimum degree

@@ -89,7 +89,8 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     if not np.all(np.isfinite(T)):
         raise ValueError("mean_first_passage_time: the target cannot be reached from some cells")
     res = np.max(np.abs(At @ T[free] + 1.0))
-    info = {"lu": lu.backend, "residual": float(res), "seconds": time.perf_counter() - t0, "min_before_clip": float(T.min())}
+    info = {"lu": lu.backend, "lu_layout": lu.layout, "residual": float(res), "seconds": time.perf_counter() - t0,
+            "min_before_clip": float(T.min())}
     return FirstPassageTime(grid, np.clip(T, 0.0, None).reshape(grid.shape), mask, info)
 
 

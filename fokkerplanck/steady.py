@@ -68,7 +68,7 @@ def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = 4):
     next one, estimated geometrically as ``d_k^2 / d_{k-1}``, is below ``1e-15 max x``: on a problem with a
     spectral gap (``|lambda_2| >> eps``) that is after two solves (measured on OU at 512^2:
     ``d_1 ~ 1``, ``d_2 ~ 1e-9``, a third solve changes nothing above 1e-17). Returns ``x`` and the info
-    entries ``algorithm``, ``lu`` (backend) and ``iterations``."""
+    entries ``algorithm``, ``lu`` (backend), ``lu_layout`` (:attr:`LUFactor.layout`) and ``iterations``."""
     N = A.shape[0]
     eps = 1e-12 * np.max(np.abs(A.diagonal()))
     lu = LUFactor(sp.identity(N, format="csr") * eps - A, grid_shape=grid_shape)
@@ -82,7 +82,7 @@ def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = 4):
         if k >= 1 and change[-1] ** 2 <= 1e-15 * change[-2]:
             break
     return x, {"algorithm": f"inverse iteration on eps I - A (sparse LU, {lu.backend})", "lu": lu.backend,
-               "iterations": len(change)}
+               "lu_layout": lu.layout, "iterations": len(change)}
 
 
 def _boltzmann_candidate(gen: Generator) -> np.ndarray | None:
@@ -216,8 +216,10 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     -------
     Density, with ``info``: ``residual`` ``max|A p| / max|diag A| max p`` (about machine precision for the
     direct solver), ``method`` (``detailed-balance``, ``direct`` or ``iterative``), ``lu`` (the sparse LU
-    backend, direct only), ``pinned_cell`` (iterative only, else None), ``pin_dependence`` (L1 distance between
-    the answers pinned in two wells, when the iterative solver checked it), ``seconds``, ``wall_ratio`` (peak
+    backend, direct only), ``lu_layout`` (how the LU's ordering was prepared: ``red-black reduction``,
+    ``red-black numbering``, ...; see :class:`fokkerplanck.linalg.LUFactor`), ``pinned_cell`` (iterative
+    only, else None), ``pin_dependence`` (L1 distance between the answers pinned in two wells, when the
+    iterative solver checked it), ``seconds``, ``wall_ratio`` (peak
     density at a wall / overall peak), and the generator's diagnostics.
 
     Raises

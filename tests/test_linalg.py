@@ -36,7 +36,7 @@ def test_steady_state_with_each_backend(backend):
     """OU with a full constant D: the stationary covariance against A S + S A^T = 2 D (measured relative error
     1.01e-4 at 96^2 with either backend: the scheme's O(h^2), not the LU), in two inverse-iteration solves."""
     ss = fp.steady_state(_ou())
-    assert ss.info["lu"] == backend and ss.info["iterations"] == 2
+    assert ss.info["lu"] == backend and ss.info["iterations"] == 2 and ss.info["lu_layout"] == "red-black numbering"
     assert ss.info["residual"] < 1e-13
     exact = sla.solve_continuous_lyapunov(A_OU, 2 * D_OU)
     assert np.abs(ss.cov() - exact).max() / np.abs(exact).max() < 1.5e-4
@@ -207,6 +207,16 @@ def test_red_black_reduction_applies_to_bipartite_stencils_only():
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_the_layout_given_to_the_ordering_is_reported(backend):
+    """A 5-point stencil that cannot be reduced (periodic over 7 cells): padded to 9 points for PARDISO's minimum
+    degree, or METIS nested dissection for many solves; SuperLU takes it as given."""
+    prob = _five_point("periodic", (8, 7))
+    M = sp.identity(prob.grid.size, format="csr") - 0.05 * fp.generator(prob).A
+    layouts = [linalg.LUFactor(M, grid_shape=prob.grid.shape, many_solves=many).layout for many in (False, True)]
+    assert layouts == (["9-point padding", "nested dissection"] if backend == "pardiso" else ["as given"] * 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 def test_red_black_reduced_solves(backend):
     """Through the reduction: the direct steady state of a landscape with isotropic noise equals the exact
     discrete Boltzmann weights (measured 1.3e-15 of the peak with either backend); a first-passage time to an
@@ -218,7 +228,8 @@ def test_red_black_reduced_solves(backend):
     w = np.exp(-(L - L.min()) / 0.4)
     w /= w.sum() * grid.cell_volume
     ss = fp.steady_state(prob, method="direct")
-    assert ss.info["lu"] == backend and np.abs(ss.values - w).max() < 1e-14 * w.max()
+    assert ss.info["lu"] == backend and ss.info["lu_layout"] == "red-black reduction"
+    assert np.abs(ss.values - w).max() < 1e-14 * w.max()
 
     prob = _five_point()
     target = lambda t: np.hypot(t[..., 0], t[..., 1]) < 0.5
@@ -276,7 +287,7 @@ def test_implicit_time_steps_alike_on_both_backends(monkeypatch):
     for name in ("superlu", "pardiso"):
         linalg.set_lu_backend(name)
         traj = fp.evolve(prob, p0, 0.5, dt=0.01, progress=False)
-        assert traj.info["linear_solver"] == name
+        assert traj.info["linear_solver"] == name and traj.info["lu_layout"] == "red-black numbering"
         out[name] = traj.final.values
     assert np.abs(out["superlu"] - out["pardiso"]).max() < 5e-14 * out["superlu"].max()     # measured 1.0e-14
 
