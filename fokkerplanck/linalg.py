@@ -152,6 +152,7 @@ class LUFactor:
             raise ValueError(f"LUFactor: unknown backend {backend!r}; expected superlu or pardiso")
         self.shape = M.shape
         self._order = None              # the numbering the factor uses (order[k]: row k of the factorised matrix)
+        self._solver = None             # PARDISO's, when it made the factor
         self.layout = "as given"
         if grid_shape is not None and len(grid_shape) == 2:
             M = sp.csr_matrix(M, dtype=np.float64)
@@ -170,8 +171,6 @@ class LUFactor:
         if backend == "pardiso" and self._pardiso(M, grid_shape, cells, many_solves, reproducible):
             return
         self.backend = "superlu"
-        if self.layout != "red-black numbering":
-            self.layout = "as given"
         self._lu = spla.splu(sp.csc_matrix(M), permc_spec="MMD_AT_PLUS_A")
         self.nnz = int(self._lu.L.nnz + self._lu.U.nnz)
         self._solve_other = self._lu.solve
@@ -188,7 +187,7 @@ class LUFactor:
     def _solve_factored(self, b: np.ndarray) -> np.ndarray:
         # no bound method of self is stored on self: a reference cycle would keep PARDISO's memory (hundreds
         # of MB) until the garbage collector ran, instead of freeing it with the last reference
-        if getattr(self, "_solver", None) is not None:
+        if self._solver is not None:
             return self._pardiso_solve(b)
         return self._solve_other(b)
 
@@ -200,13 +199,14 @@ class LUFactor:
         Mcsr = sp.csr_matrix(M, dtype=np.float64)
         Mcsr.sort_indices()
         nested_dissection = ndim >= 3
+        layout = self.layout
         if ndim == 2 and self._order is None:   # no red-black numbering: METIS for many solves, else padding
             nested_dissection = many_solves
             if not many_solves:
                 Mcsr = _with_diagonal_neighbours(Mcsr, grid_shape, cells)
-                self.layout = "9-point padding"
+                layout = "9-point padding"
         if nested_dissection:
-            self.layout = "nested dissection"
+            layout = "nested dissection"
         solver = _pardiso_module.PyPardisoSolver(mtype=11)      # real, structurally non-symmetric
         iparm = {1: 1,                          # use the values below (not PARDISO's defaults)
                  2: 2 if nested_dissection else 0,   # METIS nested dissection, or minimum degree
@@ -226,7 +226,7 @@ class LUFactor:
         if solver.iparm[13] > 0:                # perturbed pivots: not the M-matrix this module expects
             solver.free_memory(everything=False)
             return False
-        self.backend = "pardiso"
+        self.backend, self.layout = "pardiso", layout
         self.nnz = int(solver.iparm[17])
         self._matrix = Mcsr
         self._solver = solver
