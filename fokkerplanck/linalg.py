@@ -298,10 +298,7 @@ class _RedBlackReduction:
         out = _schur_complement(M.indptr, M.indices, M.data, colour, position, black)
         if out is None:
             return None
-        S = sp.csr_matrix(out, shape=(black.size, black.size))
-        S.has_sorted_indices = True
-        S.has_canonical_format = True
-        return cls(M, red, black, position, S)
+        return cls(M, red, black, position, _canonical_csr(*out, shape=(black.size, black.size)))
 
     def solve(self, y, solve_reduced):
         """``M^{-1} y`` given ``solve_reduced``, the solve with ``S``."""
@@ -318,7 +315,7 @@ class _RedBlackReduction:
 def _off_diagonal_block(M, rows, position, n_columns):
     """The rows ``rows`` of ``M`` without their diagonal entries, columns renumbered by ``position``."""
     indptr, indices, data = _off_diagonal_rows(M.indptr, M.indices, M.data, rows, position)
-    return sp.csr_matrix((data, indices, indptr), shape=(rows.size, n_columns))
+    return _canonical_csr(data, indices, indptr, shape=(rows.size, n_columns))
 
 
 @njit(cache=True)
@@ -429,6 +426,15 @@ def _schur_complement(indptr, indices, data, colour, position, black):
 _RED_BLACK_MIN_LINKED = 0.999     # fraction of the cells off the box's edge that need a diagonal link for red-black
 
 
+def _canonical_csr(data, indices, indptr, shape) -> sp.csr_matrix:
+    """A CSR matrix from arrays that are already canonical (sorted, unique columns in every row), marked so,
+    so that scipy and pypardiso do not check or sort them again."""
+    out = sp.csr_matrix((data, indices, indptr), shape=shape)
+    out.has_sorted_indices = True
+    out.has_canonical_format = True
+    return out
+
+
 def _grid_rows(shape, cells):
     """Flat cell index of every row, and the row of every cell (-1 for cells not in the matrix)."""
     full = int(np.prod(shape))
@@ -457,10 +463,7 @@ def _red_black_numbering(M: sp.csr_matrix, shape, cells):
     inverse = np.empty_like(order)
     inverse[order] = np.arange(order.size)
     indptr, indices, data = _permuted(M.indptr, M.indices, M.data, order, inverse)
-    out = sp.csr_matrix((data, indices, indptr), shape=M.shape)
-    out.has_sorted_indices = True
-    out.has_canonical_format = True
-    return out, order
+    return _canonical_csr(data, indices, indptr, shape=M.shape), order
 
 
 @njit(cache=True)
@@ -524,10 +527,7 @@ def _with_diagonal_neighbours(M: sp.csr_matrix, shape, cells) -> sp.csr_matrix:
     M = sp.csr_matrix(M, dtype=np.float64)
     M.sum_duplicates()                          # sorted, unique column indices in every row
     indptr, indices, data = _pad_rows(M.indptr, M.indices, M.data, rows, pos, int(shape[1]))
-    out = sp.csr_matrix((data, indices, indptr), shape=M.shape)
-    out.has_sorted_indices = True
-    out.has_canonical_format = True
-    return out
+    return _canonical_csr(data, indices, indptr, shape=M.shape)
 
 
 @njit(cache=True)

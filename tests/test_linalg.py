@@ -26,9 +26,14 @@ def backend(request, monkeypatch):
     return request.param
 
 
-def _ou(n=96):
+def _ou(n=96, D=D_OU):
     grid = fp.Grid([(-5, 5, n), (-5, 5, n)])
-    return fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(D_OU))
+    return fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(D))
+
+
+def _step_matrix(prob, h=0.05):
+    """I - h A for the problem's generator: a non-singular M-matrix, like those of the implicit time steps."""
+    return (sp.identity(prob.grid.size, format="csr") - h * fp.generator(prob).A).tocsr()
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
@@ -62,9 +67,8 @@ def test_backends_agree_to_round_off(monkeypatch):
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 def test_lu_factor_solves_an_m_matrix(backend):
     """I - h A for a generator A (a non-singular M-matrix), against the dense solve."""
-    A = fp.generator(_ou(12)).A
-    M = sp.identity(A.shape[0], format="csr") - 0.05 * A
-    b = np.random.default_rng(0).random(A.shape[0])
+    M = _step_matrix(_ou(12))
+    b = np.random.default_rng(0).random(M.shape[0])
     lu = linalg.LUFactor(M)
     assert lu.backend == backend and lu.nnz >= M.nnz
     np.testing.assert_allclose(lu.solve(b), np.linalg.solve(M.toarray(), b), rtol=1e-12)
@@ -128,12 +132,11 @@ def test_diagonal_neighbours_pad_the_pattern_and_keep_the_values():
 def _layout_fill(D, n):
     """Fill of PARDISO's LU of I - 0.05 A on an n^2 OU grid with constant D, the numbering used, and the fill
     with the matrix padded to the 9-point pattern in the natural numbering instead."""
-    grid = fp.Grid([(-5, 5, n), (-5, 5, n)])
-    A = fp.generator(fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(D))).A
-    M = sp.identity(A.shape[0], format="csr") - 0.05 * A
-    order = linalg._red_black_numbering(M.tocsr(), grid.shape, None)[1]
-    padded = linalg._with_diagonal_neighbours(M.tocsr(), grid.shape, None)
-    return (linalg.LUFactor(M, grid_shape=grid.shape, backend="pardiso").nnz, order,
+    prob = _ou(n, D)
+    M, shape = _step_matrix(prob), prob.grid.shape
+    order = linalg._red_black_numbering(M, shape, None)[1]
+    padded = linalg._with_diagonal_neighbours(M, shape, None)
+    return (linalg.LUFactor(M, grid_shape=shape, backend="pardiso").nnz, order,
             linalg.LUFactor(padded, backend="pardiso").nnz)
 
 
@@ -155,10 +158,9 @@ def test_superlu_gets_the_red_black_numbering_too():
     natural numbering (1,038,610 and 1,128,368; at 512^2 23.5 M against 29.4 M)."""
     fills = []
     for D in (D_OU, np.array([[0.5, -0.2], [-0.2, 0.3]])):
-        grid = fp.Grid([(-5, 5, 128), (-5, 5, 128)])
-        A = fp.generator(fp.Problem(grid, fp.landscapes.Quadratic(A_OU), fp.noise.Constant(D))).A
-        M = sp.identity(A.shape[0], format="csr") - 0.05 * A
-        fills.append((linalg.LUFactor(M, grid_shape=grid.shape, backend="superlu").nnz,
+        prob = _ou(128, D)
+        M = _step_matrix(prob)
+        fills.append((linalg.LUFactor(M, grid_shape=prob.grid.shape, backend="superlu").nnz,
                       linalg.LUFactor(M, backend="superlu").nnz))
     assert fills[0][0] == fills[1][0] and fills[0][0] < 0.95 * min(fills[0][1], fills[1][1])
 
@@ -171,7 +173,7 @@ def test_a_factor_is_freed_with_its_last_reference(backend):
     import gc
     import weakref as wr
     ou, five = _ou(24), _five_point(shape=(24, 20))
-    M_ou, M_five = (sp.identity(p.grid.size, format="csr") - 0.05 * fp.generator(p).A for p in (ou, five))
+    M_ou, M_five = _step_matrix(ou), _step_matrix(five)
     gc.disable()
     try:
         for M, shape in ((M_ou, ou.grid.shape), (M_five, five.grid.shape), (M_ou, None)):
@@ -194,7 +196,7 @@ def test_red_black_reduction_applies_to_bipartite_stencils_only():
     reflecting or absorbing, or periodic over an even number of cells; not a full D (diagonal links) nor a
     periodic seam across an odd number of cells. The reduced system has the black cells only."""
     def reduction(prob, cells=None):
-        M = sp.identity(prob.grid.size, format="csr") - 0.05 * fp.generator(prob).A
+        M = _step_matrix(prob)
         if cells is not None:
             M = M[cells][:, cells]
         return linalg._RedBlackReduction.of(M, prob.grid.shape, cells)
@@ -211,7 +213,7 @@ def test_the_layout_given_to_the_ordering_is_reported(backend):
     """A 5-point stencil that cannot be reduced (periodic over 7 cells): padded to 9 points for PARDISO's minimum
     degree, or METIS nested dissection for many solves; SuperLU takes it as given."""
     prob = _five_point("periodic", (8, 7))
-    M = sp.identity(prob.grid.size, format="csr") - 0.05 * fp.generator(prob).A
+    M = _step_matrix(prob)
     layouts = [linalg.LUFactor(M, grid_shape=prob.grid.shape, many_solves=many).layout for many in (False, True)]
     assert layouts == (["9-point padding", "nested dissection"] if backend == "pardiso" else ["as given"] * 2)
 
@@ -240,7 +242,7 @@ def test_red_black_reduced_solves(backend):
     assert np.abs(T - exact).max() < 2e-14 * exact.max()
 
     prob = _five_point("absorbing", (11, 9))
-    M = sp.identity(prob.grid.size, format="csr") - 0.05 * fp.generator(prob).A
+    M = _step_matrix(prob)
     b = np.random.default_rng(2).random((prob.grid.size, 2))
     x = linalg.LUFactor(M, grid_shape=prob.grid.shape).solve(b)
     np.testing.assert_allclose(x, np.linalg.solve(M.toarray(), b), rtol=1e-13)
@@ -296,9 +298,8 @@ def test_implicit_time_steps_alike_on_both_backends(monkeypatch):
 def test_reproducible_factor_gives_the_same_bits_every_time():
     """A METIS-ordered PARDISO factor made on two threads differed by ~1e-13 between identical runs; the
     one-thread factor that fp.evolve uses must not (checkpoint resumes are exact)."""
-    A = fp.generator(_ou(80)).A
-    M = sp.identity(A.shape[0], format="csr") - 0.01 * A
-    b = np.random.default_rng(1).random(A.shape[0])
+    M = _step_matrix(_ou(80), h=0.01)
+    b = np.random.default_rng(1).random(M.shape[0])
     x = [linalg.LUFactor(M, grid_shape=(80, 80), many_solves=True, reproducible=True, backend="pardiso").solve(b)
          for _ in range(5)]
     assert all(np.array_equal(x[0], xi) for xi in x[1:])
