@@ -24,12 +24,11 @@ import sys
 import time
 
 import numpy as np
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from . import checkpoint as _io
 from .density import Density, Trajectory
-from .linalg import LUFactor, lu_backend
+from .linalg import LUFactor, lu_backend, shifted
 from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
 from .problem import Problem
 
@@ -236,7 +235,6 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
         bar = _progress(total, progress)
         if bar is not None and done0:
             bar.update(done0)
-        I = sp.identity(N, format="csr")
         c = _GAMMA / 2 if scheme == "tr-bdf2" else 1.0
         iterative = linear_solver == "iterative" or (linear_solver == "auto" and grid.ndim == 3 and N > 8_000)
         info["linear_solver"] = "amg-gmres" if iterative else lu_backend()
@@ -246,7 +244,7 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
             """``x -> (I - c h A)^{-1} x``: one LU per step size, or AMG-preconditioned GMRES in 3D."""
             key = round(h, 15)
             if key not in solvers:
-                B = (I - (c * h) * A).tocsr()
+                B = shifted(A, 1.0, c * h)
                 if iterative:
                     solvers[key] = _iterative_solve(B, c * h * gen.max_rate())
                 else:

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .density import Density, warn_wall_mass
-from .linalg import LUFactor, lu_backend
+from .linalg import LUFactor, lu_backend, shifted
 from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
 from .problem import Problem
 
@@ -71,7 +71,7 @@ def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = 4):
     entries ``algorithm``, ``lu`` (backend), ``lu_layout`` (:attr:`LUFactor.layout`) and ``iterations``."""
     N = A.shape[0]
     eps = 1e-12 * np.max(np.abs(A.diagonal()))
-    lu = LUFactor(sp.identity(N, format="csr") * eps - A, grid_shape=grid_shape)
+    lu = LUFactor(shifted(A, eps), grid_shape=grid_shape)
     x = np.full(N, 1.0 / N)
     change = []
     for k in range(max_iterations):

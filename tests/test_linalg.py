@@ -83,6 +83,21 @@ def test_pardiso_does_not_hand_back_a_perturbed_factor():
         linalg.LUFactor(M, backend="pardiso")
 
 
+def test_shifted_matrix_keeps_the_generators_pattern():
+    """``shift I - scale A`` in the pattern of ``A`` (every diagonal stored): the values of scipy's
+    ``shift I - scale A`` exactly; a matrix missing a diagonal entry gets scipy's result."""
+    A = fp.generator(_ou(24)).A
+    for shift, scale in ((1e-12, 1.0), (1.0, 0.05)):
+        B = linalg.shifted(A, shift, scale)
+        reference = (sp.identity(A.shape[0], format="csr") * shift - A * scale).tocsr()
+        assert np.array_equal(B.indptr, A.indptr) and np.array_equal(B.indices, A.indices)
+        assert np.array_equal(B.toarray(), reference.toarray())
+    assert np.array_equal(A.data, fp.generator(_ou(24)).A.data)      # A itself untouched
+    M = sp.csr_matrix(np.array([[0.0, -1.0], [-1.0, 2.0]]))
+    M.eliminate_zeros()                                                # row 0 has no diagonal entry
+    np.testing.assert_array_equal(linalg.shifted(M, 3.0, 2.0).toarray(), [[3.0, 2.0], [2.0, -1.0]])
+
+
 def test_unknown_backends_are_rejected(monkeypatch):
     with pytest.raises(ValueError, match="unknown backend 'mumps'"):
         linalg.set_lu_backend("mumps")
