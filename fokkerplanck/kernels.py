@@ -326,7 +326,7 @@ def _wall_fraction(idx, f, shape, bc):
 
 
 @njit(cache=True)
-def _offset_keys(offsets, weights):
+def offset_keys(offsets, weights):
     """Lookup tables for the decompositions ``offsets (M, K, d)``, ``weights (M, K)``: an integer key of
     every offset up to sign, ``keys (M, K)`` (the offset oriented with its first non-zero component
     positive, read as digits in base ``2 R + 1``, ``R`` the longest component), and the weight of each axis
@@ -368,7 +368,7 @@ def _offset_keys(offsets, weights):
 
 @njit(cache=True)
 def _weight_of_key(keys, weights, m, key):
-    """Weight of the offset with ``key`` (see :func:`_offset_keys`) at cell ``m`` (0 when absent)."""
+    """Weight of the offset with ``key`` (see :func:`offset_keys`) at cell ``m`` (0 when absent)."""
     w = 0.0
     for k in range(keys.shape[1] - 1, -1, -1):   # backwards: the first match wins
         if keys[m, k] == key:
@@ -725,15 +725,19 @@ def _cell_potential_drop(n, qn, e, landscape, gradL, Q, gx):
     return z
 
 
-@njit(cache=True)
-def assemble_jumps(shape, bc, offsets, weights, Lval, gradL, Q, gx, resid):
-    """All jumps of the discrete process (rates in the problem's time unit).
+@njit(cache=True, nogil=True)
+def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL, Q, gx, resid, first, stop):
+    """The jumps of the discrete process on the edges that the cells ``first <= n < stop`` own (each edge
+    once; rates in the problem's time unit). Concatenated over consecutive ranges of cells, the lists are those
+    of one call over all cells, in the same order. Runs without the GIL, so ranges can be assembled by threads.
 
     Parameters
     ----------
     shape : (d,) int64;  bc : (d, 2) int64 wall codes (0 reflecting, 1 absorbing, 2 periodic)
     offsets, weights : (N, K, d), (N, K) Selling decomposition of ``D~ = D / (h_i h_j)`` at each cell, or
         (1, K, d), (1, K): one decomposition for every cell (a constant tensor)
+    keys, axis_weights : :func:`offset_keys` of ``offsets, weights``
+    first, stop : the range of cells whose edges are assembled
     Lval, gradL, Q : loss ``L`` (N,), its index-space gradient ``h_i dL/dtheta_i`` (N, d) and
         ``D~^+ diag(1/h^2)`` (N or 1, d, d); for problems without a landscape, empty arrays (0,), (0, d),
         (0, d, d): the gradient part of the drift is then absent
@@ -759,23 +763,25 @@ def assemble_jumps(shape, bc, offsets, weights, Lval, gradL, Q, gx, resid):
     int16).
     """
     d = shape.shape[0]
-    N = gx.shape[0]
     K = weights.shape[1]
     per_cell = offsets.shape[0] > 1
     q_per_cell = Q.shape[0] > 1
     landscape = Lval.shape[0] > 0
-    cap = N * (2 * d + 2 * K + 2 * d)
+    cap = (stop - first) * (4 * d + 2 * K)      # two jumps per axis face and per other offset, one per exit
     src = np.empty(cap, dtype=np.int64)
     dst = np.empty(cap, dtype=np.int64)
     rate = np.empty(cap)
     disp = np.empty((cap, d), dtype=np.int16)
-    keys, axis_weights, R = _offset_keys(offsets, weights)
     m = 0
     idx = np.zeros(d, dtype=np.int64)
+    rest = first
+    for ax in range(d - 1, -1, -1):     # the multi-index of cell ``first``
+        idx[ax] = rest % shape[ax]
+        rest //= shape[ax]
     e = np.zeros(d, dtype=np.int64)
     f = np.zeros(d, dtype=np.int64)
-    for n in range(N):
-        if n > 0:  # the multi-index of cell n (C order)
+    for n in range(first, stop):
+        if n > first:  # the multi-index of cell n (C order)
             ax = d - 1
             idx[ax] += 1
             while idx[ax] == shape[ax]:
@@ -861,28 +867,49 @@ def assemble_jumps(shape, bc, offsets, weights, Lval, gradL, Q, gx, resid):
     return src[:m], dst[:m], rate[:m], disp[:m]
 
 
-@njit(cache=True)
-def jumps_to_csr(N, src, dst, rate, index_like):
+def jumps_to_csr(N, chunks, index_dtype):
     """The generator ``A`` in CSR form, ``A[dst, src] += rate`` and ``A[src, src] -= rate`` for every
-    jump (a jump out of the domain, ``dst < 0``, only empties its source), duplicates summed, columns
-    sorted in every row; the diagonal is always stored. Returns ``indptr, indices, data`` with indices of
-    the dtype of ``index_like``.
+    jump of the lists ``chunks`` (``(src, dst, rate, disp)`` each, taken in order; a jump out of the domain,
+    ``dst < 0``, only empties its source), duplicates summed, columns sorted in every row; the diagonal is
+    always stored. Returns ``indptr, indices, data`` with indices of ``index_dtype``.
 
     Row ``r`` holds the jumps into ``r`` in their order, then the diagonal; a stable insertion sort by
-    column (rows are short) and a sweep summing equal columns make the format canonical."""
-    M = src.shape[0]
-    indptr = np.zeros(N + 1, dtype=index_like.dtype)
-    for j in range(M):
-        if dst[j] >= 0:
-            indptr[dst[j] + 1] += 1
-    for r in range(N):
-        indptr[r + 1] += indptr[r] + 1          # + the diagonal
-    nnz = indptr[N]
-    indices = np.empty(nnz, dtype=index_like.dtype)
-    data = np.empty(nnz)
+    column (rows are short) and a sweep summing equal columns make the format canonical. The sums run in
+    the order of the jumps, so the lists of one call of :func:`assemble_jumps` or of several over
+    consecutive ranges of cells give the same matrix, bit for bit."""
+    indptr = np.zeros(N + 1, dtype=index_dtype)
+    for _, dst, _, _ in chunks:
+        _count_rows(indptr, dst)
+    _row_starts(indptr)
+    indices = np.empty(indptr[N], dtype=index_dtype)
+    data = np.empty(indptr[N])
     pos = indptr[:N].copy()
     diag = np.zeros(N)
-    for j in range(M):
+    for src, dst, rate, _ in chunks:
+        _scatter_jumps(pos, indices, data, diag, src, dst, rate)
+    nnz = _sort_rows(indptr, pos, indices, data, diag)
+    return indptr, indices[:nnz], data[:nnz]
+
+
+@njit(cache=True)
+def _count_rows(indptr, dst):
+    """``indptr[r + 1] += `` the number of jumps into row ``r``."""
+    for j in range(dst.shape[0]):
+        if dst[j] >= 0:
+            indptr[dst[j] + 1] += 1
+
+
+@njit(cache=True)
+def _row_starts(indptr):
+    """Counts per row (plus one for the diagonal) to row starts, in place."""
+    for r in range(indptr.shape[0] - 1):
+        indptr[r + 1] += indptr[r] + 1
+
+
+@njit(cache=True)
+def _scatter_jumps(pos, indices, data, diag, src, dst, rate):
+    """Each jump into its row at ``pos[dst]`` (advanced); its rate out of the diagonal of its source."""
+    for j in range(src.shape[0]):
         s = src[j]
         diag[s] -= rate[j]
         r = dst[j]
@@ -891,6 +918,13 @@ def jumps_to_csr(N, src, dst, rate, index_like):
             indices[q] = s
             data[q] = rate[j]
             pos[r] = q + 1
+
+
+@njit(cache=True)
+def _sort_rows(indptr, pos, indices, data, diag):
+    """The diagonal appended to every row, the row sorted by column and its duplicates summed, compacting
+    towards the front (``indptr`` updated); returns the number of entries."""
+    N = indptr.shape[0] - 1
     out = 0
     start = 0
     for r in range(N):
@@ -921,22 +955,28 @@ def jumps_to_csr(N, src, dst, rate, index_like):
             out += 1
         start = end
         indptr[r + 1] = out
-    return indptr, indices[:out], data[:out]
+    return out
+
+
+def jump_current(N, chunks, spacing, P):
+    """Cell-centred current ``(N, d)``: each jump's flow ``rate * P[src]`` along its physical displacement
+    (``disp * spacing``), shared half-and-half between the two cells it joins (all of it to ``src`` for a
+    jump out of the domain), over the jump lists ``chunks`` (``(src, dst, rate, disp)`` each)."""
+    J = np.zeros((N, spacing.shape[0]))
+    for src, dst, rate, disp in chunks:
+        _add_jump_current(J, src, dst, rate, disp, spacing, P)
+    return J
 
 
 @njit(cache=True)
-def jump_current(N, src, dst, rate, disp_phys, P):
-    """Cell-centred current: each jump's flow ``rate * P[src]`` along its physical displacement, shared
-    half-and-half between the two cells it joins (all of it to ``src`` for a jump out of the domain)."""
-    d = disp_phys.shape[1]
-    J = np.zeros((N, d))
+def _add_jump_current(J, src, dst, rate, disp, spacing, P):
+    d = J.shape[1]
     for j in range(src.shape[0]):
         f = rate[j] * P[src[j]]
         if dst[j] >= 0:
             for p in range(d):
-                J[src[j], p] += 0.5 * f * disp_phys[j, p]
-                J[dst[j], p] += 0.5 * f * disp_phys[j, p]
+                J[src[j], p] += 0.5 * f * (disp[j, p] * spacing[p])
+                J[dst[j], p] += 0.5 * f * (disp[j, p] * spacing[p])
         else:
             for p in range(d):
-                J[src[j], p] += f * disp_phys[j, p]
-    return J
+                J[src[j], p] += f * (disp[j, p] * spacing[p])
