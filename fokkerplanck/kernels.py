@@ -22,7 +22,8 @@ Three pieces:
    non-negative rates: every transfer of probability leaves one cell and enters another (or leaves the
    domain through an absorbing wall), so the columns of ``A`` sum to zero (mass conservation) and its
    off-diagonal entries are non-negative (a Metzler matrix: positivity of ``exp(tA)``). The jumps are
-   gathered into ``A`` in CSR form directly (:func:`jumps_to_csr`).
+   gathered into ``A`` in CSR form directly (:func:`jumps_to_csr`), or made again a block of cells at a time
+   for products and currents without ``A`` (:func:`walk_jumps`).
 
 A constant tensor is decomposed once: the kernels accept ``offsets``, ``weights`` (and ``D_r``, ``D_r^+``)
 with a leading dimension of 1, shared by every cell. Helpers called in the cell loops take no early
@@ -958,18 +959,30 @@ def _sort_rows(indptr, pos, indices, data, diag):
     return out
 
 
-def jump_current(N, chunks, spacing, P):
-    """Cell-centred current ``(N, d)``: each jump's flow ``rate * P[src]`` along its physical displacement
-    (``disp * spacing``), shared half-and-half between the two cells it joins (all of it to ``src`` for a
-    jump out of the domain), over the jump lists ``chunks`` (``(src, dst, rate, disp)`` each)."""
-    J = np.zeros((N, spacing.shape[0]))
-    for src, dst, rate, disp in chunks:
-        _add_jump_current(J, src, dst, rate, disp, spacing, P)
-    return J
+def walk_jumps(N, args, visit, block=16_384):
+    """Make the jumps again, ``block`` cells at a time (:func:`assemble_jumps` with ``args``, the arguments
+    before ``first, stop``), and hand each block's lists ``(src, dst, rate, disp)`` to ``visit``, in the order
+    of one list over all cells: a matrix-free pass over the generator, whose memory is one block's lists."""
+    for first in range(0, N, block):
+        visit(*assemble_jumps(*args, first, min(first + block, N)))
 
 
 @njit(cache=True)
-def _add_jump_current(J, src, dst, rate, disp, spacing, P):
+def add_jump_flows(out, src, dst, rate, P):
+    """``out += A P`` over the jumps of the lists: each moves ``rate * P[src]`` from ``src`` to ``dst`` (out of
+    the domain where ``dst < 0``)."""
+    for j in range(src.shape[0]):
+        f = rate[j] * P[src[j]]
+        out[src[j]] -= f
+        if dst[j] >= 0:
+            out[dst[j]] += f
+
+
+@njit(cache=True)
+def add_jump_current(J, src, dst, rate, disp, spacing, P):
+    """Cell-centred current ``J (N, d)`` added to: each jump's flow ``rate * P[src]`` along its physical
+    displacement (``disp * spacing``), shared half-and-half between the two cells it joins (all of it to
+    ``src`` for a jump out of the domain)."""
     d = J.shape[1]
     for j in range(src.shape[0]):
         f = rate[j] * P[src[j]]

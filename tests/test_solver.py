@@ -75,30 +75,54 @@ def test_columns_sum_to_zero_and_offdiagonals_nonnegative(bc):
 
 
 def test_generator_assembled_by_threads_is_the_same_bit_for_bit(monkeypatch):
-    """The jump lists of consecutive ranges of cells, assembled by threads, give the same generator and current
-    as one list, bit for bit: a state-dependent tensor with every kind of wall in 2D, a full constant tensor
-    in 3D."""
+    """The jump lists of consecutive ranges of cells, assembled by threads, give the same generator as one list,
+    bit for bit: a state-dependent tensor with every kind of wall in 2D, a full constant tensor in 3D."""
     grid2 = fp.Grid([(-2, 2, 40), (-2, 2, 36)], bc=[("absorbing", "reflecting"), "periodic"])
     drift = lambda t: np.stack([-t[..., 0] + 0.5 * t[..., 1], -t[..., 1] - 0.3 * t[..., 0] ** 3], -1)
     grid3 = fp.Grid([(-2, 2, 14), (-2, 2, 12), (-2, 2, 10)], bc=["reflecting", "periodic", ("absorbing", "reflecting")])
     D3 = np.array([[0.5, 0.1, 0.05], [0.1, 0.4, -0.1], [0.05, -0.1, 0.3]])
     problems = [lambda: fp.Problem(grid2, noise=Field(anisotropic_field), drift=drift),
                 lambda: fp.Problem(grid3, Quadratic(np.eye(3)), Constant(D3))]
-    one_range = fp.operator._jumps_in_threads
+    in_threads = fp.operator._jumps_in_threads
     P = lambda g: np.random.default_rng(3).random(g.size)
     for make in problems:
         built = []
         for workers in (1, 3):
-            monkeypatch.setattr(fp.operator, "_jumps_in_threads", lambda N, args, w=workers: one_range(N, args, w))
+            ranges = []
+            monkeypatch.setattr(fp.operator, "_jumps_in_threads",
+                                lambda N, args, w=workers: ranges.append(in_threads(N, args, w)) or ranges[-1])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")            # the 2D field is too anisotropic for radius 2
                 G = fp.operator.Generator(make())
-            assert len(G._jumps) == workers
+            assert len(ranges[0]) == workers
             built.append(G)
         a, b = built
         assert np.array_equal(a.A.indptr, b.A.indptr) and np.array_equal(a.A.indices, b.A.indices)
         assert np.array_equal(a.A.data, b.A.data)
-        assert np.array_equal(a.current(P(a.grid)), b.current(P(b.grid)))
+
+
+def test_matrix_free_application_equals_the_sparse_product():
+    """``apply(P, matrix_free=True)`` makes the jumps again instead of using ``A``: the same ``A P`` to round-off
+    (measured 1.6e-16 and 3.3e-16 of ``max|A| max P``), absorbing walls and periodic seams included, and the
+    same loss of mass through the absorbing walls."""
+    grid2 = fp.Grid([(-2, 2, 40), (-2, 2, 36)], bc=[("absorbing", "reflecting"), "periodic"])
+    drift = lambda t: np.stack([-t[..., 0] + 0.5 * t[..., 1], -t[..., 1] - 0.3 * t[..., 0] ** 3], -1)
+    grid3 = fp.Grid([(-2, 2, 14), (-2, 2, 12), (-2, 2, 10)], bc=["reflecting", "periodic", ("absorbing", "reflecting")])
+    D3 = np.array([[0.5, 0.1, 0.05], [0.1, 0.4, -0.1], [0.05, -0.1, 0.3]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                    # the 2D field is too anisotropic for radius 2
+        problems = [fp.Problem(grid2, noise=Field(anisotropic_field), drift=drift),
+                    fp.Problem(grid3, Quadratic(np.eye(3)), Constant(D3))]
+        for prob in problems:
+            G = fp.generator(prob)
+            P = np.random.default_rng(4).random(prob.grid.shape)
+            free = G.apply(P, matrix_free=True)
+            assert free.shape == prob.grid.shape
+            scale = np.abs(G.A).max() * P.max()
+            np.testing.assert_allclose(free, G.apply(P), rtol=0, atol=4e-15 * scale)
+            assert abs(free.sum() - G.apply(P).sum()) < 1e-12 * scale
+            with pytest.raises(ValueError, match="values"):
+                G.apply(P.ravel()[:-1], matrix_free=True)
 
 
 def test_hessian_aligned_degenerate_valley_is_positive_and_conserves_mass():
