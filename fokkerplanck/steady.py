@@ -18,10 +18,12 @@ space spanned by a positive vector (Perron-Frobenius for Metzler matrices). Solv
   ``r`` pinned to 1, ``sum_{j != r} A_ij p_j = -A_ir`` for ``i != r`` (a non-singular M-matrix system; a dense
   normalisation row would destroy sparsity), solved by GMRES preconditioned with classical algebraic
   multigrid (pyamg's Ruge-Stuben solver). Its residual cannot tell how mass is shared between wells joined
-  by rates near underflow (each well is balanced on its own), so when the loss has a second well the solve is
-  repeated pinned there; if the two answers differ (L1 > 1e-6) ``auto`` falls back to the direct method
-  where it fits (3D: up to ``DIRECT_FALLBACK_LIMIT`` cells) and an explicit ``iterative`` warns. Metastability
-  made by the noise alone (one minimum of the loss) is not detected: prefer ``direct`` there.
+  by rates near underflow (each well is balanced on its own), so when the loss has a second well -- or, with
+  one minimum of the loss or no landscape at all (a drift field), when the answer itself has a second peak --
+  the solve is repeated pinned there; if the two answers differ (L1 > 1e-6) ``auto`` falls back to the direct
+  method where it fits (3D: up to ``DIRECT_FALLBACK_LIMIT`` cells) and an explicit ``iterative`` warns.
+  Metastable states whose peak in the first answer is below ``SECOND_PEAK_FLOOR`` of the highest one are not
+  seen: prefer ``direct`` where it fits.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ DIRECT_LIMIT = 1_100_000
 DIRECT_LIMIT_3D = 8_000               # SuperLU in 3D: 32^3 took 5.9 s, 40^3 29 s
 DIRECT_LIMIT_3D_PARDISO = 120_000     # PARDISO (METIS) in 3D: 40^3 1.2 s, 48^3 2.8 s / 1 GB, 64^3 13 s / 2.6 GB
 DIRECT_FALLBACK_LIMIT = {"superlu": 30_000, "pardiso": 300_000}   # 3D, when the iterative answer is doubtful
+SECOND_PEAK_FLOOR = 1e-8   # local maxima of an iterative answer below this fraction of its peak: solver noise
 
 
 def _pinned_system(A: sp.csr_matrix, r: int):
@@ -184,6 +187,14 @@ def _second_well(loss: np.ndarray, shape: tuple, pin: int) -> int | None:
     return int(rest[np.argmin(L.ravel()[rest])])
 
 
+def _second_peak(p: np.ndarray, shape: tuple, pin: int) -> int | None:
+    """The highest cell of the highest peak of the density ``p`` other than the one at (or nearest to) the
+    pinned cell ``pin`` (:func:`_second_well` of ``-p``), counting only cells above ``SECOND_PEAK_FLOOR`` of the
+    highest value; None when ``p`` has one peak."""
+    p = np.asarray(p, dtype=float)
+    return _second_well(np.where(p >= SECOND_PEAK_FLOOR * p.max(), -p, np.inf), shape, pin)
+
+
 def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: float = 1e-10,
                  maxiter: int = 500, pin: int | None = None, stencil_radius: int = DEFAULT_STENCIL_RADIUS,
                  warn: bool = True) -> Density:
@@ -258,8 +269,13 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         # A residual cannot see how mass is shared between wells joined by rates near underflow: each well is
         # in balance on its own. Pinned in one well, the solve can leave the other nearly empty and still
         # "converge" (measured: 3D double well at T = 0.03, left-well mass 3e-4 instead of 0.5). With two or
-        # more minima of the loss, solve again pinned in the second-lowest and compare the two answers.
+        # more minima of the loss, solve again pinned in the second-lowest and compare the two answers. With one
+        # minimum, or a drift field without a landscape, the wells are those of the answer: a second peak of p
+        # (measured: a 3D double well given as a drift field at T = 0.03, left-well mass 0.9997 instead of 0.5,
+        # "converged" in 17 iterations, pinned at the centre of the box).
         other = _second_well(loss, grid.shape, pin) if loss is not None else None
+        if other is None and np.all(np.isfinite(p)):
+            other = _second_peak(p, grid.shape, pin)
         if other is not None and np.all(np.isfinite(p)):
             q, _, _ = _pinned_iterative(A, other, tol, maxiter)
             gap = float(np.abs(p / p.sum() - q / q.sum()).sum()) if np.all(np.isfinite(q)) else np.inf
@@ -273,7 +289,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
                     extra["pin_dependence"] = gap
                 elif warn:
                     warnings.warn(f"steady_state: metastable problem -- the iterative answer depends on the pinned "
-                                  f"cell (L1 distance {gap:.1e} between pins in two minima of the loss): the share "
+                                  f"cell (L1 distance {gap:.1e} between pins in two wells): the share "
                                   "of mass between wells is not determined; use method='direct'",
                                   RuntimeWarning, stacklevel=2)
     scale = np.max(np.abs(p))
