@@ -228,6 +228,21 @@ def scratch_size(kind, params, d):
 
 
 @njit(cache=True)
+def _valley_polynomial(p, base, K, r):
+    """``lambda(r) = sum_n p[base + n] r^n`` (``K`` coefficients), ``dlambda/dr`` and ``2 d^2lambda/dr^2`` by
+    Horner's rule: with ``r = |x|^2`` these give ``lambda_i(x)`` and its derivatives in ``x`` on the
+    high-dimensional valley."""
+    lam = p[base + K - 1]
+    dl = 0.0
+    ddl = 0.0
+    for n in range(K - 2, -1, -1):
+        ddl = ddl * r + dl
+        dl = dl * r + lam
+        lam = lam * r + p[base + n]
+    return lam, dl, 2.0 * ddl
+
+
+@njit(cache=True)
 def _grad_hess_valley(p, th, g, H, want_h):
     nf = np.int64(p[0])
     ns = np.int64(p[1])
@@ -244,15 +259,7 @@ def _grad_hess_valley(p, th, g, H, want_h):
     S2 = 0.0
     for i in range(ns):
         y = th[nf + i]
-        base = 4 + i * K
-        lam = p[base + K - 1]
-        dl = 0.0
-        ddl = 0.0
-        for n in range(K - 2, -1, -1):
-            ddl = ddl * r + dl
-            dl = dl * r + lam
-            lam = lam * r + p[base + n]
-        ddl *= 2.0
+        lam, dl, ddl = _valley_polynomial(p, 4 + i * K, K, r)
         g[nf + i] = lam * y
         S1 += dl * y * y
         S2 += ddl * y * y
@@ -295,15 +302,7 @@ def _highdim_hess_aligned_step(p, th, xi, new, dt, c, lamv, dlv):
     cross = 0.0
     for i in range(ns):
         y = th[nf + i]
-        base = 4 + i * K
-        lam = p[base + K - 1]
-        dl = 0.0
-        ddl = 0.0
-        for n in range(K - 2, -1, -1):
-            ddl = ddl * r + dl
-            dl = dl * r + lam
-            lam = lam * r + p[base + n]
-        ddl *= 2.0
+        lam, dl, ddl = _valley_polynomial(p, 4 + i * K, K, r)
         lamv[i] = lam
         dlv[i] = dl
         S1 += dl * y * y
