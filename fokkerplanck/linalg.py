@@ -238,6 +238,8 @@ class LUFactor:
                 layout = "9-point padding"
         if nested_dissection:
             layout = "nested dissection"
+        if not np.all(np.diff(Mcsr.indptr)):
+            return False                        # an empty row: singular, and MKL would crash; SuperLU says so
         solver = _pardiso_module.PyPardisoSolver(mtype=11)      # real, structurally non-symmetric
         iparm = {1: 1,                          # use the values below (not PARDISO's defaults)
                  2: 2 if nested_dissection else 0,   # METIS nested dissection, or minimum degree

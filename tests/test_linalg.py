@@ -81,6 +81,10 @@ def test_pardiso_does_not_hand_back_a_perturbed_factor():
     M = sp.csr_matrix(np.array([[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0], [0.0, 0.0, 2.0]]))
     with pytest.raises(RuntimeError, match="singular"):
         linalg.LUFactor(M, backend="pardiso")
+    empty_row = sp.csr_matrix(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 2.0]]))
+    empty_row.eliminate_zeros()                 # PARDISO is not called with it (MKL could crash)
+    with pytest.raises(RuntimeError, match="singular"):
+        linalg.LUFactor(empty_row, backend="pardiso")
 
 
 def test_shifted_matrix_keeps_the_generators_pattern():
