@@ -727,7 +727,8 @@ def _cell_potential_drop(n, qn, e, landscape, gradL, Q, gx):
 
 
 @njit(cache=True, nogil=True)
-def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL, Q, gx, resid, first, stop):
+def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL, Q, gx, resid, first, stop,
+                   index_like):
     """The jumps of the discrete process on the edges that the cells ``first <= n < stop`` own (each edge
     once; rates in the problem's time unit). Concatenated over consecutive ranges of cells, the lists are those
     of one call over all cells, in the same order. Runs without the GIL, so ranges can be assembled by threads.
@@ -739,6 +740,7 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
         (1, K, d), (1, K): one decomposition for every cell (a constant tensor)
     keys, axis_weights : :func:`offset_keys` of ``offsets, weights``
     first, stop : the range of cells whose edges are assembled
+    index_like : an array of the integer type of ``src, dst`` (int32 below 2^31 cells: 8 bytes a jump less)
     Lval, gradL, Q : loss ``L`` (N,), its index-space gradient ``h_i dL/dtheta_i`` (N, d) and
         ``D~^+ diag(1/h^2)`` (N or 1, d, d); for problems without a landscape, empty arrays (0,), (0, d),
         (0, d, d): the gradient part of the drift is then absent
@@ -769,8 +771,8 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
     q_per_cell = Q.shape[0] > 1
     landscape = Lval.shape[0] > 0
     cap = (stop - first) * (4 * d + 2 * K)      # two jumps per axis face and per other offset, one per exit
-    src = np.empty(cap, dtype=np.int64)
-    dst = np.empty(cap, dtype=np.int64)
+    src = np.empty(cap, index_like.dtype)
+    dst = np.empty(cap, index_like.dtype)
     rate = np.empty(cap)
     disp = np.empty((cap, d), dtype=np.int16)
     m = 0
@@ -963,8 +965,9 @@ def walk_jumps(N, args, visit, block=16_384):
     """Make the jumps again, ``block`` cells at a time (:func:`assemble_jumps` with ``args``, the arguments
     before ``first, stop``), and hand each block's lists ``(src, dst, rate, disp)`` to ``visit``, in the order
     of one list over all cells: a matrix-free pass over the generator, whose memory is one block's lists."""
+    index_like = np.zeros(0, dtype=np.int32 if N < np.iinfo(np.int32).max else np.int64)
     for first in range(0, N, block):
-        visit(*assemble_jumps(*args, first, min(first + block, N)))
+        visit(*assemble_jumps(*args, first, min(first + block, N), index_like))
 
 
 @njit(cache=True)
