@@ -66,6 +66,10 @@ class Generator:
     info : dict
         ``cross_diffusion_shrunk_cells`` and ``cross_diffusion_min_factor``, ``max_offset`` (longest stencil
         offset, in cells), ``assembly_seconds``, ``nnz``.
+
+    ``apply(P)`` is ``A P``; ``apply(P, matrix_free=True)`` the same product without ``A``, from the jumps made
+    again a block of cells at a time; ``current(P)`` the scheme's fluxes at the cell centres. The jumps are
+    assembled on as many threads as numba may use, into the same ``A`` on any number of them.
     """
 
     def __init__(self, problem: Problem, stencil_radius: int = DEFAULT_STENCIL_RADIUS, warn: bool = True):
