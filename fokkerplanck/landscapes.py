@@ -128,17 +128,26 @@ class DegenerateValley(Landscape):
 
     # lambda(x) and its derivatives, as polynomials in x
     def lam(self, x, derivative: int = 0):
-        """``lambda(x) = sum_n lambda_n x^(2n)`` or its first/second derivative."""
+        """``lambda(x) = sum_n lambda_n x^(2n)`` or its first/second derivative, the powers ``x^(2n) = r^n``
+        (``r = x^2``) by repeated products (numpy's ``x**4`` calls ``pow`` element by element: 3x slower)."""
         x = np.asarray(x, dtype=float)
+        if derivative not in (0, 1, 2):
+            raise ValueError(f"DegenerateValley.lam: derivative must be 0, 1 or 2, got {derivative}")
+        r = x * x
         out = np.zeros_like(x)
+        below = np.ones_like(x)                 # r^(n-1) at the term n >= 1
         for n, c in enumerate(self.lambdas):
-            p = 2 * n
+            if n == 0:
+                if derivative == 0:
+                    out += c
+                continue
             if derivative == 0:
-                out = out + c * x**p
-            elif derivative == 1 and p >= 1:
-                out = out + c * p * x ** (p - 1)
-            elif derivative == 2 and p >= 2:
-                out = out + c * p * (p - 1) * x ** (p - 2)
+                out += c * (below * r)
+            elif derivative == 1:
+                out += (2 * n * c) * (x * below)
+            else:
+                out += (2 * n * (2 * n - 1) * c) * below
+            below = below * r
         return out
 
     def flatness(self, x):

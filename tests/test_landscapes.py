@@ -160,3 +160,20 @@ def test_quadratic_validation():
         Quadratic(np.ones((2, 3)))
     with pytest.raises(ValueError):
         Quadratic([[np.nan, 0], [0, 1]])
+
+
+def test_valley_lambda_and_its_derivatives_are_the_polynomial():
+    """``lambda(x) = sum_n lambda_n x^(2n)`` and its derivatives, computed by repeated products, against the
+    powers written out (negative x included), to 4e-16 of the largest value."""
+    land = DegenerateValley(lambdas=(8.0, -2.0, 1.0, 0.3))
+    x = np.linspace(-2.0, 2.0, 401)
+    c = land.lambdas
+    exact = [sum(cn * x ** (2 * n) for n, cn in enumerate(c)),
+             sum(cn * 2 * n * x ** (2 * n - 1) for n, cn in enumerate(c) if n),
+             sum(cn * 2 * n * (2 * n - 1) * x ** (2 * n - 2) for n, cn in enumerate(c) if n)]
+    for k, ref in enumerate(exact):
+        np.testing.assert_allclose(land.lam(x, k), ref, rtol=0, atol=1e-15 * np.abs(ref).max())
+    flat = DegenerateValley(lambdas=(3.0,))
+    assert np.all(flat.lam(x) == 3.0) and np.all(flat.lam(x, 1) == 0) and np.all(flat.lam(x, 2) == 0)
+    with pytest.raises(ValueError, match="derivative"):
+        land.lam(x, 3)
