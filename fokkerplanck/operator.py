@@ -157,8 +157,8 @@ class Generator:
         without ``A``, from the jumps made again a block of cells at a time
         (:func:`fokkerplanck.kernels.walk_jumps`, one exponential per edge), each moving ``k P_src`` from its
         source to its target: the same numbers as ``A @ P`` but for the order of the sums (round-off; measured
-        3e-16 of ``max|A| max P``), in the memory of one block's jumps rather than of ``A``, and ~30x slower
-        than the sparse product (512^2: 0.11 s against 3.5 ms)."""
+        2e-16 to 6e-16 of ``max|A| max P``), in the memory of one block's jumps rather than of ``A``, and 30-90x
+        slower than the sparse product (``benchmarks/assembly.py``; 512^2: 0.075 s against 1.7 ms)."""
         P = self._density(P)
         if not matrix_free:
             return (self.A @ P).reshape(self.grid.shape)
