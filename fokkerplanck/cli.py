@@ -307,7 +307,8 @@ def cmd_steady(run: _Run, figures: bool):
     run.metrics["steady"] = {**_density_metrics(ss), "residual": info.get("residual"),
                              "wall_ratio": info.get("wall_ratio"), "method": info.get("method"),
                              "cells": grid.size,
-                             "cross_diffusion_shrunk_cells": info.get("cross_diffusion_shrunk_cells")}
+                             "cross_diffusion_shrunk_cells": info.get("cross_diffusion_shrunk_cells"),
+                             "split_gap": info.get("split_gap")}
     label, th, tmetrics, note = run.timed("theory_s", _theory_for, cfg, prob, grid)
     if note:
         run.notes.append(note)

@@ -14,6 +14,10 @@ space spanned by a positive vector (Perron-Frobenius for Metzler matrices). Solv
   the other modes by ``eps / (eps + |lambda_k|)``. Unlike pinning one cell to 1, this keeps its digits on
   metastable problems (wells joined by rates near underflow), where the value at any pinned cell
   can be 1e-17 of the peak, and it keeps symmetric wells balanced.
+  Wells joined by rates below the LU's round-off
+  (``|lambda_2| << eps``) cannot be weighed against each other by any solve with this matrix: the iteration
+  stalls with the split of its uniform start, and the answer is checked from a second start and a warning
+  given (:func:`_inverse_iteration`, ``info["split_gap"]``).
 * ``"iterative"`` (default for large 3D and very large 2D grids, where LU fill-in grows too fast): one cell
   ``r`` pinned to 1, ``sum_{j != r} A_ij p_j = -A_ir`` for ``i != r`` (a non-singular M-matrix system; a dense
   normalisation row would destroy sparsity), solved by GMRES preconditioned with classical algebraic
@@ -44,6 +48,9 @@ DIRECT_LIMIT_3D = 8_000               # SuperLU in 3D: 32^3 took 5.9 s, 40^3 29 
 DIRECT_LIMIT_3D_PARDISO = 120_000     # PARDISO (METIS) in 3D: 40^3 1.2 s, 48^3 2.8 s / 1 GB, 64^3 13 s / 2.6 GB
 DIRECT_FALLBACK_LIMIT = {"superlu": 30_000, "pardiso": 300_000}   # 3D, when the iterative answer is doubtful
 SECOND_PEAK_FLOOR = 1e-8   # local maxima of an iterative answer below this fraction of its peak: solver noise
+MAX_INVERSE_ITERATIONS = 40   # solves of the direct method; a convergence factor of 0.5 reaches 1e-12 in 40
+_STALLED = 0.5                 # a change at least half the one before: inverse iteration is no longer converging
+SPLIT_TOLERANCE = 1e-6         # L1 distance between answers from two starts above which the direct method warns
 
 
 def _pinned_system(A: sp.csr_matrix, r: int):
@@ -59,33 +66,75 @@ def _pinned_system(A: sp.csr_matrix, r: int):
     return A, b
 
 
-def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = 4):
+def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = MAX_INVERSE_ITERATIONS):
     """Null vector of ``A`` by inverse iteration with ``B = eps I - A``, ``eps = 1e-12 max|A_nn|``.
 
     ``B`` is a non-singular M-matrix, so ``B^{-1} >= 0`` keeps the iterates non-negative, and its LU needs
     no pivoting for stability (column diagonal dominance). Each step damps the other modes by
-    ``eps / (eps + |lambda_k|)``; this rescues metastable problems (wells joined by rates near underflow)
-    where the pinned system loses all its digits.
+    ``rho_k = eps / (eps + |lambda_k|)``; this rescues metastable problems (wells joined by rates near
+    underflow) where the pinned system loses all its digits. From the uniform start it goes on
+    (:func:`_iterate`) while the change ``d_k = max|x_k - x_{k-1}| / max x_k`` shrinks, up to
+    ``max_iterations`` solves:
 
-    The iteration stops early when the change ``d_k = max|x_k - x_{k-1}|`` has shrunk so fast that the
-    next one, estimated geometrically as ``d_k^2 / d_{k-1}``, is below ``1e-15 max x``: on a problem with a
-    spectral gap (``|lambda_2| >> eps``) that is after two solves (measured on OU at 512^2:
-    ``d_1 ~ 1``, ``d_2 ~ 1e-9``, a third solve changes nothing above 1e-17). Returns ``x`` and the info
-    entries ``algorithm``, ``lu`` (backend), ``lu_layout`` (:attr:`LUFactor.layout`) and ``iterations``."""
+    * a spectral gap (``|lambda_2| >> eps``): two solves (``d_2^2 / d_1`` below 1e-15; measured on OU at 512^2:
+      ``d_1 ~ 1``, ``d_2 ~ 1e-9``, a third solve changes nothing above 1e-17);
+    * ``|lambda_2|`` a few times ``eps``: geometric convergence, until the tail ``d_k r / (1 - r)``
+      (``r = d_k / d_{k-1}``) is below 1e-14 (measured: a tilted double well at T = 0.05, ``r = 0.16``, 17
+      solves; four gave an L1 error of 1.3e-4 against the exact Boltzmann weights);
+    * ``|lambda_2|`` far below ``eps`` (wells joined by rates below the LU's round-off of the largest ones): the
+      change stalls (``r >= 0.5``) and the share of mass between the wells is whatever the start gave them:
+      the uniform start splits them by volume (measured: a tilted double well at T = 0.03, left-well mass 0.500
+      instead of 0.582). Then a second run, from the answer with its mass moved across the box
+      (:func:`_tilted_start`), measures how much the answer depends on the start: ``split_gap``, the L1 distance
+      between the two answers (the uniform start's is returned; right only where symmetry fixes the split).
+
+    Returns ``x`` and the info entries ``algorithm``, ``lu`` (backend), ``lu_layout``
+    (:attr:`LUFactor.layout`), ``iterations``, ``last_change`` and, when the iteration stalled, ``split_gap``."""
     N = A.shape[0]
     eps = 1e-12 * np.max(np.abs(A.diagonal()))
     lu = LUFactor(shifted(A, eps), grid_shape=grid_shape)
-    x = np.full(N, 1.0 / N)
+    x, change, stalled = _iterate(lu, np.full(N, 1.0 / N), max_iterations)
+    info = {"algorithm": f"inverse iteration on eps I - A (sparse LU, {lu.backend})", "lu": lu.backend,
+            "lu_layout": lu.layout, "iterations": len(change), "last_change": float(change[-1])}
+    if stalled:
+        y, _, _ = _iterate(lu, _tilted_start(x, grid_shape), max_iterations)
+        info["split_gap"] = float(np.abs(x - y).sum())
+    return x, info
+
+
+def _tilted_start(x, grid_shape):
+    """``x`` with its mass moved across the box: ``x exp(sum_i a_i t_i)``, ``t_i`` in ``[-1, 1]`` the cell's
+    position along axis ``i`` and fixed ``|a_i|`` in ``[1, 2]`` (a reproducible draw), normalised: the shapes
+    within regions kept, their shares changed by factors up to ``e^4`` whichever axes separate them."""
+    shape = tuple(grid_shape) if grid_shape is not None else (x.size,)
+    rng = np.random.default_rng(0)
+    a = rng.uniform(1.0, 2.0, len(shape)) * rng.choice([-1.0, 1.0], len(shape))
+    exponent = np.zeros(shape)
+    for i, n in enumerate(shape):
+        t = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+        exponent += a[i] * t.reshape((1,) * i + (n,) + (1,) * (len(shape) - i - 1))
+    y = x * np.exp(exponent).ravel()
+    return y / y.sum()
+
+
+def _iterate(lu, x, max_iterations: int):
+    """Inverse iteration ``x <- B^{-1} x`` (clipped at 0, normalised to sum 1) from ``x``: returns the last
+    iterate, the changes ``d_k``, and whether it stopped because the change stalled (``d_k >= d_{k-1} / 2``
+    from the third solve on) or ran out of solves rather than converged (see :func:`_inverse_iteration`)."""
     change = []
     for k in range(max_iterations):
         x_new = np.clip(lu.solve(x), 0.0, None)
         x_new /= x_new.sum()
         change.append(np.max(np.abs(x_new - x)) / np.max(x_new))
         x = x_new
-        if k >= 1 and change[-1] ** 2 <= 1e-15 * change[-2]:
-            break
-    return x, {"algorithm": f"inverse iteration on eps I - A (sparse LU, {lu.backend})", "lu": lu.backend,
-               "lu_layout": lu.layout, "iterations": len(change)}
+        if k == 0:
+            continue
+        r = change[-1] / change[-2] if change[-2] > 0 else 0.0
+        if change[-1] ** 2 <= 1e-15 * change[-2] or (r < _STALLED and change[-1] * r / (1.0 - r) <= 1e-14):
+            return x, change, False
+        if k >= 2 and r >= _STALLED:
+            return x, change, True
+    return x, change, True
 
 
 def _boltzmann_candidate(gen: Generator) -> np.ndarray | None:
@@ -227,7 +276,10 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     -------
     Density, with ``info``: ``residual`` ``max|A p| / max|diag A| max p`` (about machine precision for the
     direct solver), ``method`` (``detailed-balance``, ``direct`` or ``iterative``), ``lu`` (the sparse LU
-    backend, direct only), ``lu_layout`` (how the LU's ordering was prepared: ``red-black reduction``,
+    backend, direct only), ``iterations`` and ``last_change`` (direct: solves made and the relative change of
+    the last; see :func:`_inverse_iteration`), ``split_gap`` (direct, when the iteration stalled: how far the
+    answer moves from another start -- above ``SPLIT_TOLERANCE`` it warns that the share of mass between
+    nearly decoupled regions is not determined), ``lu_layout`` (how the LU's ordering was prepared: ``red-black reduction``,
     ``red-black numbering``, ...; see :class:`fokkerplanck.linalg.LUFactor`), ``pinned_cell`` (iterative
     only, else None), ``pin_dependence`` (L1 distance between the answers pinned in two wells, when the
     iterative solver checked it), ``seconds``, ``wall_ratio`` (peak
@@ -304,6 +356,14 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     if warn and method == "iterative" and not extra.get("converged", True):
         warnings.warn(f"steady_state: the iterative solver did not converge in {maxiter} iterations "
                       f"(residual {res:.2e}); try method='direct' or a larger maxiter", RuntimeWarning, stacklevel=2)
+    gap = extra.get("split_gap", 0.0)
+    if warn and method == "direct" and gap > SPLIT_TOLERANCE:
+        warnings.warn(f"steady_state: nearly decoupled regions -- the share of mass between them is not determined "
+                      f"(inverse iteration stalled; from another start the answer moved by {gap:.1e} in L1): the "
+                      "rates joining them are below the round-off of the sparse LU (~1e-12 of the largest rates). "
+                      "The answer keeps the split of a uniform start, which is right only where symmetry fixes it; "
+                      "relate the regions' weights through their escape times (fp.mean_first_passage_time) instead",
+                      RuntimeWarning, stacklevel=2)
     if warn and (res > 1e-6 or neg < -1e-8):
         warnings.warn(f"steady_state: the discrete steady state is ill-determined (relative residual {res:.2e}, "
                       f"most negative entry {neg:.2e} of the peak before clipping): nearly decoupled regions or "

@@ -521,7 +521,9 @@ def prl_steady_point(delta_s: float, eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0)
     Returns ``mean_abs_x`` ``<|x|>``, ``x_peak`` (``|x|`` at the peak of the x-marginal), ``flatness`` =
     ``F(<|x|>) = lambda(<|x|>)^(-1/2)``, ``mean_flatness`` ``<F(x)>``, ``flatness_min`` ``F(0)`` and
     ``flatness_max`` ``F(x_F)``, ``transition`` ``Delta_S* = -eps/lambda_1``, and diagnostics ``wall_ratio``,
-    ``residual``, ``shrunk_cells`` / ``min_cross_factor`` (cells whose cross-diffusion the monotone stencil had
+    ``residual``, ``split_gap`` (None, or how far the answer moved from another start when the wells are joined
+    by rates below the LU's round-off: their split is then the symmetric one of a uniform start, see
+    :func:`fokkerplanck.steady.steady_state`), ``shrunk_cells`` / ``min_cross_factor`` (cells whose cross-diffusion the monotone stencil had
     to scale down -- on this landscape near every cell: ``<|x|>`` then depends on ``stencil_radius``),
     ``seconds``. ``quick`` halves the grid."""
     from . import theory
@@ -560,6 +562,7 @@ def prl_steady_point(delta_s: float, eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0)
         "residual": float(ss.info.get("residual", float("nan"))),
         "shrunk_cells": int(ss.info.get("cross_diffusion_shrunk_cells", 0)),
         "min_cross_factor": float(ss.info.get("cross_diffusion_min_factor", 1.0)),
+        "split_gap": ss.info.get("split_gap"),
         "stencil_radius": int(stencil_radius),
         "cells": [nx, ny],
         "seconds": time.perf_counter() - t0,

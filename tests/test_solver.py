@@ -348,6 +348,40 @@ def test_metastable_steady_state_by_inverse_iteration():
     assert abs(left - 0.5) < 1e-5
 
 
+def _tilted_double_well(T, tilt):
+    """L = (x^2 - 1)^2 + tilt x + y^2/2 with D = T I: in detailed balance, so the exact discrete steady state is
+    the Boltzmann weight exp(-L/T) (what method="auto" returns), against which the direct solve is measured."""
+    def loss(t):
+        return (t[..., 0] ** 2 - 1) ** 2 + tilt * t[..., 0] + 0.5 * t[..., 1] ** 2
+
+    def grad(t):
+        return np.stack([4 * t[..., 0] * (t[..., 0] ** 2 - 1) + tilt, t[..., 1]], axis=-1)
+
+    return fp.Problem(fp.Grid([(-2, 2, 120), (-1.5, 1.5, 60)]), Custom(loss, grad), Isotropic(T))
+
+
+def test_inverse_iteration_runs_on_while_it_converges_and_warns_where_it_cannot():
+    """Tilted double well. At T = 0.05 the wells' rate is a few times the shift: the changes shrink by 0.16 a
+    solve, and the iteration goes on (17 solves) to the Boltzmann weights (measured L1 1.6e-7; the former stop
+    after four solves left 1.3e-4). At T = 0.03 the rate is far below the shift: the change stalls at 7e-7, the
+    uniform start's split stays (left-well mass 0.500 against the exact 0.582), and the answer from a start with
+    the mass moved across the box differs (measured L1 0.68): a warning, not a silent answer."""
+    lm = lambda d: d.expect(lambda t: (t[..., 0] < 0).astype(float))
+    prob = _tilted_double_well(0.05, 0.01)
+    exact = fp.steady_state(prob)
+    assert exact.info["method"] == "detailed-balance"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ss = fp.steady_state(prob, method="direct")
+    assert ss.info["iterations"] > 4 and ss.info["last_change"] < 1e-12 and "split_gap" not in ss.info
+    assert np.abs(ss.values - exact.values).sum() * prob.grid.cell_volume < 1e-6
+    assert abs(lm(ss) - lm(exact)) < 1e-6
+    prob = _tilted_double_well(0.03, 0.005)
+    with pytest.warns(RuntimeWarning, match="share of mass between them is not determined"):
+        ss = fp.steady_state(prob, method="direct")
+    assert ss.info["split_gap"] > 0.1 and ss.info["iterations"] == 3
+
+
 def test_shrunk_cross_diffusion_stays_close_to_the_diagonal_model():
     """D = Delta_S H^2 on the PRL valley needs cross-diffusion no short monotone stencil holds; the stencil keeps
     the diagonal of D and scales D12 down. Particles show D12 hardly matters for the x-marginal here (SDE,
