@@ -617,3 +617,88 @@ def _pad_rows(indptr, indices, data, rows, pos, n1):
             if not fill:
                 new_ptr[r + 1] = q
     return new_ptr, new_idx, new_val
+
+
+# --- stationary vectors of nearly decoupled chains: Grassmann-Taksar-Heyman elimination --------------------
+GTH_WORK_LIMIT = 3e9        # multiply-adds of the banded elimination (~1 GFlop/s here: ~3 s)
+GTH_MEMORY_LIMIT = 1.0e9    # bytes of the band
+
+
+def gth_stationary(A: sp.csr_matrix, shape) -> np.ndarray | None:
+    """The stationary vector ``p`` of a generator ``A`` (``A[m, n]`` the rate of ``n -> m``, ``A p = 0``,
+    ``sum p = 1``) by the Grassmann-Taksar-Heyman elimination, or None when its band would exceed
+    ``GTH_WORK_LIMIT`` / ``GTH_MEMORY_LIMIT`` or the chain is not irreducible.
+
+    States are eliminated one at a time, last first. With ``r_ij`` the rate ``i -> j`` among the states left,
+    eliminating ``k`` leaves the chain on ``0 .. k-1`` with ``r_ij += r_ik r_kj / s_k``,
+    ``s_k = sum_{j < k} r_kj``; then ``p_0 = 1`` and ``p_k = sum_{i < k} p_i r_ik / s_k``. The diagonal is never
+    used -- each ``s_k`` is a sum of rates, not a difference -- so every step adds, multiplies and divides
+    non-negative numbers and the answer keeps its relative accuracy however small the rates joining its parts
+    (Grassmann, Taksar & Heyman, Oper. Res. 33, 1985; O'Cinneide, Numer. Math. 65, 1993). That is what inverse
+    iteration on ``eps I - A`` cannot do once those rates are below the LU's round-off of the largest ones.
+
+    The cells of a grid of ``shape`` are numbered with the longest axis varying slowest, so the stencil's links
+    stay within a band of half-width ``b`` (about the shortest axis times the stencil radius) and so does the
+    fill: ``N b^2`` work, ``N (2 b + 1)`` numbers. Fine in 1D and for 2D grids up to a few hundred cells on the
+    short side; rarely in 3D."""
+    N = A.shape[0]
+    shape = tuple(int(n) for n in shape) if shape is not None else (N,)
+    axes = sorted(range(len(shape)), key=lambda a: -shape[a])           # longest axis slowest
+    order = np.arange(N).reshape(shape).transpose(axes).ravel()        # order[k]: the cell at position k
+    position = np.empty(N, dtype=np.int64)
+    position[order] = np.arange(N)
+    A = sp.coo_matrix(A)
+    off = A.row != A.col
+    src, dst, rate = position[A.col[off]], position[A.row[off]], A.data[off]
+    b = int(np.max(np.abs(dst - src))) if src.size else 0
+    if N * float(b) * b > GTH_WORK_LIMIT or N * (2.0 * b + 1) * 8 > GTH_MEMORY_LIMIT or np.any(rate < 0):
+        return None
+    band = np.zeros((N, 2 * b + 1))
+    np.add.at(band, (src, dst - src + b), rate)                        # band[i, j - i + b] = r_ij
+    p = _gth_band(band, b)
+    if p.size == 0 or not np.all(np.isfinite(p)) or not p.sum() > 0:
+        return None
+    out = np.empty(N)
+    out[order] = p / p.sum()
+    return out
+
+
+@njit(cache=True, fastmath={"contract"})     # fused multiply-adds: 1.4x, and no less accurate
+def _gth_band(band, b):
+    """GTH elimination on the band ``band[i, j - i + b] = r_ij`` (overwritten); the stationary vector in the
+    band's numbering, up to a factor, or an empty array if some ``s_k`` is zero (not irreducible). Partial
+    results are rescaled when they grow past 1e200 (the recursion is linear), so wells far above the first
+    state do not overflow; states below 1e-200 of them may underflow to 0."""
+    N = band.shape[0]
+    s = np.zeros(N)
+    r_k = np.empty(b)                           # row k's rates to the states below it, copied: a clean axpy
+    for k in range(N - 1, 0, -1):
+        lo = max(0, k - b)
+        n = k - lo
+        sk = 0.0
+        for t in range(n):
+            r_k[t] = band[k, lo - k + b + t]
+            sk += r_k[t]
+        if not sk > 0.0:
+            return np.zeros(0)
+        s[k] = sk
+        for i in range(lo, k):
+            f = band[i, k - i + b]
+            if f == 0.0:
+                continue
+            f /= sk
+            row = band[i]
+            base = lo - i + b
+            for t in range(n):                  # t = k - 1 - i lands on the unused diagonal slot
+                row[base + t] += f * r_k[t]
+    p = np.zeros(N)
+    p[0] = 1.0
+    for k in range(1, N):
+        acc = 0.0
+        for i in range(max(0, k - b), k):
+            acc += p[i] * band[i, k - i + b]
+        p[k] = acc / s[k]
+        if p[k] > 1e200:
+            for i in range(k + 1):
+                p[i] *= 1e-200
+    return p

@@ -16,8 +16,9 @@ space spanned by a positive vector (Perron-Frobenius for Metzler matrices). Solv
   can be 1e-17 of the peak, and it keeps symmetric wells balanced.
   Wells joined by rates below the LU's round-off
   (``|lambda_2| << eps``) cannot be weighed against each other by any solve with this matrix: the iteration
-  stalls with the split of its uniform start, and the answer is checked from a second start and a warning
-  given (:func:`_inverse_iteration`, ``info["split_gap"]``).
+  stalls with the split of its uniform start; checked from a second start, such an answer is replaced by the
+  Grassmann-Taksar-Heyman elimination where its band fits, and otherwise kept with a warning
+  (:func:`_inverse_iteration`, ``info["split_gap"]``, ``info["gth"]``).
 * ``"iterative"`` (default for large 3D and very large 2D grids, where LU fill-in grows too fast): one cell
   ``r`` pinned to 1, ``sum_{j != r} A_ij p_j = -A_ir`` for ``i != r`` (a non-singular M-matrix system; a dense
   normalisation row would destroy sparsity), solved by GMRES preconditioned with classical algebraic
@@ -39,7 +40,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .density import Density, warn_wall_mass
-from .linalg import LUFactor, lu_backend, shifted
+from .linalg import LUFactor, gth_stationary, lu_backend, shifted
 from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
 from .problem import Problem
 
@@ -86,10 +87,15 @@ def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = MAX_INVERSE_I
       the uniform start splits them by volume (measured: a tilted double well at T = 0.03, left-well mass 0.500
       instead of 0.582). Then a second run, from the answer with its mass moved across the box
       (:func:`_tilted_start`), measures how much the answer depends on the start: ``split_gap``, the L1 distance
-      between the two answers (the uniform start's is returned; right only where symmetry fixes the split).
+      between the two answers. Above ``SPLIT_TOLERANCE`` the stationary vector is computed instead by the
+      Grassmann-Taksar-Heyman elimination (:func:`fokkerplanck.linalg.gth_stationary`: no subtractions, so
+      the rates joining the wells keep their digits; exact Boltzmann weights to 1e-15 even at T = 0.005), where
+      its band fits (1D, 2D up to a few hundred cells on the short side; ``info["gth"]``); otherwise the uniform
+      start's answer is returned, right only where symmetry fixes the split, and ``steady_state`` warns.
 
     Returns ``x`` and the info entries ``algorithm``, ``lu`` (backend), ``lu_layout``
-    (:attr:`LUFactor.layout`), ``iterations``, ``last_change`` and, when the iteration stalled, ``split_gap``."""
+    (:attr:`LUFactor.layout`), ``iterations``, ``last_change`` and, when the iteration stalled, ``split_gap``
+    (and ``gth`` when that elimination gave the answer)."""
     N = A.shape[0]
     eps = 1e-12 * np.max(np.abs(A.diagonal()))
     lu = LUFactor(shifted(A, eps), grid_shape=grid_shape)
@@ -99,6 +105,13 @@ def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = MAX_INVERSE_I
     if stalled:
         y, _, _ = _iterate(lu, _tilted_start(x, grid_shape), max_iterations)
         info["split_gap"] = float(np.abs(x - y).sum())
+        if info["split_gap"] > SPLIT_TOLERANCE:
+            exact = gth_stationary(A, grid_shape)
+            if exact is not None:
+                x = exact
+                info["algorithm"] = ("Grassmann-Taksar-Heyman elimination (banded), after inverse iteration on "
+                                     f"eps I - A ({lu.backend}) stalled")
+                info["gth"] = True
     return x, info
 
 
@@ -357,7 +370,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         warnings.warn(f"steady_state: the iterative solver did not converge in {maxiter} iterations "
                       f"(residual {res:.2e}); try method='direct' or a larger maxiter", RuntimeWarning, stacklevel=2)
     gap = extra.get("split_gap", 0.0)
-    if warn and method == "direct" and gap > SPLIT_TOLERANCE:
+    if warn and method == "direct" and gap > SPLIT_TOLERANCE and not extra.get("gth"):
         warnings.warn(f"steady_state: nearly decoupled regions -- the share of mass between them is not determined "
                       f"(inverse iteration stalled; from another start the answer moved by {gap:.1e} in L1): the "
                       "rates joining them are below the round-off of the sparse LU (~1e-12 of the largest rates). "
