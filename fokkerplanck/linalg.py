@@ -33,6 +33,11 @@ Schur complement on the black cells (half the unknowns, an M-matrix again) is fa
 (:class:`_RedBlackReduction`): at 512^2 a direct steady state of ``ou-iso`` took 0.56-0.71 s with PARDISO
 (0.85-1.16 s before) and 1.26-1.47 s with SuperLU (2.06 s before).
 
+Nearly decoupled chains: an LU of ``eps I - A`` cannot weigh against each other regions joined by rates below
+its round-off of the largest ones; :func:`gth_stationary` (the Grassmann-Taksar-Heyman elimination, which never
+subtracts) can, in a band of the grid, and :mod:`fokkerplanck.steady` turns to it when inverse iteration
+stalls.
+
 Reproducibility: SuperLU and a PARDISO factor made on one thread give the same bits in every run; a
 multithreaded PARDISO factor agrees to round-off (1e-13 of the answer), not bit for bit. Steady states and
 first-passage times use the multithreaded factor; :func:`~fokkerplanck.evolve.evolve` asks for the one-thread
