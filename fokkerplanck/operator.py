@@ -178,6 +178,19 @@ class Generator:
                            lambda src, dst, rate, disp: kernels.add_jump_current(J, src, dst, rate, disp, h, P))
         return J.reshape(self.grid.shape + (self.grid.ndim,))
 
+    def exit_rates(self) -> np.ndarray:
+        """Total rate of the jumps out of each cell through the absorbing walls (flat, ``grid.size``; zero
+        away from them), summed from the jumps themselves: not ``-A_nn`` minus the rest of the column, whose
+        round-off would be as large as the small rates it is meant to find."""
+        out = np.zeros(self.grid.size)
+
+        def add(src, dst, rate, _):
+            leaves = dst < 0
+            np.add.at(out, src[leaves], rate[leaves])
+
+        kernels.walk_jumps(self.grid.size, self._walk, add)
+        return out
+
     def _density(self, P) -> np.ndarray:
         P = np.asarray(P, dtype=float).ravel()
         if P.shape[0] != self.grid.size:

@@ -13,13 +13,14 @@ monotone discretisation as :mod:`fokkerplanck.operator`.
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import scipy.sparse.linalg as spla
 from scipy.interpolate import RegularGridInterpolator
 
 from .density import Density
-from .linalg import LUFactor
+from .linalg import LUFactor, gth_first_passage
 from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator
 from .problem import Problem
 
@@ -62,8 +63,11 @@ def _target_mask(grid, target) -> np.ndarray:
     return mask
 
 
+CONDITION_LIMIT = 1e10   # above it (relative error of an LU up to ~1e-6) the times are recomputed without subtractions
+
+
 def mean_first_passage_time(problem: Problem | Generator, target=None, *,
-                            stencil_radius: int = DEFAULT_STENCIL_RADIUS) -> FirstPassageTime:
+                            stencil_radius: int = DEFAULT_STENCIL_RADIUS, warn: bool = True) -> FirstPassageTime:
     """Mean first-passage time ``T(theta)`` to ``target`` (or through the absorbing walls).
 
     Parameters
@@ -82,16 +86,52 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
         raise ValueError("mean_first_passage_time: give a target region or absorbing walls "
                          "(with reflecting/periodic walls and no target the process never stops)")
     free = ~mask.ravel()
+    cells = np.flatnonzero(free)
     At = gen.A.T.tocsr()[free][:, free]
     T = np.zeros(grid.size)
-    lu = LUFactor(-At, grid_shape=grid.shape, cells=np.flatnonzero(free))          # -A^T on the free cells: a non-singular M-matrix
-    T[free] = lu.solve(np.ones(int(free.sum())))
+    lu = LUFactor(-At, grid_shape=grid.shape, cells=cells)          # -A^T on the free cells: a non-singular M-matrix
+    T[free] = lu.solve(np.ones(cells.size))
     if not np.all(np.isfinite(T)):
         raise ValueError("mean_first_passage_time: the target cannot be reached from some cells")
+    # ||(-A^T)^-1||_inf = max T (a non-negative inverse times ones): the condition number, and the relative
+    # error an LU may leave, u times it, follow from the answer -- when it is an answer at all: past ~1e17 the
+    # LU's times can be garbage (measured: 0.17 where they are 9e23), which the residual and the signs show
+    norm = float(np.max(np.abs(At).sum(axis=1)))
+    condition = norm * float(np.max(np.abs(T)))
+    relative_residual = float(np.max(np.abs(At @ T[free] + 1.0))) / (condition + 1.0)
+    info = {"lu": lu.backend, "lu_layout": lu.layout, "condition": condition, "gth": False}
+    if condition > CONDITION_LIMIT or relative_residual > 1e-10 or T.min() < 0:
+        exact = _passage_by_gth(gen, free, cells, At)
+        if exact is not None:
+            T[free] = exact
+            info["gth"] = True
+            info["condition"] = norm * float(T.max())
+        elif warn:
+            warnings.warn(f"mean_first_passage_time: times up to {T.max():.2e}, condition number {condition:.1e}, "
+                          f"relative residual {relative_residual:.1e}: the LU answer may have lost its digits "
+                          "(relative error up to ~1e-16 times the condition number, more where the residual is "
+                          "large), and the subtraction-free elimination does not fit this grid "
+                          "(fokkerplanck.linalg.GTH_WORK_LIMIT)", RuntimeWarning, stacklevel=2)
     res = np.max(np.abs(At @ T[free] + 1.0))
-    info = {"lu": lu.backend, "lu_layout": lu.layout, "residual": float(res), "seconds": time.perf_counter() - t0,
-            "min_before_clip": float(T.min())}
+    info.update({"residual": float(res), "relative_residual": float(res) / (norm * float(np.max(np.abs(T))) + 1.0),
+                 "seconds": time.perf_counter() - t0, "min_before_clip": float(T.min())})
     return FirstPassageTime(grid, np.clip(T, 0.0, None).reshape(grid.shape), mask, info)
+
+
+def _passage_by_gth(gen: Generator, free, cells, At):
+    """The times on the free cells by :func:`fokkerplanck.linalg.gth_first_passage`: the rates among the free
+    cells from ``A``, and each cell's exit rate into the target (the target's entries of its column of ``A``)
+    plus its jumps out through absorbing walls (:meth:`Generator.exit_rates`), all sums of rates."""
+    A = gen.A.tocsc()
+    position = np.full(gen.grid.size, -1, dtype=np.int64)
+    position[cells] = np.arange(cells.size)
+    coo = A.tocoo()
+    src, dst = position[coo.col], position[coo.row]
+    among = (src >= 0) & (dst >= 0) & (coo.row != coo.col)
+    into_target = (src >= 0) & (dst < 0) & (coo.row != coo.col)
+    exit_rate = gen.exit_rates()[cells]
+    np.add.at(exit_rate, src[into_target], coo.data[into_target])
+    return gth_first_passage(cells.size, src[among], dst[among], coo.data[among], exit_rate, gen.grid.shape, cells)
 
 
 def escape_rate(problem: Problem | Generator, target=None, *, stencil_radius: int = DEFAULT_STENCIL_RADIUS) -> float:
