@@ -674,12 +674,44 @@ def gth_first_passage(n, src, dst, rate, exit_rate, shape, cells) -> np.ndarray 
     if banded is None:
         return None
     band, b, order = banded
-    t = _gth_passage_band(band, b, np.asarray(exit_rate, dtype=float)[order].copy())
-    if t.size == 0 or not np.all(np.isfinite(t)):
+    d = _gth_absorbing_factor(band, b, np.asarray(exit_rate, dtype=float)[order].copy())
+    if d.size == 0:
+        return None
+    t = _gth_absorbing_solve(band, b, d, np.ones(n))
+    if not np.all(np.isfinite(t)):
         return None
     out = np.empty(n)
     out[order] = t
     return out
+
+
+def gth_escape_rate(n, src, dst, rate, exit_rate, shape, cells, tol: float = 1e-13,
+                    max_iterations: int = 200) -> float | None:
+    """Slowest decay rate ``lambda_1`` of the mass not yet absorbed, for the chain of :func:`gth_first_passage`:
+    the smallest eigenvalue of the M-matrix ``M = diag(sum_j r_kj + e_k) - R``, by inverse iteration with the
+    subtraction-free factor of that function. ``M^{-1} >= 0``, so from ``x_0 = 1`` every iterate is positive and
+    ``lambda ~ sum x_k / sum x_{k+1}`` (between the Collatz-Wielandt bounds ``min`` and ``max`` of
+    ``x_k / x_{k+1}``) converges at the rate ``lambda_1 / lambda_2``: a few solves for a metastable well. Stops
+    when the estimate changes by less than ``tol`` relative; None when the band exceeds the limits, some state
+    cannot reach the target, or it has not converged."""
+    banded = _rate_band(n, src, dst, rate, shape, cells)
+    if banded is None:
+        return None
+    band, b, _ = banded
+    e = np.asarray(exit_rate, dtype=float)[banded[2]].copy()
+    d = _gth_absorbing_factor(band, b, e)
+    if d.size == 0:
+        return None
+    x = np.ones(n)
+    estimate = np.inf
+    for _ in range(max_iterations):
+        y = _gth_absorbing_solve(band, b, d, x)
+        new = x.sum() / y.sum()
+        if abs(new - estimate) <= tol * new:
+            return float(new)
+        estimate = new
+        x = y / y.max()
+    return None
 
 
 def _rate_band(n, src, dst, rate, shape, cells):
@@ -747,12 +779,13 @@ def _gth_band(band, b):
 
 
 @njit(cache=True, fastmath={"contract"})
-def _gth_passage_band(band, b, exit_rate):
-    """:func:`gth_first_passage` on the band (overwritten) with the exit rates (overwritten): the times in the
-    band's numbering, or an empty array if some pivot is zero (a state that cannot reach the target)."""
+def _gth_absorbing_factor(band, b, exit_rate):
+    """The elimination of :func:`gth_first_passage` on the band and exit rates (both overwritten): returns the
+    pivots ``d_k``, or an empty array if one is zero (a state that cannot reach the target). Afterwards
+    ``band[i, k - i + b]`` (``i < k``) holds the multipliers' numerators and ``band[k, j - k + b]`` (``j < k``)
+    the rates row ``k`` was left with, which is all :func:`_gth_absorbing_solve` needs."""
     N = band.shape[0]
     d = np.zeros(N)
-    rhs = np.ones(N)
     r_k = np.empty(b)
     for k in range(N - 1, -1, -1):
         lo = max(0, k - b)
@@ -770,15 +803,30 @@ def _gth_passage_band(band, b, exit_rate):
                 continue
             f /= dk
             exit_rate[i] += f * exit_rate[k]
-            rhs[i] += f * rhs[k]
             row = band[i]
             base = lo - i + b
             for t in range(n):                  # lo + t == i lands on the unused diagonal slot
                 row[base + t] += f * r_k[t]
-    T = np.zeros(N)
+    return d
+
+
+@njit(cache=True, fastmath={"contract"})
+def _gth_absorbing_solve(band, b, d, rhs):
+    """``(diag(sum_j r_kj + e_k) - R) x = rhs`` with the factor of :func:`_gth_absorbing_factor`, for a
+    non-negative ``rhs`` (copied): forward elimination of ``rhs``, then back substitution, all sums of
+    non-negative terms."""
+    N = band.shape[0]
+    y = rhs.copy()
+    for k in range(N - 1, 0, -1):
+        if y[k] == 0.0:
+            continue
+        g = y[k] / d[k]
+        for i in range(max(0, k - b), k):
+            y[i] += band[i, k - i + b] * g
+    x = np.zeros(N)
     for k in range(N):
-        acc = rhs[k]
+        acc = y[k]
         for j in range(max(0, k - b), k):
-            acc += band[k, j - k + b] * T[j]
-        T[k] = acc / d[k]
-    return T
+            acc += band[k, j - k + b] * x[j]
+        x[k] = acc / d[k]
+    return x
