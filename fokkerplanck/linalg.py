@@ -674,7 +674,7 @@ def gth_first_passage(n, src, dst, rate, exit_rate, shape, cells) -> np.ndarray 
     if banded is None:
         return None
     band, b, order = banded
-    d = _gth_absorbing_factor(band, b, np.asarray(exit_rate, dtype=float)[order].copy())
+    d = _gth_eliminate(band, b, np.asarray(exit_rate, dtype=float)[order].copy(), 0)
     if d.size == 0:
         return None
     t = _gth_absorbing_solve(band, b, d, np.ones(n))
@@ -699,7 +699,7 @@ def gth_escape_rate(n, src, dst, rate, exit_rate, shape, cells, tol: float = 1e-
         return None
     band, b, _ = banded
     e = np.asarray(exit_rate, dtype=float)[banded[2]].copy()
-    d = _gth_absorbing_factor(band, b, e)
+    d = _gth_eliminate(band, b, e, 0)
     if d.size == 0:
         return None
     x = np.ones(n)
@@ -737,34 +737,17 @@ def _rate_band(n, src, dst, rate, shape, cells):
     return band, b, order
 
 
-@njit(cache=True, fastmath={"contract"})     # fused multiply-adds: 1.4x, and no less accurate
+@njit(cache=True)
 def _gth_band(band, b):
-    """GTH elimination on the band ``band[i, j - i + b] = r_ij`` (overwritten); the stationary vector in the
-    band's numbering, up to a factor, or an empty array if some ``s_k`` is zero (not irreducible). Partial
-    results are rescaled when they grow past 1e200 (the recursion is linear), so wells far above the first
-    state do not overflow; states below 1e-200 of them may underflow to 0."""
+    """GTH elimination on the band ``band[i, j - i + b] = r_ij`` (overwritten; :func:`_gth_eliminate` down to
+    state 1, no exits); the stationary vector in the band's numbering, up to a factor, or an empty array if some
+    ``s_k`` is zero (not irreducible). Partial results are rescaled when they grow past 1e200 (the recursion is
+    linear), so wells far above the first state do not overflow; states below 1e-200 of them may underflow
+    to 0."""
     N = band.shape[0]
-    s = np.zeros(N)
-    r_k = np.empty(b)                           # row k's rates to the states below it, copied: a clean axpy
-    for k in range(N - 1, 0, -1):
-        lo = max(0, k - b)
-        n = k - lo
-        sk = 0.0
-        for t in range(n):
-            r_k[t] = band[k, lo - k + b + t]
-            sk += r_k[t]
-        if not sk > 0.0:
-            return np.zeros(0)
-        s[k] = sk
-        for i in range(lo, k):
-            f = band[i, k - i + b]
-            if f == 0.0:
-                continue
-            f /= sk
-            row = band[i]
-            base = lo - i + b
-            for t in range(n):                  # lo + t == i lands on the unused diagonal slot
-                row[base + t] += f * r_k[t]
+    s = _gth_eliminate(band, b, np.zeros(N), 1)
+    if s.size == 0:
+        return s
     p = np.zeros(N)
     p[0] = 1.0
     for k in range(1, N):
@@ -778,16 +761,17 @@ def _gth_band(band, b):
     return p
 
 
-@njit(cache=True, fastmath={"contract"})
-def _gth_absorbing_factor(band, b, exit_rate):
-    """The elimination of :func:`gth_first_passage` on the band and exit rates (both overwritten): returns the
-    pivots ``d_k``, or an empty array if one is zero (a state that cannot reach the target). Afterwards
-    ``band[i, k - i + b]`` (``i < k``) holds the multipliers' numerators and ``band[k, j - k + b]`` (``j < k``)
-    the rates row ``k`` was left with, which is all :func:`_gth_absorbing_solve` needs."""
+@njit(cache=True, fastmath={"contract"})     # fused multiply-adds: 1.4x, and no less accurate
+def _gth_eliminate(band, b, exit_rate, stop):
+    """Eliminate the states ``N - 1, ..., stop`` of the chain in the band (``band[i, j - i + b] = r_ij``) with
+    exit rates ``exit_rate`` (both overwritten): ``r_ij += r_ik r_kj / d_k``, ``e_i += r_ik e_k / d_k`` with the
+    pivot ``d_k = sum_{j < k} r_kj + e_k``, a sum. Returns the pivots, or an empty array if one is zero (a state
+    that reaches neither a lower state nor the exit). Afterwards ``band[i, k - i + b]`` (``i < k``) holds the
+    multipliers' numerators and ``band[k, j - k + b]`` (``j < k``) the rates row ``k`` was left with."""
     N = band.shape[0]
     d = np.zeros(N)
     r_k = np.empty(b)
-    for k in range(N - 1, -1, -1):
+    for k in range(N - 1, stop - 1, -1):
         lo = max(0, k - b)
         n = k - lo
         dk = exit_rate[k]
@@ -812,7 +796,7 @@ def _gth_absorbing_factor(band, b, exit_rate):
 
 @njit(cache=True, fastmath={"contract"})
 def _gth_absorbing_solve(band, b, d, rhs):
-    """``(diag(sum_j r_kj + e_k) - R) x = rhs`` with the factor of :func:`_gth_absorbing_factor`, for a
+    """``(diag(sum_j r_kj + e_k) - R) x = rhs`` with the factor of :func:`_gth_eliminate`, for a
     non-negative ``rhs`` (copied): forward elimination of ``rhs``, then back substitution, all sums of
     non-negative terms."""
     N = band.shape[0]
