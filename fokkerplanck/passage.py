@@ -149,7 +149,7 @@ def escape_rate(problem: Problem | Generator, target=None, *, stencil_radius: in
     of the largest rates, swamps the rates of deep wells (measured: a 1D tilted double well at T = 0.03,
     ``3.4e-13`` and ``8.4e-15`` on 300 and 600 cells where the rate is ``1.0e-16``; now equal to
     ``1 / MFPT`` from the well to 0.1%). Otherwise a dense eigensolver up to 400 cells, else ARPACK
-    shift-invert about 0."""
+    shift-invert about 0, with a warning when the rate is below 1e-10 of the largest."""
     gen = problem if isinstance(problem, Generator) else generator(problem, stencil_radius)
     mask = _target_mask(gen.grid, target)
     if not mask.any() and gen.grid.conserves_mass:
@@ -161,7 +161,13 @@ def escape_rate(problem: Problem | Generator, target=None, *, stencil_radius: in
         return rate
     Af = gen.A.tocsr()[free][:, free]
     if Af.shape[0] <= 400:
-        lam = np.linalg.eigvals(Af.toarray())
-        return float(-np.max(lam.real))
-    lam = spla.eigs(Af.tocsc(), k=1, sigma=0.0, which="LM", return_eigenvectors=False)
-    return float(-lam.real[0])
+        lam = float(-np.max(np.linalg.eigvals(Af.toarray()).real))
+    else:
+        lam = float(-spla.eigs(Af.tocsc(), k=1, sigma=0.0, which="LM", return_eigenvectors=False).real[0])
+    largest = float(np.max(np.abs(Af.diagonal())))
+    if lam < 1e-10 * largest:
+        warnings.warn(f"escape_rate: {lam:.2e} is below 1e-10 of the largest rate ({largest:.2e}), where an "
+                      "eigensolver's round-off can dominate it, and the subtraction-free elimination does not fit "
+                      "this grid (fokkerplanck.linalg.GTH_WORK_LIMIT); 1 / mean_first_passage_time is a check",
+                      RuntimeWarning, stacklevel=2)
+    return lam

@@ -195,3 +195,13 @@ def test_escape_rate_of_deep_wells_equals_the_inverse_mfpt():
         tau = mean_first_passage_time(prob, target).at(np.array([[-1.0]]))[0]
         assert abs(rate * tau - 1) < tolerance
     assert 0.9e-16 < escape_rate(fp.Problem(fp.Grid([(-2.0, 2.0, 600)]), loss, Isotropic(0.03)), target) < 1.1e-16
+
+
+def test_escape_rate_warns_where_the_eigensolver_cannot_resolve_it(monkeypatch):
+    """Without the elimination (band over the limit), a rate below 1e-10 of the largest comes with a warning."""
+    loss = Custom(lambda t: (t[..., 0] ** 2 - 1) ** 2 + 0.1 * t[..., 0],
+                  lambda t: (4 * t[..., 0] * (t[..., 0] ** 2 - 1) + 0.1)[..., None], dim=1)
+    monkeypatch.setattr(fp.linalg, "GTH_WORK_LIMIT", 0)
+    prob = fp.Problem(fp.Grid([(-2.0, 2.0, 300)]), loss, Isotropic(0.03))
+    with pytest.warns(RuntimeWarning, match="below 1e-10 of the largest rate"):
+        escape_rate(prob, lambda th: th[..., 0] > 0.9)
