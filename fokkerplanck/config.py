@@ -20,7 +20,7 @@ Schema (``type``, default; "required" where there is none)::
                          "isotropic"          T
                          "hessian-aligned"    delta_s        (D = delta_s H^2)
                          "hessian-linear"     delta          (D = delta [H]_+)
-    [solver]      method ("auto" | "direct" | "iterative"), tol, stencil_radius, convention
+    [solver]      method ("auto" | "direct" | "iterative" | "gth"), tol, stencil_radius, convention
                   ("ito" | "stratonovich" | "hanggi-klimontovich"), t_end, n_save, dt, scheme
     [initial]     mean, cov                   Gaussian initial density of ``evolve``
     [particles]   method ("sde" | "sgd" | "langevin"), n_particles, theta0 (a point, or "uniform":
@@ -258,7 +258,7 @@ SCHEMA = {
     "landscape": {"kind": Key(_string(tuple(LANDSCAPES)), required=True, doc="landscape family")},
     "noise": {"kind": Key(_string(tuple(NOISES)), required=True, doc="noise model")},
     "solver": {
-        "method": Key(_string(("auto", "direct", "iterative")), "auto", "steady-state linear solver"),
+        "method": Key(_string(("auto", "direct", "iterative", "gth")), "auto", "steady-state linear solver"),
         "tol": Key(_positive, 1e-10, "relative residual of the iterative solver"),
         "stencil_radius": Key(_integer(1), DEFAULT_STENCIL_RADIUS, "longest diffusion-stencil jump, in cells"),
         "convention": Key(_string(("ito", "stratonovich", "hanggi-klimontovich")), "ito",

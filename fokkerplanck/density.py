@@ -141,7 +141,12 @@ class Density:
 
     def effective_potential(self, scale: float, normalize_min: bool = True) -> np.ndarray:
         """``L_eff(theta) = -scale * ln(Z P(theta))`` (PRL Eq. 12); ``Z`` is chosen so that the minimum is 0
-        (``normalize_min=True``) or ``Z = 1``. Cells with ``P = 0`` get ``+inf``."""
+        (``normalize_min=True``) or ``Z = 1``. Cells with ``P = 0`` get ``+inf``.
+
+        Far from the minima ``P`` is many orders of magnitude below its peak; a steady state by sparse LU or
+        Krylov carries round-off of ~1e-16 of the peak there (3% at 1e-20 of the peak on a 2D OU test), so
+        ``L_eff`` is only as good as ``scale * ln`` of that. ``steady_state(..., method="gth")`` keeps every
+        cell to ~1e-14 relative where its band fits (1D, moderate 2D grids)."""
         with np.errstate(divide="ignore"):
             L = -float(scale) * np.log(np.clip(self.values, 0.0, None))
         if normalize_min:

@@ -272,7 +272,12 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         == "detailed-balance"``; no linear solve). Otherwise it takes the sparse LU below ``DIRECT_LIMIT`` cells
         (2D) / ``DIRECT_LIMIT_3D`` (3D; ``DIRECT_LIMIT_3D_PARDISO`` with PARDISO) and the preconditioned Krylov
         solver above, checked for pin dependence (module docstring). ``direct`` and ``iterative`` always
-        solve.
+        solve. ``gth``: the Grassmann-Taksar-Heyman elimination (:func:`fokkerplanck.linalg.gth_stationary`),
+        slower (1D cheap; 2D ``N b^2`` with ``b`` about the short side) but with every cell to ~1e-14 relative
+        however small: the tails an LU leaves to round-off (measured, 2D OU at 200^2 spanning 1e-49 of the peak:
+        direct 3% off at 1e-20 of the peak and meaningless below; ``gth`` 1.7e-14 down to 1e-40), which is
+        what an effective potential ``-ln P`` far from the minima needs. A ``ValueError`` where its band does not
+        fit.
     tol : float
         Relative residual target of the iterative solver.
     maxiter : int
@@ -309,8 +314,8 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     if not grid.conserves_mass:
         raise ValueError("steady_state: the grid has absorbing walls, so there is no stationary density "
                          "(all mass eventually leaves); use evolve(), or mean_first_passage_time()")
-    if method not in ("auto", "direct", "iterative"):
-        raise ValueError(f"steady_state: unknown method {method!r}; expected auto, direct or iterative")
+    if method not in ("auto", "direct", "iterative", "gth"):
+        raise ValueError(f"steady_state: unknown method {method!r}; expected auto, direct, iterative or gth")
     N = grid.size
     A = gen.A
     requested = method
@@ -325,6 +330,13 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         extra = {"algorithm": "detailed balance: the Boltzmann weights exp(-L/T), checked against A p = 0"}
     elif method == "direct":
         p, extra = _inverse_iteration(A, grid.shape)
+    elif method == "gth":
+        p = gth_stationary(A, grid.shape)
+        if p is None:
+            raise ValueError("steady_state(method='gth'): the elimination's band does not fit this grid "
+                             "(fokkerplanck.linalg.GTH_WORK_LIMIT, GTH_MEMORY_LIMIT: 1D, and 2D up to a few hundred "
+                             "cells on the short side), or the chain is not irreducible")
+        extra = {"algorithm": "Grassmann-Taksar-Heyman elimination (banded)", "gth": True}
     else:
         loss = gen.problem.loss(grid.points()) if gen.problem.landscape is not None else None
         if pin is None:
