@@ -75,6 +75,15 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     problem : Problem or Generator
     target : None, callable ``theta -> bool`` on ``(..., d)`` points, or boolean mask of ``grid.shape``
         The target set. ``None``: the process stops at the absorbing walls, which must exist.
+    warn : bool
+        Warn when the times may have lost digits and cannot be recomputed (below).
+
+    The sparse LU of ``-A^T`` on the free cells gives the times first. Its condition number is ``max T`` times
+    the largest rate, so deep wells (times of ``e^(Delta U / T)``) make it lose digits; past
+    ``CONDITION_LIMIT``, a relative residual above 1e-10 or negative times, the times are recomputed by the
+    subtraction-free band elimination (:func:`fokkerplanck.linalg.gth_first_passage`), or a warning is given
+    where its band does not fit. ``info``: ``lu``, ``lu_layout``, ``condition``, ``gth``, ``residual``,
+    ``relative_residual``, ``min_before_clip``, ``seconds``.
 
     Raises ``ValueError`` when nothing can be reached (no target cells and no absorbing wall).
     """
@@ -101,7 +110,7 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     relative_residual = float(np.max(np.abs(At @ T[free] + 1.0))) / (condition + 1.0)
     info = {"lu": lu.backend, "lu_layout": lu.layout, "condition": condition, "gth": False}
     if condition > CONDITION_LIMIT or relative_residual > 1e-10 or T.min() < 0:
-        exact = _passage_by_gth(gen, free, cells, At)
+        exact = gth_first_passage(cells.size, *_absorbing_chain(gen, cells), grid.shape, cells)
         if exact is not None:
             T[free] = exact
             info["gth"] = True
@@ -116,11 +125,6 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     info.update({"residual": float(res), "relative_residual": float(res) / (norm * float(np.max(np.abs(T))) + 1.0),
                  "seconds": time.perf_counter() - t0, "min_before_clip": float(T.min())})
     return FirstPassageTime(grid, np.clip(T, 0.0, None).reshape(grid.shape), mask, info)
-
-
-def _passage_by_gth(gen: Generator, free, cells, At):
-    """The times on the free cells by :func:`fokkerplanck.linalg.gth_first_passage`."""
-    return gth_first_passage(cells.size, *_absorbing_chain(gen, cells), gen.grid.shape, cells)
 
 
 def _absorbing_chain(gen: Generator, cells):
