@@ -109,7 +109,6 @@ def main(argv=None):
                      "matrix_free_slowdown": t_free / t_sparse, "current": t_current,
                      "matrix_free_error": float(np.abs(y_free - y).max() / (abs(Gn.A).max() * P.max()))})
         print(f"  {problem:10s} {label:8s} done", flush=True)
-        del G1, Gn
 
     cols = [("problem", "problem", ""), ("grid", "grid", ""), ("cells", "cells", "d"), ("nnz", "nnz", "d"),
             ("build 1T", "build_1_thread", ".3g"), (f"build {threads}T", "build_threads", ".3g"),

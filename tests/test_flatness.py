@@ -7,7 +7,7 @@ import pytest
 import fokkerplanck as fp
 from fokkerplanck import flatness as fl
 from fokkerplanck.landscapes import HighDimValley, MultiValley
-from fokkerplanck.noise import HessianAligned, Isotropic
+from fokkerplanck.noise import Isotropic
 
 
 def _valley():

@@ -8,8 +8,6 @@ bands were measured on the quick settings (see the comments) with margin for oth
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from pathlib import Path
 

@@ -84,7 +84,6 @@ def test_generator_assembled_by_threads_is_the_same_bit_for_bit(monkeypatch):
     problems = [lambda: fp.Problem(grid2, noise=Field(anisotropic_field), drift=drift),
                 lambda: fp.Problem(grid3, Quadratic(np.eye(3)), Constant(D3))]
     in_threads = fp.operator._jumps_in_threads
-    P = lambda g: np.random.default_rng(3).random(g.size)
     for make in problems:
         built = []
         for workers in (1, 3):

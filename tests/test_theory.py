@@ -1,7 +1,7 @@
 """Closed forms of fokkerplanck.theory against independent computations."""
 import numpy as np
 import pytest
-from scipy.integrate import solve_ivp, quad
+from scipy.integrate import solve_ivp
 
 from fokkerplanck import theory
 from fokkerplanck.grid import Grid
