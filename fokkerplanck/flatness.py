@@ -388,7 +388,10 @@ def search_time_particles(landscape, *, theta0, n_particles: int = 500, method: 
 def search_time_mfpt(problem, x_ss: float, theta0, tol: float = 0.05, stencil_radius: int = DEFAULT_STENCIL_RADIUS) -> dict:
     """Search time from the backward equation: the mean first-passage time ``T(theta0)`` to the set
     ``{| |x| - x_ss | <= tol}`` (all sharp coordinates free) on ``problem``'s grid. ``tol`` is raised to half a cell
-    width along ``x`` when smaller, so the target is never empty; ``theta0`` is clipped into the box."""
+    width along ``x`` when smaller, so the target is never empty; ``theta0`` is clipped into the box. Also
+    returns ``condition`` and ``gth`` of :func:`~fokkerplanck.passage.mean_first_passage_time`: below the PRL
+    transition the times are astronomically long (3.6e38, 7.5e25, 6.0e17 at Delta_S = 2e-4, 3e-4, 4e-4 on 120 x
+    80 cells), which only the subtraction-free elimination resolves (the LU had given 0, 1.4e14 and 0)."""
     from .passage import mean_first_passage_time
 
     grid = problem.grid
@@ -399,10 +402,11 @@ def search_time_mfpt(problem, x_ss: float, theta0, tol: float = 0.05, stencil_ra
     target = np.abs(ax - float(x_ss)) <= tol_eff
     th = np.clip(np.asarray(theta0, float), grid.lower + 0.5 * grid.spacing, grid.upper - 0.5 * grid.spacing)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", message="cross-diffusion")   # reported by the steady state's rows
         T = mean_first_passage_time(problem, target, stencil_radius=stencil_radius)
     return {"tau_s": float(T.at(th)), "x_ss": float(x_ss), "tol": tol_eff, "theta0": th.tolist(),
-            "target_cells": int(target.sum()), "seconds": T.info["seconds"]}
+            "target_cells": int(target.sum()), "condition": T.info["condition"], "gth": T.info["gth"],
+            "seconds": T.info["seconds"]}
 
 
 def prl_search_point(delta_s: float, eta: float = 0.04, n_particles: int = 300, n_steps: int = 100_000,

@@ -115,3 +115,25 @@ def test_sgd_flattening_rate_proportional_to_noise():
     ax = fig.axes[0]
     assert len(ax.lines) == len(sigmas) + 1 and ax.get_xscale() == "log"
     assert len(ax.collections) == len(sigmas)                                # stderr bands
+
+
+def test_mfpt_search_time_below_the_transition_is_resolved():
+    """Below Delta_S* the PRL search time is astronomically long and grows as Delta_S falls (measured 3.6e38,
+    7.5e25, 6.0e17 at 2e-4, 3e-4, 4e-4 on 120 x 80 cells); the LU alone had returned 0, 1.4e14 and 0. The
+    subtraction-free elimination gives them (a condition number far past CONDITION_LIMIT), and from the well's
+    bottom they are the inverse escape rates of the same target, a different computation (inverse iteration),
+    to 1e-12 (measured 3e-15)."""
+    from fokkerplanck.passage import escape_rate
+    land = fp.landscapes.DegenerateValley(lambdas=(8, -2, 1), eps=1e-3)
+    taus = []
+    for delta_s in (2e-4, 3e-4, 4e-4):
+        grid = fp.Grid([(-2.0, 2.0, 120), (-0.6, 0.6, 80)])
+        prob = fp.Problem(grid, land, fp.noise.HessianAligned(delta_s))
+        with pytest.warns(RuntimeWarning, match="cross-diffusion"):
+            fp.generator(prob)
+        r = fl.search_time_mfpt(prob, 0.9, [0.0, 0.0])
+        assert r["gth"] and r["condition"] > 1e10 and r["tau_s"] > 0
+        target = np.abs(fl.flat_norm(land, grid.mesh()) - 0.9) <= r["tol"]
+        assert abs(r["tau_s"] * escape_rate(prob, target) - 1) < 1e-12
+        taus.append(r["tau_s"])
+    assert taus[0] > 1e10 * taus[1] > 1e10 * 1e5 * taus[2]
