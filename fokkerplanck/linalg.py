@@ -642,9 +642,10 @@ def gth_stationary(A: sp.csr_matrix, shape) -> np.ndarray | None:
     (Grassmann, Taksar & Heyman, Oper. Res. 33, 1985; O'Cinneide, Numer. Math. 65, 1993). That is what inverse
     iteration on ``eps I - A`` cannot do once those rates are below the LU's round-off of the largest ones.
 
-    The cells of a grid of ``shape`` are numbered with the longest axis varying slowest, so the stencil's links
-    stay within a band of half-width ``b`` (about the shortest axis times the stencil radius) and so does the
-    fill: ``N b^2`` work, ``N (2 b + 1)`` numbers. Fine in 1D and for 2D grids up to a few hundred cells on the
+    The cells of a grid of ``shape`` are numbered in the axis order that makes the band narrowest (usually the
+    longest axis slowest), so the stencil's links stay within a band of half-width ``b`` (about the shortest
+    axis times the stencil radius; a periodic seam along the slowest axis would make it the whole grid) and so
+    does the fill: ``N b^2`` work, ``N (2 b + 1)`` numbers. Fine in 1D and for 2D grids up to a few hundred cells on the
     short side; rarely in 3D."""
     A = sp.coo_matrix(A)
     off = A.row != A.col
@@ -716,24 +717,31 @@ def gth_escape_rate(n, src, dst, rate, exit_rate, shape, cells, tol: float = 1e-
 
 def _rate_band(n, src, dst, rate, shape, cells):
     """The rates ``src -> dst`` among ``n`` states (cells ``cells`` of a grid of ``shape``, default all) in band
-    storage ``band[i, j - i + b] = r_ij``, the states numbered with the grid's longest axis varying slowest
-    (``order[k]``: the state at position ``k``): ``(band, b, order)``, or None past ``GTH_WORK_LIMIT`` /
+    storage ``band[i, j - i + b] = r_ij``, the states numbered in C order of the grid's axes taken in the order
+    that makes the band narrowest (the longest axis slowest, unless a periodic seam along it says otherwise;
+    ``order[k]``: the state at position ``k``): ``(band, b, order)``, or None past ``GTH_WORK_LIMIT`` /
     ``GTH_MEMORY_LIMIT`` or with a negative rate."""
+    import itertools
     shape = tuple(int(m) for m in shape) if shape is not None else (n,)
-    axes = sorted(range(len(shape)), key=lambda a: -shape[a])           # longest axis slowest
-    rank = np.empty(int(np.prod(shape)), dtype=np.int64)
-    rank[np.arange(rank.size).reshape(shape).transpose(axes).ravel()] = np.arange(rank.size)
-    state_rank = rank if cells is None else rank[np.asarray(cells, dtype=np.int64)]
-    order = np.argsort(state_rank, kind="stable")                      # order[k]: the state at position k
-    position = np.empty(n, dtype=np.int64)
-    position[order] = np.arange(n)
-    src, dst = position[np.asarray(src)], position[np.asarray(dst)]
+    src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
     rate = np.asarray(rate, dtype=float)
-    b = int(np.max(np.abs(dst - src))) if src.size else 0
+    best = None
+    for axes in itertools.permutations(range(len(shape))):
+        rank = np.empty(int(np.prod(shape)), dtype=np.int64)
+        rank[np.arange(rank.size).reshape(shape).transpose(axes).ravel()] = np.arange(rank.size)
+        state_rank = rank if cells is None else rank[np.asarray(cells, dtype=np.int64)]
+        order = np.argsort(state_rank, kind="stable")                  # order[k]: the state at position k
+        position = np.empty(n, dtype=np.int64)
+        position[order] = np.arange(n)
+        b = int(np.max(np.abs(position[dst] - position[src]))) if src.size else 0
+        if best is None or b < best[0]:
+            best = (b, order, position)
+    b, order, position = best
     if n * float(b) * b > GTH_WORK_LIMIT or n * (2.0 * b + 1) * 8 > GTH_MEMORY_LIMIT or np.any(rate < 0):
         return None
+    i, j = position[src], position[dst]
     band = np.zeros((n, 2 * b + 1))
-    np.add.at(band, (src, dst - src + b), rate)
+    np.add.at(band, (i, j - i + b), rate)
     return band, b, order
 
 
