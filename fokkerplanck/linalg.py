@@ -645,8 +645,8 @@ def gth_stationary(A: sp.csr_matrix, shape) -> np.ndarray | None:
     The cells of a grid of ``shape`` are numbered in the axis order that makes the band narrowest (usually the
     longest axis slowest), so the stencil's links stay within a band of half-width ``b`` (about the shortest
     axis times the stencil radius; a periodic seam along the slowest axis would make it the whole grid) and so
-    does the fill: ``N b^2`` work, ``N (2 b + 1)`` numbers. Fine in 1D and for 2D grids up to a few hundred cells on the
-    short side; rarely in 3D."""
+    does the fill: ``N b^2`` work, ``N (2 b + 1)`` numbers. Fine in 1D and for 2D grids up to a few hundred
+    cells on the short side; rarely in 3D."""
     A = sp.coo_matrix(A)
     off = A.row != A.col
     banded = _rate_band(A.shape[0], A.col[off], A.row[off], A.data[off], shape, None)
@@ -698,9 +698,8 @@ def gth_escape_rate(n, src, dst, rate, exit_rate, shape, cells, tol: float = 1e-
     banded = _rate_band(n, src, dst, rate, shape, cells)
     if banded is None:
         return None
-    band, b, _ = banded
-    e = np.asarray(exit_rate, dtype=float)[banded[2]].copy()
-    d = _gth_eliminate(band, b, e, 0)
+    band, b, order = banded
+    d = _gth_eliminate(band, b, np.asarray(exit_rate, dtype=float)[order].copy(), 0)
     if d.size == 0:
         return None
     x = np.ones(n)

@@ -163,7 +163,8 @@ class Generator:
         if not matrix_free:
             return (self.A @ P).reshape(self.grid.shape)
         out = np.zeros(self.grid.size)
-        kernels.walk_jumps(self.grid.size, self._walk, lambda src, dst, rate, _: kernels.add_jump_flows(out, src, dst, rate, P))
+        kernels.walk_jumps(self.grid.size, self._walk,
+                           lambda src, dst, rate, _: kernels.add_jump_flows(out, src, dst, rate, P))
         return out.reshape(self.grid.shape)
 
     def current(self, P) -> np.ndarray:

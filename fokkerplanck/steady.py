@@ -296,9 +296,10 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     direct solver), ``method`` (``detailed-balance``, ``direct`` or ``iterative``), ``lu`` (the sparse LU
     backend, direct only), ``iterations`` and ``last_change`` (direct: solves made and the relative change of
     the last; see :func:`_inverse_iteration`), ``split_gap`` (direct, when the iteration stalled: how far the
-    answer moves from another start -- above ``SPLIT_TOLERANCE`` it warns that the share of mass between
-    nearly decoupled regions is not determined), ``lu_layout`` (how the LU's ordering was prepared: ``red-black reduction``,
-    ``red-black numbering``, ...; see :class:`fokkerplanck.linalg.LUFactor`), ``pinned_cell`` (iterative
+    answer moves from another start; above ``SPLIT_TOLERANCE`` the GTH elimination gives the answer where its
+    band fits -- then ``gth`` is True -- and otherwise a warning says that the share of mass between nearly
+    decoupled regions is not determined), ``lu_layout`` (how the LU's ordering was prepared: ``red-black
+    reduction``, ``red-black numbering``, ...; see :class:`fokkerplanck.linalg.LUFactor`), ``pinned_cell`` (iterative
     only, else None), ``pin_dependence`` (L1 distance between the answers pinned in two wells, when the
     iterative solver checked it), ``seconds``, ``wall_ratio`` (peak
     density at a wall / overall peak), and the generator's diagnostics.
