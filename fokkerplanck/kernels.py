@@ -961,11 +961,17 @@ def _sort_rows(indptr, pos, indices, data, diag):
     return out
 
 
+def cell_index_like(N):
+    """An empty array of the integer type that numbers ``N`` cells in the jump lists (int32 below 2^31: 8 bytes a
+    jump less than int64), the ``index_like`` of :func:`assemble_jumps`."""
+    return np.zeros(0, dtype=np.int32 if N < np.iinfo(np.int32).max else np.int64)
+
+
 def walk_jumps(N, args, visit, block=16_384):
     """Make the jumps again, ``block`` cells at a time (:func:`assemble_jumps` with ``args``, the arguments
     before ``first, stop``), and hand each block's lists ``(src, dst, rate, disp)`` to ``visit``, in the order
     of one list over all cells: a matrix-free pass over the generator, whose memory is one block's lists."""
-    index_like = np.zeros(0, dtype=np.int32 if N < np.iinfo(np.int32).max else np.int64)
+    index_like = cell_index_like(N)
     for first in range(0, N, block):
         visit(*assemble_jumps(*args, first, min(first + block, N), index_like))
 

@@ -207,11 +207,6 @@ class Generator:
 _CELLS_PER_THREAD = 65_536      # below this a thread's start costs more than it saves
 
 
-def _cell_index(N: int) -> np.ndarray:
-    """An empty array of the integer type that numbers ``N`` cells (int32 below 2^31)."""
-    return np.zeros(0, dtype=np.int32 if N < np.iinfo(np.int32).max else np.int64)
-
-
 def _jumps_in_threads(N: int, args: tuple, workers: int | None = None) -> list:
     """The jump lists of :func:`fokkerplanck.kernels.assemble_jumps` over all ``N`` cells, split into
     consecutive ranges assembled by as many threads as numba may use (``numba.get_num_threads()``, set by
@@ -225,10 +220,11 @@ def _jumps_in_threads(N: int, args: tuple, workers: int | None = None) -> list:
         workers = max(1, min(numba.get_num_threads(), N // _CELLS_PER_THREAD))
     bounds = [N * k // workers for k in range(workers + 1)]
     if workers == 1:
-        return [kernels.assemble_jumps(*args, 0, N, _cell_index(N))]
+        return [kernels.assemble_jumps(*args, 0, N, kernels.cell_index_like(N))]
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda k: kernels.assemble_jumps(*args, bounds[k], bounds[k + 1], _cell_index(N)),
+        index_like = kernels.cell_index_like(N)
+        return list(pool.map(lambda k: kernels.assemble_jumps(*args, bounds[k], bounds[k + 1], index_like),
                              range(workers)))
 
 

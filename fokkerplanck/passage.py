@@ -107,22 +107,23 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     # LU's times can be garbage (measured: 0.17 where they are 9e23), which the residual and the signs show
     norm = float(np.max(np.abs(At).sum(axis=1)))
     condition = norm * float(np.max(np.abs(T)))
-    relative_residual = float(np.max(np.abs(At @ T[free] + 1.0))) / (condition + 1.0)
+    res = float(np.max(np.abs(At @ T[free] + 1.0)))
+    relative_residual = res / (condition + 1.0)
     info = {"lu": lu.backend, "lu_layout": lu.layout, "condition": condition, "gth": False}
     if condition > CONDITION_LIMIT or relative_residual > 1e-10 or T.min() < 0:
         exact = gth_first_passage(cells.size, *_absorbing_chain(gen, cells), grid.shape, cells)
         if exact is not None:
             T[free] = exact
             info["gth"] = True
-            info["condition"] = norm * float(T.max())
+            info["condition"] = condition = norm * float(T.max())
+            res = float(np.max(np.abs(At @ T[free] + 1.0)))
         elif warn:
             warnings.warn(f"mean_first_passage_time: times up to {T.max():.2e}, condition number {condition:.1e}, "
                           f"relative residual {relative_residual:.1e}: the LU answer may have lost its digits "
                           "(relative error up to ~1e-16 times the condition number, more where the residual is "
                           "large), and the subtraction-free elimination does not fit this grid "
                           "(fokkerplanck.linalg.GTH_WORK_LIMIT)", RuntimeWarning, stacklevel=2)
-    res = np.max(np.abs(At @ T[free] + 1.0))
-    info.update({"residual": float(res), "relative_residual": float(res) / (norm * float(np.max(np.abs(T))) + 1.0),
+    info.update({"residual": res, "relative_residual": res / (condition + 1.0),
                  "seconds": time.perf_counter() - t0, "min_before_clip": float(T.min())})
     return FirstPassageTime(grid, np.clip(T, 0.0, None).reshape(grid.shape), mask, info)
 
