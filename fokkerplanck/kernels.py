@@ -193,7 +193,7 @@ def _beyond_radius(M, radius):
 
 
 @njit(cache=True)
-def selling_field(M, radius):
+def selling_field(M, radius, diagonal_beyond=False):
     """Selling decomposition of a field of ``(N, d, d)`` tensors (index units), ``d`` in {1, 2, 3}, with
     stencil offsets no longer than ``radius`` cells.
 
@@ -207,6 +207,9 @@ def selling_field(M, radius):
     offsets that then carry large drifts, and the numerical diffusion of their upwinding swamps the small
     physical diffusion; on the PRL valley with ``Delta_S H^2`` its answers did not converge under
     refinement, while this rule does.)
+
+    ``diagonal_beyond``: ``t = 0`` there instead (the cross-diffusion dropped, not scaled), the reference
+    against which the solvers measure how much the answer depends on what the stencil cannot hold.
 
     Returns ``offsets (N, K, d)`` int64, ``weights (N, K)`` and the factor ``t (N,)`` (1 where exact)."""
     N = M.shape[0]
@@ -228,6 +231,8 @@ def selling_field(M, radius):
                     off += abs(M[n, p, q])
             if off > 0.0:
                 t = min(t, 0.5 * M[n, p, p] / off)
+        if diagonal_beyond:
+            t = 0.0
         for p in range(d):
             for q in range(d):
                 Mt[p, q] = M[n, p, q] if p == q else t * M[n, p, q]
@@ -287,7 +292,9 @@ def sg_rate_pair(a, rho):
 @njit(cache=True)
 def _neighbour(idx, e, shape, bc):
     """Flat index of cell ``idx + e`` and its status: 0 inside, 1 absorbed (left through an absorbing
-    wall), 2 blocked (crosses a reflecting wall), 3 inside after wrapping around a periodic axis."""
+    wall), 2 reflected (crosses a reflecting wall; the index is then that of the mirror image of
+    ``idx + e`` in the wall(s), folded back as often as needed), 3 inside after wrapping around a periodic
+    axis."""
     d = idx.shape[0]
     flat = 0
     status = 0
@@ -302,8 +309,11 @@ def _neighbour(idx, e, shape, bc):
                 wrapped = True
             elif bc[ax, side] == 1:
                 status = 1
-            elif status == 0:
-                status = 2
+            else:
+                if status == 0:
+                    status = 2
+                while t < 0 or t >= n:      # the mirror image of a cell centre in the wall at 0 or n
+                    t = -1 - t if t < 0 else 2 * n - 1 - t
         flat = flat * n + t
     if status == 0 and wrapped:
         status = 3
@@ -375,6 +385,38 @@ def _weight_of_key(keys, weights, m, key):
         if keys[m, k] == key:
             w = weights[m, k]
     return w
+
+
+@njit(cache=True)
+def _mirror_displacement(idx, f, shape, bc, out):
+    """``out``: the displacement from cell ``idx`` to the mirror image of ``idx + f`` in the reflecting walls
+    it crosses (as :func:`_neighbour` folds it; ``f`` itself along periodic axes). Returns the status to
+    use for the potential difference along ``out``: 3 when it also crosses a periodic seam, else 0."""
+    seam = 0
+    for ax in range(idx.shape[0]):
+        t = idx[ax] + f[ax]
+        n = shape[ax]
+        if (t < 0 or t >= n) and bc[ax, 0] == 2:
+            seam = 3
+        while (t < 0 and bc[ax, 0] == 0) or (t >= n and bc[ax, 1] == 0):
+            t = -1 - t if t < 0 else 2 * n - 1 - t
+        out[ax] = t - idx[ax]
+    return seam
+
+
+@njit(cache=True)
+def _grow(src, dst, rate, disp, m):
+    """The jump lists with twice the room, the first ``m`` jumps kept."""
+    cap = 2 * src.shape[0]
+    src2 = np.empty(cap, src.dtype)
+    dst2 = np.empty(cap, dst.dtype)
+    rate2 = np.empty(cap)
+    disp2 = np.empty((cap, disp.shape[1]), dtype=disp.dtype)
+    src2[:m] = src[:m]
+    dst2[:m] = dst[:m]
+    rate2[:m] = rate[:m]
+    disp2[:m] = disp[:m]
+    return src2, dst2, rate2, disp2
 
 
 @njit(cache=True)
@@ -727,7 +769,7 @@ def _cell_potential_drop(n, qn, e, landscape, gradL, Q, gx):
 
 
 @njit(cache=True, nogil=True)
-def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL, Q, gx, resid, first, stop,
+def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL, Q, gx, resid, psi, first, stop,
                    index_like):
     """The jumps of the discrete process on the edges that the cells ``first <= n < stop`` own (each edge
     once; rates in the problem's time unit). Concatenated over consecutive ranges of cells, the lists are those
@@ -746,6 +788,7 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
         (0, d, d): the gradient part of the drift is then absent
     gx : (N, d) ``D~^+ v~_extra``, the drift other than ``-grad L`` in index units, ``v~_i = v_i / h_i``
     resid : (N, d) the part of ``v~`` outside the range of ``D~`` (upwinded along the axes)
+    psi : (N,) the potential of a reversible problem, ``P_ss = exp(-psi)`` (see below), or (0,) for none
 
     Scheme
     ------
@@ -762,6 +805,17 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
     sees ``P = 0`` where it crosses the wall, a fraction ``s`` of its length (:func:`_wall_fraction`; ``s = 1/2``
     for an axis face): rate ``sg_rate(-s a, rho) / s``, so exit times converge at second order.
 
+    A jump that crosses a reflecting wall lands on the mirror image of its target (the method of images;
+    the edge carries half of the offset's weight both ways, owned by the source cell): without it a long
+    offset would leave wall cells -- corners above all -- with no jumps at all, closed classes of the chain.
+
+    **Reversible problems** (``psi`` given, ``D (grad psi) = -(v - div D)``): every edge ``n <-> m`` of
+    weight ``rho_h`` gets the rates ``rho_h B(psi_m - psi_n)`` and ``rho_h B(psi_n - psi_m)``, whose ratio is
+    ``exp(psi_n - psi_m)``: detailed balance holds for ``exp(-psi)`` edge by edge, so the sampled exact
+    density is the discrete steady state, whatever the tensor, its orientation and the stencil. Expanding
+    ``B``, the flux is ``-rho_h (e . grad)(P) - rho_h P (e . grad psi)``, summed over ``e`` the Ito current
+    ``-D grad P - P D grad psi = v P - div(D P)``.
+
     Returns ``src, dst, rate, disp`` (``dst = -1`` for a jump out of the domain; ``disp`` the offset,
     int16).
     """
@@ -770,7 +824,9 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
     per_cell = offsets.shape[0] > 1
     q_per_cell = Q.shape[0] > 1
     landscape = Lval.shape[0] > 0
-    cap = (stop - first) * (4 * d + 2 * K)      # two jumps per axis face and per other offset, one per exit
+    reversible = psi.shape[0] > 0
+    per_cell_most = 4 * d + 4 * K                   # jumps one cell can own at most
+    cap = (stop - first) * (4 * d + 2 * K) + per_cell_most     # enough but at walls and stencil switches
     src = np.empty(cap, index_like.dtype)
     dst = np.empty(cap, index_like.dtype)
     rate = np.empty(cap)
@@ -783,7 +839,10 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
         rest //= shape[ax]
     e = np.zeros(d, dtype=np.int64)
     f = np.zeros(d, dtype=np.int64)
+    r = np.zeros(d, dtype=np.int64)
     for n in range(first, stop):
+        if m + per_cell_most > src.shape[0]:
+            src, dst, rate, disp = _grow(src, dst, rate, disp, m)
         if n > first:  # the multi-index of cell n (C order)
             ax = d - 1
             idx[ax] += 1
@@ -807,6 +866,8 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
                 if landscape:
                     z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, e, status, Lval, gradL, Q, cn)
                 at = rho_h * z + 0.5 * (resid[n, ax] + resid[t, ax]) - (rho_t - rho_n)
+                if reversible:
+                    at = rho_h * (psi[n] - psi[t])
                 k_out, k_in = sg_rate_pair(at, rho_h)
                 if k_out > 0.0:
                     m = _push(src, dst, rate, disp, m, n, t, k_out, e, 1)
@@ -844,6 +905,19 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
                     f[p] = sgn * offsets[c, kk, p] if direction == 0 else -sgn * offsets[c, kk, p]
                 t, status = _neighbour(idx, f, shape, bc)
                 if status == 2:
+                    if t == n:
+                        continue  # reflected onto itself
+                    seam = _mirror_displacement(idx, f, shape, bc, r)
+                    rho_h = 0.5 * w
+                    z, cn = _face_potential_drop(n, t, r, gx, w, w)
+                    if landscape:
+                        z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, r, seam, Lval, gradL, Q, cn)
+                    at = rho_h * (psi[n] - psi[t]) if reversible else 0.0
+                    k_out, k_in = sg_rate_pair(at, rho_h)
+                    if k_out > 0.0:
+                        m = _push(src, dst, rate, disp, m, n, t, k_out, r, 1)
+                    if k_in > 0.0:
+                        m = _push(src, dst, rate, disp, m, t, n, k_in, r, -1)
                     continue
                 if status == 1:
                     # P = 0 on the wall, a fraction s of the way along f: the exponentially fitted flux over
@@ -862,6 +936,8 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
                 if landscape:
                     z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, f, status, Lval, gradL, Q, cn)
                 at = rho_h * z - (rho_t - w)
+                if reversible:
+                    at = rho_h * (psi[n] - psi[t])
                 k_out, k_in = sg_rate_pair(at, rho_h)
                 if k_out > 0.0:
                     m = _push(src, dst, rate, disp, m, n, t, k_out, f, 1)

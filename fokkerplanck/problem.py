@@ -49,10 +49,16 @@ class Problem:
         The diffusion model (:mod:`fokkerplanck.noise`).
     convention : {"ito", "stratonovich", "hanggi-klimontovich"}
         Interpretation of the multiplicative noise (see module docstring). Default Ito.
+    potential : callable, optional
+        ``psi(theta) -> (...)`` for a *reversible* problem: one whose Ito drift satisfies
+        ``v - div D = -D grad psi``, so that ``P_ss = exp(-psi) / Z`` (e.g. ``v = -D grad psi + div D`` for any
+        field ``D``). The scheme then balances every edge exactly against ``exp(-psi)``, and the discrete
+        steady state is the sampled exact density whatever the tensor's orientation. Checked on the grid
+        (:meth:`potential_on_grid`): a ``psi`` that does not fit the drift and noise is refused.
     """
 
     def __init__(self, grid: Grid, landscape: Landscape | None = None, noise: Noise | None = None, *,
-                 drift: Callable | None = None, convention: str = "ito"):
+                 drift: Callable | None = None, convention: str = "ito", potential: Callable | None = None):
         if not isinstance(grid, Grid):
             raise TypeError(f"Problem: grid must be a fokkerplanck.Grid, got {type(grid).__name__}")
         if landscape is None and drift is None:
@@ -77,7 +83,10 @@ class Problem:
         self.landscape = landscape
         self.drift_field = drift
         self.noise = noise
+        if potential is not None and not callable(potential):
+            raise TypeError("Problem: potential must be a callable psi(theta) -> (...)")
         self.convention = key
+        self.potential = potential
         self._cache = {}
 
     @property
@@ -137,6 +146,52 @@ class Problem:
     def ito_velocity(self, theta) -> np.ndarray:
         """Drift of the equivalent Ito SDE: ``v + alpha sum_jk g_kj d_k g_ij``."""
         return self.velocity(theta) + self.noise_induced_drift(theta)
+
+    def potential_on_grid(self, rtol: float = 1e-4) -> np.ndarray:
+        """``psi`` at the cell centres (flat, C order), after checking that it is the potential of this
+        problem: ``|D grad psi + v - div D| <= rtol (|v| + |div D| + |D grad psi|)`` at every cell where
+        ``exp(-psi)`` is above ``1e-12`` of its peak, with ``grad psi`` and ``div D`` by central differences
+        (steps of ``1e-4`` of the cells), ``v`` the Ito velocity. Periodic axes need ``psi`` equal on both
+        walls. Raises ``ValueError`` naming the worst point otherwise."""
+        cache = self.__dict__.setdefault("_cache", {})
+        if "psi" in cache:
+            return cache["psi"]
+        grid = self.grid
+        pts = grid.points()
+        psi = np.asarray(self.potential(pts), dtype=float).reshape(-1)
+        if psi.shape[0] != grid.size or not np.all(np.isfinite(psi)):
+            raise ValueError("Problem: potential must return one finite value per point")
+        d = grid.ndim
+        grad_psi = np.empty(pts.shape)
+        div_D = np.zeros(pts.shape)
+        for j in range(d):
+            step = 1e-4 * grid.spacing[j]
+            tp, tm = pts.copy(), pts.copy()
+            tp[:, j] += step
+            tm[:, j] -= step
+            grad_psi[:, j] = (np.asarray(self.potential(tp), float).reshape(-1)
+                              - np.asarray(self.potential(tm), float).reshape(-1)) / (2 * step)
+            div_D += (self.diffusion(tp)[:, :, j] - self.diffusion(tm)[:, :, j]) / (2 * step)
+        v = self.ito_velocity(pts)
+        D_grad = np.einsum("nij,nj->ni", self.diffusion(pts), grad_psi)
+        mismatch = np.linalg.norm(D_grad + v - div_D, axis=1)
+        scale = np.linalg.norm(v, axis=1) + np.linalg.norm(div_D, axis=1) + np.linalg.norm(D_grad, axis=1)
+        alive = psi - psi.min() < np.log(1e12)
+        bad = alive & (mismatch > rtol * scale + 1e-300)
+        if np.any(bad):
+            worst = np.argmax(np.where(bad, mismatch / (scale + 1e-300), 0.0))
+            raise ValueError(f"Problem: potential does not fit the drift and noise (D grad psi + v - div D = "
+                             f"{mismatch[worst]:.3g} against a scale {scale[worst]:.3g} at theta={pts[worst]}); "
+                             "it must satisfy v - div D = -D grad psi")
+        for ax, (lo, hi) in enumerate(grid.bc):
+            if lo == "periodic":
+                low, high = pts.copy(), pts.copy()
+                low[:, ax], high[:, ax] = grid.axes[ax][0], grid.axes[ax][1]
+                gap = np.abs(np.asarray(self.potential(low), float) - np.asarray(self.potential(high), float))
+                if np.max(np.where(alive, gap.reshape(-1), 0.0)) > 1e-8 * (1.0 + np.abs(psi).max()):
+                    raise ValueError(f"Problem: potential is not periodic along the periodic axis {ax}")
+        cache["psi"] = psi
+        return psi
 
     def __repr__(self):
         parts = [repr(self.grid)]

@@ -540,7 +540,7 @@ def prl_steady_point(delta_s: float, eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the cross-diffusion warning is reported in the row instead
-        ss = steady_state(Problem(grid, land, HessianAligned(float(delta_s))), stencil_radius=int(stencil_radius))
+        ss = steady_state(Problem(grid, land, HessianAligned(float(delta_s))), stencil_radius=stencil_radius)
     mx = ss.marginal(0)
     x = mx.grid.centers[0]
     w = mx.values * mx.grid.spacing[0]
@@ -563,7 +563,7 @@ def prl_steady_point(delta_s: float, eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0)
         "shrunk_cells": int(ss.info.get("cross_diffusion_shrunk_cells", 0)),
         "min_cross_factor": float(ss.info.get("cross_diffusion_min_factor", 1.0)),
         "split_gap": ss.info.get("split_gap"),
-        "stencil_radius": int(stencil_radius),
+        "stencil_radius": stencil_radius,
         "cells": [nx, ny],
         "seconds": time.perf_counter() - t0,
     }

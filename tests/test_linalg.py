@@ -132,7 +132,7 @@ def test_wells_joined_below_the_shift_are_weighed_by_gth_elimination(monkeypatch
         fp.generator(prob)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ss = fp.steady_state(prob, method="direct")
+        ss = fp.steady_state(prob, method="direct", estimate_error=False)
     assert ss.info["gth"] and ss.info["iterations"] == 3 and ss.info["split_gap"] > 0.1
     assert ss.info["residual"] < 1e-12
     v = ss.values
