@@ -26,17 +26,27 @@ Every term is a jump ``n -> m`` with a non-negative rate: ``A`` has non-negative
 where the Selling weights are smooth (measured: 2D Ornstein-Uhlenbeck with a full tensor, covariance error
 1.3e-4 at 256^2, order 2.0).
 
-Limitation: a monotone stencil whose jumps span at most ``R`` cells represents cross-diffusion only up to
-``|D~_ij| <= R min(D~_ii, D~_jj)``. Near-singular tensors such as ``Delta_S H^2`` on a degenerate valley
-exceed this by orders of magnitude (``|D12|/D11 ~ lambda/(lambda' y)``, up to ~500 on the PRL Fig. 5
-landscape); there the off-diagonal part is scaled down to a diagonally dominant tensor with the same
-diagonal (see :func:`fokkerplanck.kernels.selling_field`), with a warning. The marginal equation along each
-axis involves only the diagonal of ``D`` and is kept exactly; the conditional spread across the valley
-feels the lost correlation. Measured on the PRL Fig. 5 landscape at ``Delta_S = 1e-3`` (x in [-2, 2]):
-``<|x|>`` = 0.656, 0.662, 0.666, 0.667 at 400 x 48, 400 x 96, 800 x 96, 1600 x 96 cells; the model without
-``D12`` gives 0.669-0.670 on all of these grids, and Euler-Maruyama particles of the full model, extrapolated
-to ``dt -> 0`` (0.687, 0.680, 0.676, 0.674 at dt = 0.01 ... 0.00125; first order), give 0.673 +- 0.001:
-here ``D12`` hardly moves the x-marginal, and the solver is within 1-3% of the particles.
+Stencil length. Selling's offsets grow like ``sqrt(cond D~)``. By default (``stencil_radius=None``) every
+cell gets the exact decomposition when every tensor of the field fits offsets of a quarter of the shortest
+axis (:func:`resolve_stencil_radius`): the scheme then solves the stated equation at any orientation, and
+converges at second order (``tests/test_anisotropy.py``). Jumps that cross a reflecting wall land on the mirror
+image of their target (blocked, they left corner cells without any jump: closed classes), and the drift of the
+cells whose diagonal offsets reach a reflecting wall is upwinded along the axes (the drift spread over long
+offsets is large and cancelling under strong anisotropy; cut at the wall, it trapped mass there).
+
+Where some tensor needs longer offsets -- a monotone stencil of radius ``R`` holds only
+``|D~_ij| <= R min(D~_ii, D~_jj)``, and ``Delta_S H^2`` on a degenerate valley needs hundreds of cells near the
+valley floor -- the grid cannot resolve the field. The short stencil (``SHORT_STENCIL_RADIUS``) is used, with the
+off-diagonal part scaled down to a diagonally dominant tensor of the same diagonal where it does not fit
+(:func:`fokkerplanck.kernels.selling_field`), a warning, and a measured error estimate from
+:func:`fokkerplanck.steady.steady_state`. Long exact offsets next to scaled tensors measured far worse on
+the PRL Fig. 5 landscape at ``Delta_S = 1e-3`` (``<|x|>`` 0.43-0.53) than the short stencil throughout
+(0.656, 0.662, 0.666 at 400 x 48, 400 x 96, 800 x 96; Euler-Maruyama particles of the full model, extrapolated
+to ``dt -> 0``, 0.673 +- 0.001).
+
+Reversible problems. Given ``psi`` with ``v - div D = -D grad psi`` (``Problem(potential=psi)``), every edge
+is balanced against ``exp(-psi)`` (rates ``rho_h B(psi_m - psi_n)`` and ``rho_h B(psi_n - psi_m)``): the
+sampled exact density is the discrete steady state, for any tensor field and stencil.
 """
 from __future__ import annotations
 
