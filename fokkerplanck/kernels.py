@@ -390,18 +390,13 @@ def _weight_of_key(keys, weights, m, key):
 @njit(cache=True)
 def _mirror_displacement(idx, f, shape, bc, out):
     """``out``: the displacement from cell ``idx`` to the mirror image of ``idx + f`` in the reflecting walls
-    it crosses (as :func:`_neighbour` folds it; ``f`` itself along periodic axes). Returns the status to
-    use for the potential difference along ``out``: 3 when it also crosses a periodic seam, else 0."""
-    seam = 0
+    it crosses (as :func:`_neighbour` folds it; ``f`` itself along periodic axes)."""
     for ax in range(idx.shape[0]):
         t = idx[ax] + f[ax]
         n = shape[ax]
-        if (t < 0 or t >= n) and bc[ax, 0] == 2:
-            seam = 3
         while (t < 0 and bc[ax, 0] == 0) or (t >= n and bc[ax, 1] == 0):
             t = -1 - t if t < 0 else 2 * n - 1 - t
         out[ax] = t - idx[ax]
-    return seam
 
 
 @njit(cache=True)
@@ -862,12 +857,13 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
             if status == 0 or status == 3:
                 rho_t = axis_weights[t if per_cell else 0, ax]
                 rho_h = 0.5 * (rho_n + rho_t)
-                z, cn = _face_potential_drop(n, t, e, gx, rho_n, rho_t)
-                if landscape:
-                    z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, e, status, Lval, gradL, Q, cn)
-                at = rho_h * z + 0.5 * (resid[n, ax] + resid[t, ax]) - (rho_t - rho_n)
                 if reversible:
                     at = rho_h * (psi[n] - psi[t])
+                else:
+                    z, cn = _face_potential_drop(n, t, e, gx, rho_n, rho_t)
+                    if landscape:
+                        z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, e, status, Lval, gradL, Q, cn)
+                    at = rho_h * z + 0.5 * (resid[n, ax] + resid[t, ax]) - (rho_t - rho_n)
                 k_out, k_in = sg_rate_pair(at, rho_h)
                 if k_out > 0.0:
                     m = _push(src, dst, rate, disp, m, n, t, k_out, e, 1)
@@ -907,11 +903,10 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
                 if status == 2:
                     if t == n:
                         continue  # reflected onto itself
-                    seam = _mirror_displacement(idx, f, shape, bc, r)
+                    # a mirrored jump carries diffusion only (the cell's drift goes along the axes:
+                    # see operator._reflected_cells), or the exact potential drop of a reversible problem
+                    _mirror_displacement(idx, f, shape, bc, r)
                     rho_h = 0.5 * w
-                    z, cn = _face_potential_drop(n, t, r, gx, w, w)
-                    if landscape:
-                        z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, r, seam, Lval, gradL, Q, cn)
                     at = rho_h * (psi[n] - psi[t]) if reversible else 0.0
                     k_out, k_in = sg_rate_pair(at, rho_h)
                     if k_out > 0.0:
@@ -932,12 +927,13 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
                 if direction == 1 and rho_t > 0.0:
                     continue  # the cell t = n - e has this offset too: it handles the edge as its +e
                 rho_h = 0.5 * (w + rho_t)
-                z, cn = _face_potential_drop(n, t, f, gx, w, rho_t)
-                if landscape:
-                    z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, f, status, Lval, gradL, Q, cn)
-                at = rho_h * z - (rho_t - w)
                 if reversible:
                     at = rho_h * (psi[n] - psi[t])
+                else:
+                    z, cn = _face_potential_drop(n, t, f, gx, w, rho_t)
+                    if landscape:
+                        z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, f, status, Lval, gradL, Q, cn)
+                    at = rho_h * z - (rho_t - w)
                 k_out, k_in = sg_rate_pair(at, rho_h)
                 if k_out > 0.0:
                     m = _push(src, dst, rate, disp, m, n, t, k_out, f, 1)
