@@ -69,24 +69,22 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from scipy.linalg import solve_continuous_lyapunov
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+for path in (ROOT, HERE):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 import fokkerplanck as fp  # noqa: E402
+import _common as C  # noqa: E402
+from fokkerplanck.theory import (invariant_measure_drift, ou_stationary_cov, rotated_tensor,  # noqa: E402
+                                 tensor_divergence)
 
 PROBLEMS = ("rot-ou", "nonrev-ou", "field")
 SOLVERS = ("ours", "centred", "fipy")
 FIPY_TOL = 1e-8
 FIPY_MAX_SWEEPS = 30
-
-
-def rot(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s], [s, c]])
 
 
 def _gauss(cov):
@@ -100,15 +98,15 @@ def make_problem(name: str, n: int):
     density as a function of points ``(..., 2)``."""
     if name == "rot-ou":
         kappa, angle = 10.0, 0.3
-        A = rot(angle) @ np.diag([1.0, 1.0 / kappa]) @ rot(angle).T
+        A = rotated_tensor(angle, (1.0, 1.0 / kappa))
         half = 6.0
         grid = fp.Grid([(-half, half, n), (-half, half, n)], bc="reflecting")
         prob = fp.Problem(grid, landscape=fp.landscapes.Quadratic(A), noise=fp.noise.HessianAligned(delta_s=1.0))
         return prob, _gauss(A)
     if name == "nonrev-ou":
         A = np.array([[1.0, 2.0], [-0.5, 1.5]])
-        D = rot(0.6) @ np.diag([1.0, 1.0 / 100.0]) @ rot(0.6).T
-        S = solve_continuous_lyapunov(-A, -2.0 * D)          # -A S - S A^T = -2 D
+        D = rotated_tensor(0.6, (1.0, 1.0 / 100.0))
+        S = ou_stationary_cov(A, D)                          # A S + S A^T = 2 D
         half = 5.5 * np.sqrt(np.diag(S).max())
         grid = fp.Grid([(-half, half, n), (-half, half, n)], bc="reflecting")
         prob = fp.Problem(grid, drift=lambda th: -th @ A.T, noise=fp.noise.Constant(D))
@@ -125,36 +123,14 @@ def make_problem(name: str, n: int):
             return np.stack([x + 0.4 * x ** 3, 2 * y], -1)
 
         def Dfun(t):
-            phi = 0.8 * t[..., 0] + 0.4 * t[..., 1]
-            c, s = np.cos(phi), np.sin(phi)
-            l1_, l2_ = 0.5, 0.5 / aniso
-            D = np.empty(t.shape + (2,))
-            D[..., 0, 0] = l1_ * c * c + l2_ * s * s
-            D[..., 1, 1] = l1_ * s * s + l2_ * c * c
-            D[..., 0, 1] = D[..., 1, 0] = (l1_ - l2_) * c * s
-            return D
+            return rotated_tensor(0.8 * t[..., 0] + 0.4 * t[..., 1], (0.5, 0.5 / aniso))
 
-        Smat = np.array([[0.0, S12], [-S12, 0.0]])
-
-        def v(t):
-            return -np.einsum("...ij,...j->...i", Dfun(t) + Smat, gpsi(t)) + div_d(Dfun, t)
+        v = invariant_measure_drift(Dfun, gpsi, S=np.array([[0.0, S12], [-S12, 0.0]]))
 
         grid = fp.Grid([(-3.0, 3.0, n), (-3.0, 3.0, n)], bc="reflecting")
         prob = fp.Problem(grid, drift=v, noise=fp.noise.Field(Dfun))
         return prob, (lambda pts: np.exp(-psi(pts)))
     raise ValueError(name)
-
-
-def div_d(Dfun, t, eps=1e-6):
-    """``(div D)_i = sum_j d_j D_ij`` by central differences with step ``eps``."""
-    t = np.asarray(t, dtype=float)
-    out = np.zeros(t.shape)
-    for j in range(t.shape[-1]):
-        tp, tm = t.copy(), t.copy()
-        tp[..., j] += eps
-        tm[..., j] -= eps
-        out += (Dfun(tp)[..., :, j] - Dfun(tm)[..., :, j]) / (2 * eps)
-    return out
 
 
 def normalised(grid, values):
@@ -236,7 +212,7 @@ def solve_fipy(prob, name):
     Df = prob.diffusion(fc).reshape(-1, 2, 2)
     b = prob.ito_velocity(fc).reshape(-1, 2)
     if name == "field":                                      # conservative drift b = v - div D
-        b = b - div_d(prob.diffusion, fc)
+        b = b - tensor_divergence(prob.diffusion, fc)
     Dface = F.FaceVariable(mesh=mesh, rank=2, value=np.transpose(Df, (1, 2, 0)))
     bface = F.FaceVariable(mesh=mesh, rank=1, value=b.T)
     N = mesh.numberOfCells
@@ -295,30 +271,13 @@ def run_case(name, n, solver):
     return row
 
 
-def fmt(x, spec):
-    if x is None:
-        return "-"
-    if isinstance(x, float) and np.isnan(x):
-        return "nan"
-    return format(x, spec)
-
-
 def print_table(rows):
-    head = ["problem", "n", "solver", "L1", "minP/maxP", "seconds", "note"]
-    cells = [head]
-    for r in rows:
-        note = r.get("note") or (f"{r['sweeps']} sweeps" if "sweeps" in r else (r.get("method") or ""))
-        cells.append([r["problem"], str(r["n"]), r["solver"], fmt(r.get("L1"), ".2e"),
-                      fmt(r.get("min_over_max"), ".1e"), fmt(r.get("seconds"), ".3g"), note])
-    w = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    lines = []
-    for k, c in enumerate(cells):
-        lines.append("| " + " | ".join(s.ljust(x) for s, x in zip(c, w)) + " |")
-        if k == 0:
-            lines.append("|" + "|".join("-" * (x + 2) for x in w) + "|")
-    text = "\n".join(lines)
-    print(text, flush=True)
-    return text
+    def note(r):
+        return r.get("note") or (f"{r['sweeps']} sweeps" if "sweeps" in r else (r.get("method") or ""))
+
+    return C.print_table(rows, [("problem", "problem", "s"), ("n", "n", "d"), ("solver", "solver", "s"),
+                                ("L1", "L1", ".2e"), ("minP/maxP", "min_over_max", ".1e"),
+                                ("seconds", "seconds", ".3g"), ("note", note, "s")])
 
 
 def main(argv=None):
@@ -355,8 +314,8 @@ def main(argv=None):
             for solver in solvers:
                 r = run_case(name, n, solver)
                 rows.append(r)
-                print(f"  {name:9s} {n:4d} {solver:8s} L1 {fmt(r['L1'], '.2e')}  "
-                      f"min/max {fmt(r['min_over_max'], '.1e')}  {fmt(r['seconds'], '.3g')} s"
+                print(f"  {name:9s} {n:4d} {solver:8s} L1 {C.fmt(r['L1'], '.2e')}  "
+                      f"min/max {C.fmt(r['min_over_max'], '.1e')}  {C.fmt(r['seconds'], '.3g')} s"
                       + (f"  ({r['note']})" if r.get("note") else ""), flush=True)
     print()
     table = print_table(rows)

@@ -30,6 +30,7 @@ __all__ = [
     "transition_noise", "valley_transition_noise", "sgd_converges", "mean_lambda_ss",
     "ou_stationary_cov", "ou_cov_at", "sgd_discrete_cov", "boltzmann",
     "sgd_linear_stability", "kramers_rate", "eyring_kramers_rate", "xie_escape_time", "mfpt_1d",
+    "rotated_tensor", "tensor_divergence", "invariant_measure_drift",
 ]
 
 
@@ -304,6 +305,59 @@ def ou_cov_at(t: float, A, D, Sigma0):
         G = F[:n, n:] @ F[:n, :n].T        # = ∫_0^t e^{-As} 2D e^{-A^T s} ds
         S = E @ S0 @ E.T + G
     return 0.5 * (S + S.T)
+
+
+def rotated_tensor(angle, eigenvalues):
+    """The 2D tensor ``R(phi) diag(l1, l2) R(phi)^T`` whose first principal axis makes the angle ``phi`` with
+    the first grid axis, for an array of angles ``(...)``: returns ``(..., 2, 2)``. With ``phi`` a function of
+    position this is a tensor field whose axes turn across the box."""
+    phi = np.asarray(angle, dtype=float)
+    l1, l2 = (float(v) for v in eigenvalues)
+    c, s = np.cos(phi), np.sin(phi)
+    D = np.empty(phi.shape + (2, 2))
+    D[..., 0, 0] = l1 * c * c + l2 * s * s
+    D[..., 1, 1] = l1 * s * s + l2 * c * c
+    D[..., 0, 1] = D[..., 1, 0] = (l1 - l2) * c * s
+    return D
+
+
+def tensor_divergence(tensor: Callable, theta, step: float = 1e-6) -> np.ndarray:
+    """``(div D)_i = sum_j d_j D_ij`` at the points ``theta (..., d)``, by central differences of the field
+    ``tensor: (..., d) -> (..., d, d)`` with the given ``step`` (error ``O(step^2)`` plus round-off
+    ``~1e-16 |D| / step``)."""
+    t = np.asarray(theta, dtype=float)
+    out = np.zeros(t.shape)
+    for j in range(t.shape[-1]):
+        tp, tm = t.copy(), t.copy()
+        tp[..., j] += step
+        tm[..., j] -= step
+        out += (tensor(tp)[..., :, j] - tensor(tm)[..., :, j]) / (2 * step)
+    return out
+
+
+def invariant_measure_drift(tensor: Callable, grad_psi: Callable, S=None, div_tensor: Callable | None = None,
+                            step: float = 1e-6) -> Callable:
+    """The Ito drift with a known stationary density for any diffusion field,
+
+        v(theta) = -(D(theta) + S) grad psi(theta) + div D(theta),      P_ss = exp(-psi) / Z,
+
+    ``S`` a constant antisymmetric matrix (zero: reversible, ``v - div D = -D grad psi``; otherwise the
+    stationary current ``-S grad psi exp(-psi)`` is divergence-free). Substituting, ``J = v P - div(D P) =
+    -S grad psi P``, and ``div J = 0`` because ``S`` is antisymmetric. (On a bounded box this holds where
+    ``exp(-psi)`` is negligible at the walls.) ``tensor``: ``(..., d) -> (..., d, d)``; ``grad_psi``:
+    ``(..., d) -> (..., d)``; ``div_tensor`` the row divergence ``sum_j d_j D_ij`` in closed form, or by
+    central differences of ``tensor`` (:func:`tensor_divergence`). Returns ``v`` as a callable."""
+    def div(t):
+        return div_tensor(t) if div_tensor is not None else tensor_divergence(tensor, t, step)
+
+    def velocity(theta):
+        t = np.asarray(theta, dtype=float)
+        D = tensor(t)
+        if S is not None:
+            D = D + np.asarray(S, dtype=float)
+        return -np.einsum("...ij,...j->...i", D, grad_psi(t)) + div(t)
+
+    return velocity
 
 
 def sgd_discrete_cov(A, eta: float, sigma: float):

@@ -13,15 +13,11 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy.linalg import expm, solve_continuous_lyapunov
+from scipy.linalg import expm
 
 import fokkerplanck as fp
 from fokkerplanck.operator import Generator
-
-
-def _rot(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s], [s, c]])
+from fokkerplanck.theory import invariant_measure_drift, ou_cov_at, ou_stationary_cov, rotated_tensor
 
 
 def _normalised(grid, p):
@@ -40,7 +36,7 @@ def _l1(grid, p, q):
 
 
 def _rotated_ou(kappa, angle, n, delta_s=1.0):
-    A = _rot(angle) @ np.diag([1.0, 1.0 / kappa]) @ _rot(angle).T
+    A = rotated_tensor(angle, (1.0, 1.0 / kappa))
     half = 6.0 * np.sqrt(delta_s)
     grid = fp.Grid([(-half, half, n), (-half, half, n)])
     return fp.Problem(grid, fp.landscapes.Quadratic(A), fp.noise.HessianAligned(delta_s)), delta_s * A
@@ -88,8 +84,8 @@ def test_long_offsets_reflect_at_walls_no_isolated_corner():
 
 def _non_normal_ou(aniso, n, phi=0.6):
     A = np.array([[1.0, 2.0], [-0.5, 1.5]])
-    D = _rot(phi) @ np.diag([1.0, 1.0 / aniso]) @ _rot(phi).T
-    S = solve_continuous_lyapunov(-A, -2 * D)
+    D = rotated_tensor(phi, (1.0, 1.0 / aniso))
+    S = ou_stationary_cov(A, D)
     half = 5.5 * np.sqrt(np.diag(S).max())
     grid = fp.Grid([(-half, half, n), (-half, half, n)])
     return fp.Problem(grid, drift=lambda th: -th @ A.T, noise=fp.noise.Constant(D)), S
@@ -120,31 +116,30 @@ def _turning_field(aniso, n, s12=0.5):
         return np.stack([x + 0.4 * x ** 3, 2 * y], -1)
 
     def tensor(t):
-        phi = 0.8 * t[..., 0] + 0.4 * t[..., 1]
-        c, s = np.cos(phi), np.sin(phi)
-        big, small = 0.5, 0.5 / aniso
-        D = np.empty(t.shape + (2,))
-        D[..., 0, 0] = big * c * c + small * s * s
-        D[..., 1, 1] = big * s * s + small * c * c
-        D[..., 0, 1] = D[..., 1, 0] = (big - small) * c * s
-        return D
+        return rotated_tensor(0.8 * t[..., 0] + 0.4 * t[..., 1], (0.5, 0.5 / aniso))
 
     def div_tensor(t):
-        # d/dx_j D_ij in closed form: D = small I + (big - small) u u^T, u = (c, s), d phi = (0.8, 0.4)
+        # sum_j d_j D_ij in closed form: D = small I + (big - small) u u^T, u = (c, s), grad phi = (0.8, 0.4),
+        # d(u u^T)/dphi = [[-2cs, c^2 - s^2], [c^2 - s^2, 2cs]]
         phi = 0.8 * t[..., 0] + 0.4 * t[..., 1]
         c, s = np.cos(phi), np.sin(phi)
         k = 0.5 - 0.5 / aniso
-        # d(u u^T)/dphi = [[-2cs, c^2 - s^2], [c^2 - s^2, 2cs]]
         dxx, dxy, dyy = -2 * c * s, c * c - s * s, 2 * c * s
         return k * np.stack([dxx * 0.8 + dxy * 0.4, dxy * 0.8 + dyy * 0.4], -1)
 
-    S = np.array([[0.0, s12], [-s12, 0.0]])
-
-    def velocity(t):
-        return -np.einsum("...ij,...j->...i", tensor(t) + S, grad_psi(t)) + div_tensor(t)
-
+    velocity = invariant_measure_drift(tensor, grad_psi, S=np.array([[0.0, s12], [-s12, 0.0]]),
+                                       div_tensor=div_tensor)
     grid = fp.Grid([(-3.0, 3.0, n), (-3.0, 3.0, n)])
     return grid, velocity, fp.noise.Field(tensor), psi
+
+
+def test_invariant_measure_drift_by_differences_matches_the_closed_form():
+    grid, closed, noise, psi = _turning_field(30, 8)
+    numeric = invariant_measure_drift(noise.f,
+                                      lambda t: np.stack([t[..., 0] + 0.4 * t[..., 0] ** 3, 2 * t[..., 1]], -1),
+                                      S=np.array([[0.0, 0.5], [-0.5, 0.0]]))
+    pts = grid.points()
+    assert np.abs(numeric(pts) - closed(pts)).max() < 1e-8 * np.abs(closed(pts)).max()
 
 
 def test_turning_tensor_field_non_reversible_converges():
@@ -220,7 +215,7 @@ def test_3d_non_normal_ou_rotated_anisotropy_100():
     A = np.array([[1.0, 1.5, 0.0], [-0.5, 1.2, 0.8], [0.0, -0.6, 0.9]])
     R = expm(np.array([[0, 0.6, 0.3], [-0.6, 0, 0.5], [-0.3, -0.5, 0]]))
     D = R @ np.diag([1.0, 0.1, 0.01]) @ R.T
-    S = solve_continuous_lyapunov(-A, -2 * D)
+    S = ou_stationary_cov(A, D)
     half = 5.0 * np.sqrt(np.diag(S))
     errs = []
     for n in (24, 32):
@@ -238,13 +233,13 @@ def test_evolve_rotated_ou_against_the_exact_gaussian():
     (measured; 1.7e-3 at 192^2, second order). Implicit Euler keeps every density non-negative for any dt
     (the inverse of the M-matrix I - dt A is non-negative): tested with a step 200 times the explicit limit."""
     kappa, angle = 10.0, 0.3
-    A = _rot(angle) @ np.diag([1.0, 1 / kappa]) @ _rot(angle).T
+    A = rotated_tensor(angle, (1.0, 1 / kappa))
     m0, S0, t_end = np.array([1.5, -1.0]), 0.05 * np.eye(2), 2.0
     E = expm(-A * t_end)
     grid = fp.Grid([(-4.5, 4.5, 96), (-4.5, 4.5, 96)])
     prob = fp.Problem(grid, fp.landscapes.Quadratic(A), fp.noise.HessianAligned(1.0))
     p0 = fp.Density.gaussian(grid, m0, S0)
-    exact = _gaussian(grid, E @ (S0 - A) @ E.T + A, E @ m0)
+    exact = _gaussian(grid, ou_cov_at(t_end, A, A @ A, S0), E @ m0)
     traj = fp.evolve(prob, p0, t_end)
     assert _l1(grid, traj.final.values, exact) < 1.2e-2
     assert np.all(traj.minimum >= 0.0)
