@@ -6,7 +6,7 @@ Data flow: grid, landscapes, noise -> problem -> kernels -> operator -> density 
 -> particles, theory, compare -> io, plot, config -> cli.
 """
 from . import landscapes, noise
-from .grid import Grid
+from .grid import Frame, Grid
 from .problem import Problem
 from .density import Density, Trajectory
 from .operator import Generator, generator

@@ -73,13 +73,13 @@ class Density:
         prec = np.linalg.inv(cov)
         nodes = np.array([-np.sqrt(0.6), 0.0, np.sqrt(0.6)]) / 2
         wts = np.array([5, 8, 5]) / 18
-        pts = grid.mesh()
+        pts = grid.local_mesh()
         h = grid.spacing
         vals = np.zeros(grid.shape)
         for idx in np.ndindex(*(3,) * d):
             shift = np.array([nodes[i] for i in idx]) * h
             w = np.prod([wts[i] for i in idx])
-            z = pts + shift - mean
+            z = (pts + shift if grid.frame is None else grid.frame.to_theta(pts + shift)) - mean
             vals += w * np.exp(-0.5 * np.einsum("...i,ij,...j->...", z, prec, z))
         if not vals.sum() > 0:
             raise ValueError("Density.gaussian: the Gaussian has no mass on the grid")
@@ -101,13 +101,15 @@ class Density:
         return float(self.values.sum() * self.grid.cell_volume)
 
     def mean(self) -> np.ndarray:
-        """``<theta>`` under the (normalised) density."""
+        """``<theta>`` under the (normalised) density (in the problem's coordinates also on a framed grid)."""
         w = self.values / self.values.sum()
-        return np.array([np.tensordot(w.sum(axis=tuple(j for j in range(self.grid.ndim) if j != i)),
-                                      self.grid.centers[i], axes=1) for i in range(self.grid.ndim)])
+        m = np.array([np.tensordot(w.sum(axis=tuple(j for j in range(self.grid.ndim) if j != i)),
+                                   self.grid.centers[i], axes=1) for i in range(self.grid.ndim)])
+        return m if self.grid.frame is None else self.grid.frame.to_theta(m)
 
     def cov(self) -> np.ndarray:
-        """Covariance of theta under the density (cell-centre quadrature: ``O(h^2)`` accurate)."""
+        """Covariance of theta under the density (cell-centre quadrature: ``O(h^2)`` accurate; in the problem's
+        coordinates also on a framed grid)."""
         pts = self.grid.points()
         w = (self.values / self.values.sum()).ravel()
         m = w @ pts
@@ -120,18 +122,20 @@ class Density:
         return float((vals * self.values).sum() / self.values.sum())
 
     def marginal(self, axis: int | Sequence[int]) -> "Density":
-        """Marginal density over the kept ``axis`` (an int or a sequence of ints)."""
+        """Marginal density over the kept ``axis`` (an int or a sequence of ints). On a framed grid, the
+        marginal of the frame's coordinates ``xi`` (a density per unit ``xi``, on a grid without frame)."""
         keep = [axis] if np.isscalar(axis) else list(axis)
         keep = [int(a) % self.grid.ndim for a in keep]
         drop = tuple(i for i in range(self.grid.ndim) if i not in keep)
         h = self.grid.spacing
-        vals = self.values.sum(axis=drop) * np.prod(h[list(drop)]) if drop else self.values.copy()
+        jac = 1.0 if self.grid.frame is None else abs(self.grid.frame.det)    # P_xi = |det M| P_theta
+        vals = self.values.sum(axis=drop) * np.prod(h[list(drop)]) * jac if drop else self.values * jac
         sub = self.grid.subgrid(sorted(keep))
         if keep != sorted(keep):
             vals = np.moveaxis(vals, list(range(len(keep))), list(np.argsort(np.argsort(keep))))
         se = None
         if self.stderr is not None:
-            se = np.sqrt((self.stderr**2).sum(axis=drop)) * np.prod(h[list(drop)]) if drop else self.stderr
+            se = (np.sqrt((self.stderr**2).sum(axis=drop)) * np.prod(h[list(drop)]) if drop else self.stderr) * jac
         return Density(sub, vals, stderr=se, info={"marginal_of": keep})
 
     def entropy(self) -> float:
@@ -169,13 +173,21 @@ class Density:
                        generator=self.generator, info=self.info)
 
     def to_xarray(self):
-        """The density as an ``xarray.DataArray`` with coordinates ``theta0, theta1, ...``."""
+        """The density as an ``xarray.DataArray`` with coordinates ``theta0, theta1, ...``; on a framed grid
+        the dimensions are ``xi0, xi1, ...`` and ``theta0, ...`` are coordinates over them."""
         try:
             import xarray as xr
         except ImportError:  # pragma: no cover - optional
             raise ImportError("to_xarray needs xarray: pip install 'fokkerplanck[xarray]'") from None
-        dims = [f"theta{i}" for i in range(self.grid.ndim)]
-        return xr.DataArray(self.values, coords=dict(zip(dims, self.grid.centers)), dims=dims, name="P")
+        d = self.grid.ndim
+        if self.grid.frame is None:
+            dims = [f"theta{i}" for i in range(d)]
+            return xr.DataArray(self.values, coords=dict(zip(dims, self.grid.centers)), dims=dims, name="P")
+        dims = [f"xi{i}" for i in range(d)]
+        coords = dict(zip(dims, self.grid.centers))
+        mesh = self.grid.mesh()
+        coords.update({f"theta{i}": (dims, mesh[..., i]) for i in range(d)})
+        return xr.DataArray(self.values, coords=coords, dims=dims, name="P")
 
     def __repr__(self):
         return f"Density({self.grid!r}, mass={self.mass:.6g})"

@@ -10,6 +10,16 @@ Each of the 2d walls carries a boundary condition:
 * ``"reflecting"`` -- zero normal probability current, ``J . n = 0`` (mass is conserved);
 * ``"absorbing"``  -- ``P = 0`` on the wall (mass leaves through it);
 * ``"periodic"``   -- the axis wraps around (both sides of that axis must say so).
+
+Aligned frames
+--------------
+A grid may carry a :class:`Frame`, ``theta = origin + M xi``: its box, cells and walls are then in the
+coordinates ``xi`` (``axes``, ``centers``, ``edges``, ``spacing``), while :meth:`Grid.mesh` and
+:meth:`Grid.points` give the cell centres in the problem's own coordinates ``theta``, where every field is
+evaluated. The Fokker-Planck equation transforms covariantly, ``D_xi = M^-1 D M^-T``, ``v_xi = M^-1 v``, and
+densities stay densities in ``theta`` (``cell_volume = |det M| prod h_i``). Aligning the grid's axes with the
+principal directions of a problem -- a rotated valley, a tilted anisotropic noise -- makes its tensors nearly
+diagonal on the grid, which any stencil resolves.
 """
 from __future__ import annotations
 
@@ -54,6 +64,68 @@ def _parse_bc(bc, ndim: int) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+class Frame:
+    """An affine frame ``theta = origin + matrix @ xi`` (``matrix`` invertible, ``d x d``).
+
+    ``Frame.rotation(angle)`` (2D) turns the grid's first axis by ``angle`` (radians, counter-clockwise);
+    ``Frame.principal_axes(T)`` takes the orthonormal eigenvectors of a symmetric ``T`` (ascending
+    eigenvalues) as the grid's axes."""
+
+    def __init__(self, matrix, origin=None):
+        M = np.atleast_2d(np.asarray(matrix, dtype=float))
+        if M.ndim != 2 or M.shape[0] != M.shape[1] or not 1 <= M.shape[0] <= 3:
+            raise ValueError(f"Frame: matrix must be square, 1x1 to 3x3, got shape {M.shape}")
+        if not np.all(np.isfinite(M)):
+            raise ValueError("Frame: matrix must be finite")
+        det = float(np.linalg.det(M))
+        if not abs(det) > 1e-12 * max(1.0, float(np.abs(M).max()) ** M.shape[0]):
+            raise ValueError("Frame: matrix must be invertible")
+        c = np.zeros(M.shape[0]) if origin is None else np.asarray(origin, dtype=float).reshape(-1)
+        if c.shape != (M.shape[0],) or not np.all(np.isfinite(c)):
+            raise ValueError(f"Frame: origin must be {M.shape[0]} finite numbers")
+        self.matrix, self.origin, self.det = M, c, det
+        self.inverse = np.linalg.inv(M)
+        self.orthogonal = bool(np.allclose(M.T @ M, np.eye(M.shape[0]), rtol=0.0, atol=1e-13))
+
+    @classmethod
+    def rotation(cls, angle: float, origin=None) -> "Frame":
+        c, s = np.cos(float(angle)), np.sin(float(angle))
+        return cls([[c, -s], [s, c]], origin)
+
+    @classmethod
+    def principal_axes(cls, tensor, origin=None) -> "Frame":
+        T = np.asarray(tensor, dtype=float)
+        _, V = np.linalg.eigh(0.5 * (T + T.T))
+        if np.linalg.det(V) < 0:
+            V[:, 0] = -V[:, 0]          # a rotation, not a reflection
+        return cls(V, origin)
+
+    @property
+    def ndim(self) -> int:
+        return self.matrix.shape[0]
+
+    def to_theta(self, xi) -> np.ndarray:
+        """``origin + M xi`` for points ``(..., d)``."""
+        return np.asarray(xi, dtype=float) @ self.matrix.T + self.origin
+
+    def to_xi(self, theta) -> np.ndarray:
+        """``M^-1 (theta - origin)`` for points ``(..., d)``."""
+        return (np.asarray(theta, dtype=float) - self.origin) @ self.inverse.T
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, Frame) and np.array_equal(self.matrix, other.matrix)
+                and np.array_equal(self.origin, other.origin))
+
+    def __hash__(self):
+        return hash((self.matrix.tobytes(), self.origin.tobytes()))
+
+    def __repr__(self) -> str:
+        return f"Frame({self.matrix.tolist()}, origin={self.origin.tolist()})"
+
+    def to_dict(self) -> dict:
+        return {"matrix": self.matrix.tolist(), "origin": self.origin.tolist()}
+
+
 @dataclass(frozen=True, eq=False)
 class Grid:
     """A uniform cell-centred grid with per-wall boundary conditions.
@@ -65,6 +137,9 @@ class Grid:
     bc : str or sequence
         ``"reflecting"`` (default), ``"absorbing"`` or ``"periodic"`` for every wall, or one entry per axis,
         each a string or a ``(low, high)`` pair.
+    frame : Frame, optional
+        ``theta = origin + M xi``: the box, cells and walls are in ``xi`` (see the module docstring); a
+        ``(matrix, origin)`` pair or a matrix is accepted too.
 
     Examples
     --------
@@ -75,8 +150,9 @@ class Grid:
 
     axes: tuple
     bc: tuple
+    frame: Frame | None
 
-    def __init__(self, axes: Sequence[Sequence[float]], bc="reflecting"):
+    def __init__(self, axes: Sequence[Sequence[float]], bc="reflecting", frame=None):
         try:
             axes = [tuple(a) for a in axes]
         except TypeError:
@@ -96,6 +172,11 @@ class Grid:
             clean.append((lo, hi, int(n)))
         object.__setattr__(self, "axes", tuple(clean))
         object.__setattr__(self, "bc", _parse_bc(bc, len(clean)))
+        if frame is not None and not isinstance(frame, Frame):
+            frame = Frame(*frame) if isinstance(frame, tuple) else Frame(frame)
+        if frame is not None and frame.ndim != len(clean):
+            raise ValueError(f"frame is {frame.ndim}-dimensional but the grid has {len(clean)} axes")
+        object.__setattr__(self, "frame", frame)
 
     # --- geometry -------------------------------------------------------------------------------
     @property
@@ -125,11 +206,13 @@ class Grid:
 
     @property
     def cell_volume(self) -> float:
-        return float(np.prod(self.spacing))
+        """Volume of a cell in the problem's coordinates ``theta`` (``|det M| prod h_i`` in a frame)."""
+        v = float(np.prod(self.spacing))
+        return v if self.frame is None else v * abs(self.frame.det)
 
     @property
     def centers(self) -> list[np.ndarray]:
-        """Cell centres, one 1D array per axis."""
+        """Cell centres, one 1D array per axis (of the frame's coordinates ``xi`` when there is a frame)."""
         return [lo + (np.arange(n) + 0.5) * (hi - lo) / n for lo, hi, n in self.axes]
 
     @property
@@ -137,13 +220,23 @@ class Grid:
         """Cell faces, one 1D array of ``n_i + 1`` values per axis."""
         return [np.linspace(lo, hi, n + 1) for lo, hi, n in self.axes]
 
-    def mesh(self) -> np.ndarray:
-        """All cell centres as an array of shape ``shape + (ndim,)``."""
+    def local_mesh(self) -> np.ndarray:
+        """All cell centres in the grid's own coordinates (``xi`` in a frame), shape ``shape + (ndim,)``."""
         return np.stack(np.meshgrid(*self.centers, indexing="ij"), axis=-1)
 
+    def mesh(self) -> np.ndarray:
+        """All cell centres in the problem's coordinates ``theta``, shape ``shape + (ndim,)``."""
+        xi = self.local_mesh()
+        return xi if self.frame is None else self.frame.to_theta(xi)
+
     def points(self) -> np.ndarray:
-        """All cell centres as an ``(size, ndim)`` array in C order (the solver's unknown ordering)."""
+        """All cell centres (``theta``) as an ``(size, ndim)`` array in C order (the solver's unknown ordering)."""
         return self.mesh().reshape(-1, self.ndim)
+
+    def to_local(self, theta) -> np.ndarray:
+        """Points ``(..., d)`` in the grid's own coordinates (``xi = M^-1 (theta - origin)`` in a frame)."""
+        theta = np.asarray(theta, dtype=float)
+        return theta if self.frame is None else self.frame.to_xi(theta)
 
     # --- boundary conditions --------------------------------------------------------------------
     def bc_codes(self) -> np.ndarray:
@@ -157,27 +250,41 @@ class Grid:
 
     # --- helpers ----------------------------------------------------------------------------------
     def contains(self, theta) -> np.ndarray:
-        theta = np.asarray(theta, dtype=float)
-        return np.all((theta >= self.lower) & (theta <= self.upper), axis=-1)
+        """Whether points ``theta (..., d)`` lie in the box (in a frame: whether their ``xi`` does)."""
+        xi = self.to_local(theta)
+        return np.all((xi >= self.lower) & (xi <= self.upper), axis=-1)
 
     def subgrid(self, axes: Sequence[int]) -> "Grid":
-        """The grid made of a subset of this grid's axes (for marginals)."""
+        """The grid made of a subset of this grid's axes (for marginals; in a frame, axes of ``xi``, without
+        the frame)."""
         return Grid([self.axes[i] for i in axes], bc=[self.bc[i] for i in axes])
 
     def refined(self, factor: int = 2) -> "Grid":
-        return Grid([(lo, hi, n * factor) for lo, hi, n in self.axes], bc=self.bc)
+        return Grid([(lo, hi, n * factor) for lo, hi, n in self.axes], bc=self.bc, frame=self.frame)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Grid) and self.axes == other.axes and self.bc == other.bc
+        return (isinstance(other, Grid) and self.axes == other.axes and self.bc == other.bc
+                and self.frame == other.frame)
 
     def __hash__(self):
-        return hash((self.axes, self.bc))
+        return hash((self.axes, self.bc, self.frame))
 
     def __repr__(self) -> str:
         ax = ", ".join(f"({lo:g}, {hi:g}, {n})" for lo, hi, n in self.axes)
         bcs = {k for pair in self.bc for k in pair}
         bc = repr(next(iter(bcs))) if len(bcs) == 1 else repr(list(self.bc))
-        return f"Grid([{ax}], bc={bc})"
+        frame = "" if self.frame is None else f", frame={self.frame!r}"
+        return f"Grid([{ax}], bc={bc}{frame})"
 
     def to_dict(self) -> dict:
-        return {"axes": [list(a) for a in self.axes], "bc": [list(p) for p in self.bc]}
+        out = {"axes": [list(a) for a in self.axes], "bc": [list(p) for p in self.bc]}
+        if self.frame is not None:
+            out["frame"] = self.frame.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Grid":
+        """The inverse of :meth:`to_dict`."""
+        f = d.get("frame")
+        frame = None if f is None else Frame(f["matrix"], f["origin"])
+        return cls([tuple(a) for a in d["axes"]], bc=[tuple(p) for p in d["bc"]], frame=frame)

@@ -145,7 +145,8 @@ def _write_netcdf(path: Path, densities: dict):
     try:
         variables = {}
         for name, d in densities.items():
-            dims = [f"{name}_theta{i}" for i in range(d.grid.ndim)]
+            axis = "theta" if d.grid.frame is None else "xi"     # a framed grid's cells are in xi
+            dims = [f"{name}_{axis}{i}" for i in range(d.grid.ndim)]
             variables[name] = xr.DataArray(np.asarray(d.values, dtype=float),
                                            coords=dict(zip(dims, d.grid.centers)), dims=dims)
         xr.Dataset(variables).to_netcdf(path, engine="scipy")
@@ -194,7 +195,7 @@ class Result:
         self.densities = {}
         for name, meta in doc.get("densities", {}).items():
             g = meta["grid"]
-            grid = Grid([tuple(a) for a in g["axes"]], bc=[tuple(p) for p in g["bc"]])
+            grid = Grid.from_dict(g)
             if name not in arrays:
                 raise ValueError(f"io.load: density {name!r} is listed in {RESULT_FILE} but missing from {ARRAYS_FILE}")
             self.densities[name] = Density(grid, arrays[name], stderr=arrays.get(name + "__stderr"),

@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from .grid import Frame
+
 
 def _as_points(theta, dim: int | None, who: str) -> np.ndarray:
     theta = np.asarray(theta, dtype=float)
@@ -212,6 +214,41 @@ class Custom(Landscape):
             return super().hessian(theta)
         t = _as_points(theta, self.dim, "Custom")
         return self._check(self._hessian(t), t.shape + (t.shape[-1],), "hessian")
+
+
+class Transformed(Landscape):
+    """A landscape placed in the problem's coordinates by an affine frame ``theta = origin + M xi``:
+
+        L(theta) = L0(xi),  xi = M^-1 (theta - origin),   grad L = M^-T grad L0,   H = M^-T H0 M^-1.
+
+    With ``Frame.rotation(angle)`` this is ``base`` rotated by ``angle`` (a rotated valley); the same frame on
+    the grid (``Grid(..., frame=...)``) then solves the rotated problem on the unrotated problem's cells."""
+
+    kind = "transformed"
+
+    def __init__(self, base: Landscape, frame):
+        if not isinstance(base, Landscape):
+            raise TypeError(f"Transformed: base must be a Landscape, got {type(base).__name__}")
+        self.base = base
+        self.frame = frame if isinstance(frame, Frame) else Frame(frame)
+        if base.dim is not None and base.dim != self.frame.ndim:
+            raise ValueError(f"Transformed: the landscape is {base.dim}-dimensional, the frame {self.frame.ndim}")
+        self.dim = self.frame.ndim
+
+    def loss(self, theta):
+        return self.base.loss(self.frame.to_xi(_as_points(theta, self.dim, "Transformed")))
+
+    def grad(self, theta):
+        xi = self.frame.to_xi(_as_points(theta, self.dim, "Transformed"))
+        return self.base.grad(xi) @ self.frame.inverse
+
+    def hessian(self, theta):
+        xi = self.frame.to_xi(_as_points(theta, self.dim, "Transformed"))
+        Minv = self.frame.inverse
+        return np.einsum("ji,...jk,kl->...il", Minv, self.base.hessian(xi), Minv)
+
+    def params(self):
+        return {"base": repr(self.base), **self.frame.to_dict()}
 
 
 class HighDimValley(Landscape):

@@ -112,6 +112,14 @@ class Generator:
         if not np.all(np.isfinite(v)):
             bad = pts[~np.all(np.isfinite(v), axis=1)][0]
             raise ValueError(f"Problem: the drift is not finite at theta={bad}")
+        if grid.frame is not None:
+            # theta = c + M xi: the equation in xi has D_xi = M^-1 D M^-T and v_xi = M^-1 v, and the landscape's
+            # gradient along xi is M^T grad L (so v_xi = -grad_xi L exactly when M is orthogonal)
+            Minv = grid.frame.inverse
+            D = np.einsum("ij,njk,lk->nil", Minv, D, Minv)
+            v = v @ Minv.T
+            if grad is not None:
+                grad = grad @ grid.frame.matrix
 
         # --- Selling decomposition of D~ = D / (h_i h_j) -------------------------------------------
         # A constant tensor is decomposed once: offsets (1, K, d), weights (1, K) serve every cell.
@@ -209,12 +217,15 @@ class Generator:
         """Probability current at cell centres, ``grid.shape + (d,)``, from the scheme's jump fluxes:
         for each pair of cells joined by jumps, the net flow ``k_nm P_n - k_mn P_m`` along their
         displacement, shared between the two cells (all of it to the source for a jump out through an
-        absorbing wall). Exactly zero at discrete detailed balance. The jumps are made again, matrix-free."""
+        absorbing wall). Exactly zero at discrete detailed balance. The jumps are made again, matrix-free.
+        In a frame, the components are those of ``theta``."""
         P = self._density(P)
         J = np.zeros((self.grid.size, self.grid.ndim))
         h = np.asarray(self.grid.spacing, dtype=float)
         kernels.walk_jumps(self.grid.size, self._walk,
                            lambda src, dst, rate, disp: kernels.add_jump_current(J, src, dst, rate, disp, h, P))
+        if self.grid.frame is not None:
+            J = J @ self.grid.frame.matrix.T           # the current is a velocity times a density: J_theta = M J_xi
         return J.reshape(self.grid.shape + (self.grid.ndim,))
 
     def exit_rates(self) -> np.ndarray:

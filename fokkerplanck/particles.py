@@ -196,7 +196,7 @@ class Ensemble:
         n_live = pts.shape[0]
         if n_live == 0:
             raise ValueError("histogram: no live particles (all diverged or were absorbed)")
-        counts, _ = np.histogramdd(pts, bins=grid.edges)
+        counts, _ = np.histogramdd(grid.to_local(pts), bins=grid.edges)     # in a frame: binned in xi
         n_in = float(counts.sum())
         if n_in == 0:
             raise ValueError("histogram: no live particle lies inside the grid")
@@ -421,6 +421,9 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
             raise ValueError(f"grid must be a fokkerplanck.Grid, got {type(grid).__name__}")
         if grid.ndim != d:
             raise ValueError(f"grid has {grid.ndim} axes but the particles are {d}-dimensional")
+        if grid.frame is not None:
+            raise ValueError("the particles' walls are those of a grid without frame: pass grid=None, or a grid "
+                             "whose box is in theta (histogram onto the framed grid afterwards)")
         lower, upper, bc, use_walls = grid.lower.astype(float), grid.upper.astype(float), grid.bc_codes(), True
         if np.any(~grid.contains(pos)):
             raise ValueError("some theta0 lie outside the grid")

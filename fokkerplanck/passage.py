@@ -39,7 +39,8 @@ class FirstPassageTime:
         """``T`` at arbitrary points inside the box (linear interpolation between cell centres)."""
         theta = np.asarray(theta, dtype=float)
         interp = RegularGridInterpolator(self.grid.centers, self.values, bounds_error=False, fill_value=None)
-        return interp(theta.reshape(-1, self.grid.ndim)).reshape(theta.shape[:-1] if theta.ndim > 1 else ())
+        xi = self.grid.to_local(theta.reshape(-1, self.grid.ndim))
+        return interp(xi).reshape(theta.shape[:-1] if theta.ndim > 1 else ())
 
     def mean_from(self, p0: Density) -> float:
         """``int T p0``: the mean first-passage time from a starting density."""

@@ -185,8 +185,10 @@ class Problem:
                              "it must satisfy v - div D = -D grad psi")
         for ax, (lo, hi) in enumerate(grid.bc):
             if lo == "periodic":
-                low, high = pts.copy(), pts.copy()
+                low, high = grid.local_mesh().reshape(-1, d), grid.local_mesh().reshape(-1, d)
                 low[:, ax], high[:, ax] = grid.axes[ax][0], grid.axes[ax][1]
+                if grid.frame is not None:
+                    low, high = grid.frame.to_theta(low), grid.frame.to_theta(high)
                 gap = np.abs(np.asarray(self.potential(low), float) - np.asarray(self.potential(high), float))
                 if np.max(np.where(alive, gap.reshape(-1), 0.0)) > 1e-8 * (1.0 + np.abs(psi).max()):
                     raise ValueError(f"Problem: potential is not periodic along the periodic axis {ax}")

@@ -312,7 +312,10 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         the order of the answer's error from it. Measured on the PRL Fig. 5 valley, ``Delta_S H^2`` at
         ``Delta_S = 1e-3``: at 400 x 48 / 400 x 96 / 800 x 96 cells the estimate is 0.20 / 0.10 / 0.073 in L1;
         ``<|x|>`` moves by 0.013 / 0.0065 / 0.0038 between the two answers, against errors of 0.017 / 0.011 /
-        0.0074 from the particles' 0.673.
+        0.0074 from the particles' 0.673. It can understate the error several-fold where most of the
+        cross-diffusion is lost: the same valley rotated by 0.2 / 0.5 rad on a plain 320-cell grid has
+        ``<|x'|>`` 4.7% / 15% off (Delta_S = 1e-3) and 16% / 8% off (3e-3) beside estimates of 0.028-0.087
+        in L1. An aligned frame (:class:`~fokkerplanck.grid.Frame`) gives the unrotated answer there.
         A warning gives it when above 1e-2.
 
     Returns
@@ -421,8 +424,10 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
             warnings.warn(f"steady_state: the grid cannot hold the cross-diffusion at "
                           f"{gen.info['cross_diffusion_shrunk_cells']} of {N} cells; estimated error "
                           f"{dens.info['error_estimate']:.2g} in L1 (how far the answer moves when that "
-                          "cross-diffusion is dropped instead of scaled). Refine across the narrow direction, or "
-                          "align the grid with the tensor's principal axes", RuntimeWarning, stacklevel=2)
+                          "cross-diffusion is dropped instead of scaled; it can understate the error several-fold). "
+                          "Align the grid with the problem's principal axes (Grid(..., frame=fp.Frame.rotation(angle)) "
+                          "or Frame.principal_axes(H)), or refine across the narrow direction", RuntimeWarning,
+                          stacklevel=2)
     if warn and (res > 1e-6 or neg < -1e-8):
         warnings.warn(f"steady_state: the discrete steady state is ill-determined (relative residual {res:.2e}, "
                       f"most negative entry {neg:.2e} of the peak before clipping): nearly decoupled regions or "
