@@ -243,6 +243,13 @@ LANDSCAPES = {
     },
 }
 
+# any landscape can be placed by a frame, theta = origin + M xi (landscapes.Transformed): a rotated valley
+PLACEMENT = {
+    "rotation": Key(_number, doc="2D: the landscape turned by this angle (radians) about origin"),
+    "frame": Key(_matrix, doc="the landscape placed by theta = origin + M xi (instead of rotation)"),
+    "origin": Key(_vector, doc="the placement's origin (default 0)"),
+}
+
 NOISES = {
     "constant": {"D": Key(_matrix, required=True, doc="constant SPD tensor (a list = its diagonal)")},
     "isotropic": {"T": Key(_nonneg, required=True, doc="temperature, D = T I")},
@@ -254,6 +261,9 @@ SCHEMA = {
     "grid": {
         "axes": Key(_axes, required=True, doc="[[lower, upper, cells], ...]"),
         "bc": Key(_bc, "reflecting", "wall kind(s)"),
+        "rotation": Key(_number, doc="2D: an aligned frame turned by this angle (radians): theta = origin + R xi"),
+        "frame": Key(_matrix, doc="an aligned frame's matrix M, theta = origin + M xi (instead of rotation)"),
+        "origin": Key(_vector, doc="the aligned frame's origin (default 0)"),
     },
     "landscape": {"kind": Key(_string(tuple(LANDSCAPES)), required=True, doc="landscape family")},
     "noise": {"kind": Key(_string(tuple(NOISES)), required=True, doc="noise model")},
@@ -391,7 +401,7 @@ def validate(raw: dict) -> dict:
                 kind = SCHEMA[name]["kind"].check(section["kind"])
             except _Bad as e:
                 raise ConfigError(f"[{name}] kind: {e}") from None
-            spec = {"kind": SCHEMA[name]["kind"], **family[kind]}
+            spec = {"kind": SCHEMA[name]["kind"], **family[kind], **(PLACEMENT if name == "landscape" else {})}
             out[name] = _check_section(name, section, spec, context=f" for kind {kind!r}")
         else:
             out[name] = _check_section(name, section, SCHEMA[name])
@@ -587,13 +597,46 @@ def build_grid(cfg: dict):
     from .grid import Grid
 
     g = cfg["grid"]
-    return _wrap("grid", Grid, [tuple(a) for a in g["axes"]], bc=g["bc"])
+    frame = _wrap("grid", _frame, g, len(g["axes"]))
+    return _wrap("grid", Grid, [tuple(a) for a in g["axes"]], bc=g["bc"], frame=frame)
+
+
+def _frame(section: dict, d: int):
+    """The Frame of a ``[grid]`` or ``[landscape]`` section (``rotation`` or ``frame``, and ``origin``), or None."""
+    from .grid import Frame
+
+    if "rotation" in section and "frame" in section:
+        raise ValueError("give rotation or frame, not both")
+    if "rotation" in section:
+        if d != 2:
+            raise ValueError(f"rotation is for 2D; use frame = [[...]] (a {d}x{d} matrix) instead")
+        return Frame.rotation(section["rotation"], section.get("origin"))
+    if "frame" in section:
+        M = np.asarray(section["frame"], dtype=float)
+        M = np.diag(M) if M.ndim == 1 else np.atleast_2d(M)
+        if M.shape != (d, d):
+            raise ValueError(f"frame must be a {d}x{d} matrix, got {M.shape[0]}x{M.shape[1]}")
+        return Frame(M, section.get("origin"))
+    if "origin" in section:
+        raise ValueError("origin needs rotation or frame")
+    return None
 
 
 def build_landscape(cfg: dict):
     from . import landscapes as L
 
     land = dict(cfg["landscape"])
+    placement = {k: land.pop(k) for k in ("rotation", "frame", "origin") if k in land}
+    base = _base_landscape(land)
+    if not placement:
+        return base
+    d = len(cfg["grid"]["axes"]) if "grid" in cfg else (base.dim or 2)
+    return _wrap("landscape", L.Transformed, base, _wrap("landscape", _frame, placement, d))
+
+
+def _base_landscape(land: dict):
+    from . import landscapes as L
+
     kind = land.pop("kind")
     if kind == "quadratic":
         A = np.asarray(land["A"], dtype=float)

@@ -78,6 +78,8 @@ def density_heatmap(density, landscape=None, *, ax=None, cmap: str = "cividis", 
             levels = lo + (hi - lo) * np.linspace(0.0, 1.0, n_contours + 1)[1:] ** 2
             cs = ax.contour(cx, cy, L.T, levels=levels, colors="white", linewidths=0.6, alpha=0.7)
             ax.clabel(cs, fontsize=6, fmt="%.2g")
+    if axis_names is None and grid.frame is not None:
+        axis_names = ("xi0 (frame)", "xi1 (frame)")       # the cells, and so the picture, are in the frame's xi
     ax.set_xlabel(_axis_label(0, axis_names))
     ax.set_ylabel(_axis_label(1, axis_names))
     if title:

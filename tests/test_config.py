@@ -110,3 +110,41 @@ def test_builders_report_constructor_errors_as_config_errors():
                       "noise": {"kind": "isotropic", "T": 0.1}})
     with pytest.raises(ConfigError, match=r"^config error: \[landscape\]"):
         C.build_problem(cfg)
+
+
+def test_frames_and_rotated_landscapes_from_a_config():
+    """[grid] rotation / frame / origin make an aligned frame; the same keys in [landscape] place the landscape
+    (a rotated valley). The same angle in both gives the unrotated problem's answer to round-off."""
+    base = {"landscape": {"kind": "degenerate-valley", "lambdas": [8.0, -2.0, 1.0], "eps": 1e-3},
+            "noise": {"kind": "hessian-aligned", "delta_s": 3e-3},
+            "grid": {"axes": [[-2.0, 2.0, 60], [-0.6, 0.6, 24]]}}
+    import copy
+    import fokkerplanck as fp
+    turned = copy.deepcopy(base)
+    turned["grid"]["rotation"] = 0.5
+    turned["landscape"]["rotation"] = 0.5
+    prob = C.build_problem(C.validate(turned))
+    assert prob.grid.frame == fp.Frame.rotation(0.5) and prob.landscape.kind == "transformed"
+    kw = dict(estimate_error=False, warn=False)
+    a = fp.steady_state(prob, **kw)
+    b = fp.steady_state(C.build_problem(C.validate(base)), **kw)
+    assert np.abs(a.values - b.values).max() < 1e-8 * b.values.max()
+    sheared = copy.deepcopy(base)
+    sheared["grid"]["frame"] = [[1.0, 0.2], [0.0, 1.0]]
+    sheared["grid"]["origin"] = [0.1, 0.0]
+    assert C.build_problem(C.validate(sheared)).grid.frame == fp.Frame([[1.0, 0.2], [0.0, 1.0]], (0.1, 0.0))
+
+
+@pytest.mark.parametrize("grid,match", [
+    ({"axes": [[-1, 1, 8], [-1, 1, 8]], "rotation": 0.1, "frame": [[1, 0], [0, 1]]}, "not both"),
+    ({"axes": [[-1, 1, 8], [-1, 1, 8], [-1, 1, 8]], "rotation": 0.1}, "rotation is for 2D"),
+    ({"axes": [[-1, 1, 8], [-1, 1, 8]], "origin": [0, 0]}, "origin needs"),
+    ({"axes": [[-1, 1, 8], [-1, 1, 8]], "frame": [[1, 2], [2, 4]]}, "invertible"),
+    ({"axes": [[-1, 1, 8], [-1, 1, 8]], "frame": [1, 2, 3]}, "2x2"),
+])
+def test_bad_frames_are_one_line(grid, match):
+    cfg = C.validate({"grid": grid, "landscape": {"kind": "quadratic", "A": [1.0] * len(grid["axes"])},
+                      "noise": {"kind": "isotropic", "T": 0.1}})
+    with pytest.raises(ConfigError, match=match) as e:
+        C.build_problem(cfg)
+    assert str(e.value).startswith("config error: [grid]") and "\n" not in str(e.value)
