@@ -78,8 +78,8 @@ for path in (ROOT, HERE):
 
 import fokkerplanck as fp  # noqa: E402
 import _common as C  # noqa: E402
-from fokkerplanck.theory import (invariant_measure_drift, ou_stationary_cov, rotated_tensor,  # noqa: E402
-                                 tensor_divergence)
+from fokkerplanck.noise import tensor_divergence  # noqa: E402
+from fokkerplanck.theory import invariant_measure_drift, ou_stationary_cov, rotated_tensor  # noqa: E402
 
 PROBLEMS = ("rot-ou", "nonrev-ou", "field")
 SOLVERS = ("ours", "centred", "fipy")

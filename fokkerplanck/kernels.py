@@ -764,8 +764,8 @@ def _cell_potential_drop(n, qn, e, landscape, gradL, Q, gx):
 
 
 @njit(cache=True, nogil=True)
-def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL, Q, gx, resid, psi, first, stop,
-                   index_like):
+def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL, Q, gx, resid, psi, ito, first,
+                   stop, index_like):
     """The jumps of the discrete process on the edges that the cells ``first <= n < stop`` own (each edge
     once; rates in the problem's time unit). Concatenated over consecutive ranges of cells, the lists are those
     of one call over all cells, in the same order. Runs without the GIL, so ranges can be assembled by threads.
@@ -784,6 +784,11 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
     gx : (N, d) ``D~^+ v~_extra``, the drift other than ``-grad L`` in index units, ``v~_i = v_i / h_i``
     resid : (N, d) the part of ``v~`` outside the range of ``D~`` (upwinded along the axes)
     psi : (N,) the potential of a reversible problem, ``P_ss = exp(-psi)`` (see below), or (0,) for none
+    ito : bool
+        True: the drift given (``gx``, the landscape, ``resid``) is the Ito velocity ``v`` and each direction's
+        flux is the Ito one below. False: it is the conservative drift ``b = v - div D`` and each flux is
+        ``F = rho_h [B(-a/rho_h) P_n - B(a/rho_h) P_m]`` with ``a = rho_h (e . g)``, ``g = D~^+ b~`` -- the
+        divergence form ``div(D grad P - b P)`` of the same equation (see :class:`fokkerplanck.operator.Generator`)
 
     Scheme
     ------
@@ -860,10 +865,12 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
                 if reversible:
                     at = rho_h * (psi[n] - psi[t])
                 else:
-                    z, cn = _face_potential_drop(n, t, e, gx, rho_n, rho_t)
+                    z, cn = _face_potential_drop(n, t, e, gx, rho_n if ito else 1.0, rho_t if ito else 1.0)
                     if landscape:
                         z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, e, status, Lval, gradL, Q, cn)
-                    at = rho_h * z + 0.5 * (resid[n, ax] + resid[t, ax]) - (rho_t - rho_n)
+                    at = rho_h * z + 0.5 * (resid[n, ax] + resid[t, ax])
+                    if ito:
+                        at -= rho_t - rho_n
                 k_out, k_in = sg_rate_pair(at, rho_h)
                 if k_out > 0.0:
                     m = _push(src, dst, rate, disp, m, n, t, k_out, e, 1)
@@ -930,10 +937,12 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
                 if reversible:
                     at = rho_h * (psi[n] - psi[t])
                 else:
-                    z, cn = _face_potential_drop(n, t, f, gx, w, rho_t)
+                    z, cn = _face_potential_drop(n, t, f, gx, w if ito else 1.0, rho_t if ito else 1.0)
                     if landscape:
                         z = _face_gradient_drop(z, n, t, qn, t if q_per_cell else 0, f, status, Lval, gradL, Q, cn)
-                    at = rho_h * z - (rho_t - w)
+                    at = rho_h * z
+                    if ito:
+                        at -= rho_t - w
                 k_out, k_in = sg_rate_pair(at, rho_h)
                 if k_out > 0.0:
                     m = _push(src, dst, rate, disp, m, n, t, k_out, f, 1)

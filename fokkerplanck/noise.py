@@ -229,3 +229,17 @@ class Field(Noise):
         if g.ndim != theta.ndim + 1 or g.shape[:-1] != theta.shape:
             raise ValueError(f"Field noise: amplitude returned shape {g.shape}, expected {theta.shape + ('m',)}")
         return g
+
+
+def tensor_divergence(tensor: Callable, theta, step: float = 1e-6) -> np.ndarray:
+    """``(div D)_i = sum_j d_j D_ij`` at the points ``theta (..., d)``, by central differences of the field
+    ``tensor: (..., d) -> (..., d, d)`` with the given ``step`` (error ``O(step^2)`` plus round-off
+    ``~1e-16 |D| / step``)."""
+    t = np.asarray(theta, dtype=float)
+    out = np.zeros(t.shape)
+    for j in range(t.shape[-1]):
+        tp, tm = t.copy(), t.copy()
+        tp[..., j] += step
+        tm[..., j] -= step
+        out += (tensor(tp)[..., :, j] - tensor(tm)[..., :, j]) / (2 * step)
+    return out

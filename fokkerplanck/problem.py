@@ -27,7 +27,7 @@ import numpy as np
 
 from .grid import Grid
 from .landscapes import Landscape
-from .noise import Noise, check_tensor_field
+from .noise import Noise, check_tensor_field, tensor_divergence
 
 CONVENTIONS = {"ito": 0.0, "stratonovich": 0.5, "hanggi-klimontovich": 1.0}
 _ALIASES = {"strat": "stratonovich", "hanggi": "hanggi-klimontovich", "klimontovich": "hanggi-klimontovich",
@@ -147,6 +147,17 @@ class Problem:
         """Drift of the equivalent Ito SDE: ``v + alpha sum_jk g_kj d_k g_ij``."""
         return self.velocity(theta) + self.noise_induced_drift(theta)
 
+    def _difference_step(self) -> float:
+        """Step of the central differences taken of the fields: ``1e-4`` of the smallest cell width (in theta)."""
+        g = self.grid
+        scale = 1.0 if g.frame is None else abs(g.frame.det) ** (1.0 / g.ndim)
+        return 1e-4 * float(np.min(g.spacing)) * scale
+
+    def diffusion_divergence(self, theta) -> np.ndarray:
+        """``(div D)_i = sum_j d_j D_ij`` at points ``theta (..., d)``, by central differences of the noise model
+        (:func:`fokkerplanck.noise.tensor_divergence`, steps of ``1e-4`` of the cells)."""
+        return tensor_divergence(self.diffusion, theta, self._difference_step())
+
     def potential_on_grid(self, rtol: float = 1e-4) -> np.ndarray:
         """``psi`` at the cell centres (flat, C order), after checking that it is the potential of this
         problem: ``|D grad psi + v - div D| <= rtol (|v| + |div D| + |D grad psi|)`` at every cell where
@@ -163,15 +174,14 @@ class Problem:
             raise ValueError("Problem: potential must return one finite value per point")
         d = grid.ndim
         grad_psi = np.empty(pts.shape)
-        div_D = np.zeros(pts.shape)
+        step = self._difference_step()
         for j in range(d):
-            step = 1e-4 * grid.spacing[j]
             tp, tm = pts.copy(), pts.copy()
             tp[:, j] += step
             tm[:, j] -= step
             grad_psi[:, j] = (np.asarray(self.potential(tp), float).reshape(-1)
                               - np.asarray(self.potential(tm), float).reshape(-1)) / (2 * step)
-            div_D += (self.diffusion(tp)[:, :, j] - self.diffusion(tm)[:, :, j]) / (2 * step)
+        div_D = self.diffusion_divergence(pts)
         v = self.ito_velocity(pts)
         D_grad = np.einsum("nij,nj->ni", self.diffusion(pts), grad_psi)
         mismatch = np.linalg.norm(D_grad + v - div_D, axis=1)

@@ -23,6 +23,7 @@ from scipy import integrate, linalg
 
 from .density import Density
 from .grid import Grid
+from .noise import tensor_divergence
 
 __all__ = [
     "eq11_density", "eq11_marginal_x", "eq12_l_sgd", "eq12_l_eff",
@@ -30,7 +31,7 @@ __all__ = [
     "transition_noise", "valley_transition_noise", "sgd_converges", "mean_lambda_ss",
     "ou_stationary_cov", "ou_cov_at", "sgd_discrete_cov", "boltzmann",
     "sgd_linear_stability", "kramers_rate", "eyring_kramers_rate", "xie_escape_time", "mfpt_1d",
-    "rotated_tensor", "tensor_divergence", "invariant_measure_drift",
+    "rotated_tensor", "invariant_measure_drift",
 ]
 
 
@@ -319,20 +320,6 @@ def rotated_tensor(angle, eigenvalues):
     D[..., 1, 1] = l1 * s * s + l2 * c * c
     D[..., 0, 1] = D[..., 1, 0] = (l1 - l2) * c * s
     return D
-
-
-def tensor_divergence(tensor: Callable, theta, step: float = 1e-6) -> np.ndarray:
-    """``(div D)_i = sum_j d_j D_ij`` at the points ``theta (..., d)``, by central differences of the field
-    ``tensor: (..., d) -> (..., d, d)`` with the given ``step`` (error ``O(step^2)`` plus round-off
-    ``~1e-16 |D| / step``)."""
-    t = np.asarray(theta, dtype=float)
-    out = np.zeros(t.shape)
-    for j in range(t.shape[-1]):
-        tp, tm = t.copy(), t.copy()
-        tp[..., j] += step
-        tm[..., j] -= step
-        out += (tensor(tp)[..., :, j] - tensor(tm)[..., :, j]) / (2 * step)
-    return out
 
 
 def invariant_measure_drift(tensor: Callable, grad_psi: Callable, S=None, div_tensor: Callable | None = None,
