@@ -84,6 +84,8 @@ class Generator:
         ``cross_diffusion_shrunk_cells`` and ``cross_diffusion_min_factor``, ``max_offset`` (longest stencil
         offset, in cells), ``assembly_seconds``, ``nnz``.
 
+    ``cell_peclet`` is each cell's largest Peclet number along its stencil (:func:`_cell_peclet`).
+
     ``apply(P)`` is ``A P``; ``apply(P, matrix_free=True)`` the same product without ``A``, from the jumps made
     again a block of cells at a time; ``current(P)`` the scheme's fluxes at the cell centres. The jumps are
     assembled on as many threads as numba may use, into the same ``A`` on any number of them.
@@ -98,6 +100,7 @@ class Generator:
     def _build(self, problem: Problem, stencil_radius: int | None, warn: bool, drop_unresolved: bool):
         t0 = time.perf_counter()
         self.problem = problem
+        self.requested_radius = stencil_radius
         grid = problem.grid
         self.grid = grid
         d, N, h = grid.ndim, grid.size, grid.spacing
@@ -170,6 +173,7 @@ class Generator:
             L, Q, grad = np.zeros(0), np.zeros((0, d, d)), np.zeros((0, d))
         # D_r^+ v~_extra (v~_extra = (v + grad L)/h: the drift beyond -grad L), v~ - D_r D_r^+ v~, h grad L
         gx, resid, gradL = kernels.split_drift(Dr, pinv, rank, v, grad, h)
+        self.cell_peclet = _cell_peclet(offsets, weights, gx)
         keys, axis_weights, _ = kernels.offset_keys(offsets, weights)
         # cells whose diagonal offsets cross a reflecting wall: their drift goes along the axes
         upwind = _reflected_cells(grid, offsets, weights)
@@ -264,6 +268,16 @@ class Generator:
         """Largest total escape rate ``max |A_nn|``: the explicit Euler step is stable and positive for
         ``dt <= 1 / max_rate``."""
         return float(np.max(-self.A.diagonal()))
+
+
+def _cell_peclet(offsets, weights, gx) -> np.ndarray:
+    """The largest cell Peclet number ``|e . g|`` over each cell's stencil offsets, for ``g = D~^+ v~`` of the drift
+    other than a landscape's ``-grad L`` (``gx`` of :func:`fokkerplanck.kernels.split_drift`; all of it for a drift
+    field). Past about 2 the exponentially fitted fluxes upwind and their numerical diffusion rivals the physical
+    one. The landscape's part is left out: its drops along the offsets are differences of ``L`` (exact Boltzmann
+    weights for isotropic noise, exact Gaussians for Hessian-aligned noise on a quadratic) however large."""
+    z = np.einsum("nkp,np->nk", offsets, gx) if offsets.shape[0] > 1 else gx @ offsets[0].T
+    return np.max(np.where(weights > 0, np.abs(z), 0.0), axis=1)
 
 
 def _reflected_cells(grid, offsets, weights) -> np.ndarray:

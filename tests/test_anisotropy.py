@@ -354,3 +354,20 @@ def test_particles_histogram_onto_a_framed_grid():
     with pytest.raises(ValueError, match="frame"):
         fp.simulate(land, noise, method="sde", n_particles=10,
                     theta0=(0.0, 0.0), t_end=0.1, dt=0.01, grid=grid)
+
+
+def test_under_resolved_drift_gets_a_refinement_estimate():
+    """Non-normal OU with D of anisotropy 1e4 fits the stencil at 96^2 (offsets of 13 cells) but its drift across
+    the weak direction has cell Peclet numbers in the hundreds: L1 error 1.38. 99% of the mass sits on cells of
+    Peclet number > 2, so the answer comes with the change from the 48^2 grid (measured 1.19) and a warning; at
+    anisotropy 1e2 on 192^2 (error 0.0115) the share is 2e-4 and no second solve is made."""
+    prob, S = _non_normal_ou(1e4, 96)
+    with pytest.warns(RuntimeWarning, match="Peclet"):
+        ss = fp.steady_state(prob)
+    assert ss.info["peclet_mass"] > 0.9 and ss.info["refinement_estimate"] > 0.5
+    assert ss.info["error_estimate"] == ss.info["refinement_estimate"]
+    prob, S = _non_normal_ou(1e2, 192)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fine = fp.steady_state(prob)
+    assert fine.info["peclet_mass"] < 1e-3 and "refinement_estimate" not in fine.info
