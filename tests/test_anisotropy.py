@@ -239,6 +239,12 @@ def test_3d_non_normal_ou_rotated_anisotropy_100():
         errs.append(_l1(grid, ss.values, _gaussian(grid, S)))
     assert np.abs(ss.cov() - S).max() / np.abs(S).max() < 0.2
     assert errs[1] < 0.13 and errs[0] / errs[1] > 1.4, errs
+    # in the frame of the density's principal axes: L1 0.053 / 0.0137, covariance 0.070 / 0.017 at 32^3 / 64^3
+    F = fp.Frame.principal_axes(S)
+    grid = fp.Grid([(-5.5 * np.sqrt(s), 5.5 * np.sqrt(s), 32) for s in np.linalg.eigvalsh(S)], frame=F)
+    framed = fp.steady_state(fp.Problem(grid, drift=lambda th: -th @ A.T, noise=fp.noise.Constant(D)))
+    assert _l1(grid, framed.values, _gaussian(grid, S)) < 0.08
+    assert np.abs(framed.cov() - S).max() / np.abs(S).max() < 0.1
 
 
 def test_evolve_rotated_ou_against_the_exact_gaussian():
