@@ -308,7 +308,10 @@ def cmd_steady(run: _Run, figures: bool):
                              "wall_ratio": info.get("wall_ratio"), "method": info.get("method"),
                              "cells": grid.size,
                              "cross_diffusion_shrunk_cells": info.get("cross_diffusion_shrunk_cells"),
-                             "split_gap": info.get("split_gap")}
+                             "split_gap": info.get("split_gap"), "stencil": info.get("stencil"),
+                             "form": info.get("form"), "error_estimate": info.get("error_estimate"),
+                             "refinement_estimate": info.get("refinement_estimate"),
+                             "peclet_mass": info.get("peclet_mass")}
     label, th, tmetrics, note = run.timed("theory_s", _theory_for, cfg, prob, grid)
     if note:
         run.notes.append(note)

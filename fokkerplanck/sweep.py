@@ -525,6 +525,7 @@ def prl_steady_point(delta_s: float, eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0)
     by rates below the LU's round-off: their split is then the symmetric one of a uniform start, see
     :func:`fokkerplanck.steady.steady_state`), ``shrunk_cells`` / ``min_cross_factor`` (cells whose cross-diffusion the monotone stencil had
     to scale down -- on this landscape near every cell: ``<|x|>`` then depends on ``stencil_radius``),
+    ``error_estimate`` (the measured estimate of :func:`fokkerplanck.steady.steady_state`, L1),
     ``seconds``. ``quick`` halves the grid."""
     from . import theory
     from .grid import Grid
@@ -563,6 +564,7 @@ def prl_steady_point(delta_s: float, eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0)
         "shrunk_cells": int(ss.info.get("cross_diffusion_shrunk_cells", 0)),
         "min_cross_factor": float(ss.info.get("cross_diffusion_min_factor", 1.0)),
         "split_gap": ss.info.get("split_gap"),
+        "error_estimate": ss.info.get("error_estimate"),
         "stencil_radius": stencil_radius,
         "cells": [nx, ny],
         "seconds": time.perf_counter() - t0,
