@@ -461,6 +461,13 @@ def _cross_checks(cfg: dict) -> None:
                               "(use [noise] kind = \"isotropic\")")
         if "t_end" not in part and "n_steps" not in part:
             raise ConfigError("[particles] give 't_end' or 'n_steps'")
+        step = part.get("eta") if m == "sgd" else part.get("dt")
+        if "t_end" in part and step and "n_steps" not in part:
+            from .particles import step_count          # the rule the run itself applies: whole steps only
+            try:
+                step_count(part["t_end"], None, float(step), "[particles]")
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         if isinstance(part["theta0"], list) and d is not None and len(part["theta0"]) != d:
             raise ConfigError(f"[particles] theta0: {len(part['theta0'])} coordinates for a {d}-dimensional grid")
     init = cfg.get("initial")

@@ -257,7 +257,9 @@ def _count(name, value, minimum=1):
     return int(value)
 
 
-def _steps(t_end, n_steps, step, who):
+def step_count(t_end, n_steps, step, who) -> int:
+    """The number of steps of a run: ``n_steps``, or ``t_end / step`` when that is a whole number (to 1e-9);
+    a ``ValueError`` naming the nearest consistent ``t_end`` otherwise, or when not even one step fits."""
     if n_steps is not None:
         n = _count("n_steps", n_steps, 0)
         if t_end is not None and not math.isclose(n * step, float(t_end), rel_tol=1e-9, abs_tol=1e-12):
@@ -266,7 +268,13 @@ def _steps(t_end, n_steps, step, who):
     if t_end is None:
         raise ValueError(f"{who}: give t_end or n_steps")
     t = _nonneg("t_end", t_end)
-    return int(round(t / step))
+    n = int(round(t / step))
+    if t > 0 and n == 0:
+        raise ValueError(f"{who}: t_end={t:g} is shorter than half a step ({step:g}): no step would be taken")
+    if not math.isclose(n * step, t, rel_tol=1e-9, abs_tol=1e-12):
+        raise ValueError(f"{who}: t_end={t:g} is not a whole number of steps of {step:g} (the nearest run ends at "
+                         f"{n * step:g}); give t_end={n * step:g} or n_steps={n}, or a step that divides t_end")
+    return n
 
 
 def _seed_key(seed):
@@ -297,8 +305,9 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
     theta0 : (d,) or (n_particles, d) array
         Initial position(s).
     t_end, dt, n_steps :
-        ``sde``/``langevin``: step ``dt`` and ``t_end`` or ``n_steps`` (``n_steps = round(t_end / dt)``).
-        ``sgd``: ``n_steps`` or ``t_end`` (``n_steps = round(t_end / eta)``); ``dt`` is not accepted.
+        ``sde``/``langevin``: step ``dt`` and ``t_end`` or ``n_steps`` (``n_steps = t_end / dt``, which must be a
+        whole number to 1e-9: a run never ends silently at another time than ``t_end``).
+        ``sgd``: ``n_steps`` or ``t_end`` (``n_steps = t_end / eta``, likewise); ``dt`` is not accepted.
     eta, sigma : float
         Learning rate ``eta > 0`` and shift variance parameter ``sigma >= 0`` (``mu ~ N(0, 2 sigma I)``) of
         ``method="sgd"``; ``Delta_S = eta sigma``.
@@ -380,7 +389,7 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         eta = _positive("eta", eta)
         sigma = _nonneg("sigma", sigma)
         step = eta
-        nsteps = _steps(t_end, n_steps, step, "method='sgd'")
+        nsteps = step_count(t_end, n_steps, step, "method='sgd'")
         if shift == "linear":
             noise_model = _N.HessianAligned(eta * sigma)
             nk, npar = K.NOISE_HESS_ALIGNED, np.array([math.sqrt(2.0 * eta * sigma)])
@@ -395,7 +404,7 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         if dt is None:
             raise ValueError(f"method={method!r} needs a time step dt")
         step = _positive("dt", dt)
-        nsteps = _steps(t_end, n_steps, step, f"method={method!r}")
+        nsteps = step_count(t_end, n_steps, step, f"method={method!r}")
         if method == "langevin":
             if T is None:
                 raise ValueError("method='langevin' needs a temperature T")

@@ -86,7 +86,8 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     where its band does not fit. ``info``: ``lu``, ``lu_layout``, ``condition``, ``gth``, ``residual``,
     ``relative_residual``, ``min_before_clip``, ``seconds``.
 
-    Raises ``ValueError`` when nothing can be reached (no target cells and no absorbing wall).
+    Raises ``ValueError`` when nothing can be reached (no target cells and no absorbing wall), when the target
+    covers every cell (nothing to compute), or when some cells cannot reach it (a singular system).
     """
     t0 = time.perf_counter()
     gen = problem if isinstance(problem, Generator) else generator(problem, stencil_radius)
@@ -95,12 +96,19 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     if not mask.any() and grid.conserves_mass:
         raise ValueError("mean_first_passage_time: give a target region or absorbing walls "
                          "(with reflecting/periodic walls and no target the process never stops)")
+    if mask.all():
+        raise ValueError("mean_first_passage_time: the target covers every cell of the grid (T = 0 everywhere); "
+                         "give a smaller target region")
     free = ~mask.ravel()
     cells = np.flatnonzero(free)
     At = gen.A.T.tocsr()[free][:, free]
     T = np.zeros(grid.size)
-    lu = LUFactor(-At, grid_shape=grid.shape, cells=cells)          # -A^T on the free cells: a non-singular M-matrix
-    T[free] = lu.solve(np.ones(cells.size))
+    try:
+        lu = LUFactor(-At, grid_shape=grid.shape, cells=cells)      # -A^T on the free cells: a non-singular M-matrix
+        T[free] = lu.solve(np.ones(cells.size))
+    except RuntimeError as exc:      # a singular system: cells from which neither target nor wall is reached
+        raise ValueError("mean_first_passage_time: the target cannot be reached from some cells (the linear system "
+                         f"is singular: {str(exc).splitlines()[0]})") from None
     if not np.all(np.isfinite(T)):
         raise ValueError("mean_first_passage_time: the target cannot be reached from some cells")
     # ||(-A^T)^-1||_inf = max T (a non-negative inverse times ones): the condition number, and the relative

@@ -379,6 +379,10 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
                          "(all mass eventually leaves); use evolve(), or mean_first_passage_time()")
     if method not in ("auto", "direct", "iterative", "gth"):
         raise ValueError(f"steady_state: unknown method {method!r}; expected auto, direct, iterative or gth")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0.0 < tol < 1.0:
+        raise ValueError(f"steady_state: tol must be a number in (0, 1), got {tol!r}")
+    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
+        raise ValueError(f"steady_state: maxiter must be an integer >= 1, got {maxiter!r}")
     N = grid.size
     A = gen.A
     requested = method

@@ -280,3 +280,11 @@ def test_phase_diagram_user_mistakes_exit_2(tmp_path, capsys):
     assert main(["phase-diagram", "--help"]) == 0
     assert "prl-fig3c" in capsys.readouterr().out
 
+
+
+def test_particle_run_that_would_end_elsewhere_is_a_config_error(tmp_path):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text("[particles]\nt_end = 0.015\ndt = 0.01\n")
+    r = subprocess.run([sys.executable, "-m", "fokkerplanck", "simulate", str(cfg), "--out", str(tmp_path / "o"),
+                        "--no-figures"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "whole number of steps" in r.stderr

@@ -360,3 +360,15 @@ def test_counter_rng_matches_python_reference():
         for step in range(0, 400, 7):
             fill_normals(out, np.uint64(seed_key(np.uint64(sd))), np.int64(step), np.int64(0))
             assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("t_end,dt,match", [(1.0, 100.0, "shorter than half a step"),
+                                            (0.015, 0.01, "not a whole number of steps")])
+def test_runs_never_end_silently_at_another_time(t_end, dt, match):
+    """t_end = 1 with dt = 100 ran 0 steps (exit 0); t_end = 0.015 with dt = 0.01 ended at 0.02, silently."""
+    with pytest.raises(ValueError, match=match):
+        P.simulate(L.Quadratic(np.eye(2)), N.Isotropic(0.1), method="sde", n_particles=4, theta0=(0.0, 0.0),
+                   t_end=t_end, dt=dt)
+    ens = P.simulate(L.Quadratic(np.eye(2)), N.Isotropic(0.1), method="sde", n_particles=4, theta0=(0.0, 0.0),
+                     t_end=0.03, dt=0.01)
+    assert ens.time == pytest.approx(0.03) and ens.n_steps == 3

@@ -205,3 +205,10 @@ def test_escape_rate_warns_where_the_eigensolver_cannot_resolve_it(monkeypatch):
     prob = fp.Problem(fp.Grid([(-2.0, 2.0, 300)]), loss, Isotropic(0.03))
     with pytest.warns(RuntimeWarning, match="below 1e-10 of the largest rate"):
         escape_rate(prob, lambda th: th[..., 0] > 0.9)
+
+
+def test_target_covering_every_cell_is_one_clear_error():
+    grid = fp.Grid([(-1, 1, 10), (-1, 1, 8)])
+    prob = fp.Problem(grid, fp.landscapes.Quadratic(np.eye(2)), fp.noise.Isotropic(0.2))
+    with pytest.raises(ValueError, match="covers every cell"):
+        fp.mean_first_passage_time(prob, target=lambda t: np.ones(t.shape[:-1], bool))

@@ -529,3 +529,11 @@ def test_gth_steady_state_keeps_the_tails():
         m.setattr(fp.linalg, "GTH_WORK_LIMIT", 0)
         with pytest.raises(ValueError, match="band does not fit"):
             fp.steady_state(prob, method="gth")
+
+
+@pytest.mark.parametrize("kw,match", [({"tol": -1.0}, "tol"), ({"tol": float("nan")}, "tol"), ({"tol": 2.0}, "tol"),
+                                      ({"maxiter": 0}, "maxiter"), ({"maxiter": 2.5}, "maxiter")])
+def test_steady_state_refuses_bad_solver_settings(kw, match):
+    prob = fp.Problem(fp.Grid([(-1, 1, 8), (-1, 1, 8)]), Quadratic(np.eye(2)), fp.noise.Isotropic(0.2))
+    with pytest.raises(ValueError, match=match):
+        fp.steady_state(prob, **kw)
