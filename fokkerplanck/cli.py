@@ -569,13 +569,13 @@ def cmd_sweep(run: _Run, figures: bool):
             c = set_path(cfg, p1, a)
             if p2 is not None:
                 c = set_path(c, p2, b)
-            points[(a, b)] = build_problem(c)
-            if not points[(a, b)].grid.conserves_mass:
+            # each point keeps its own [solver] section: a swept solver key reaches its solve
+            points[(a, b)] = (build_problem(c), c.get("solver", {}))
+            if not points[(a, b)][0].grid.conserves_mass:
                 raise ConfigError("[grid] bc: a sweep of steady states needs reflecting or periodic walls")
-    solver = cfg.get("solver", {})
 
     def point(**params):
-        prob = points[(params[p1], params.get(p2) if p2 else None)]
+        prob, solver = points[(params[p1], params.get(p2) if p2 else None)]
         ss = steady_state(prob, method=solver.get("method", "auto"), tol=solver.get("tol", 1e-10),
                           stencil_radius=solver.get("stencil_radius", DEFAULT_STENCIL_RADIUS))
         return {sw["observable"]: float(obs(ss)), "mean": ss.mean().tolist(),
