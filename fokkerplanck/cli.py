@@ -630,6 +630,19 @@ def cmd_demo(run: _Run, figures: bool):
     cmd_compare(run, figures, demo=True)
 
 
+def _runner_options_problem(args) -> str | None:
+    """One line when ``--workers`` or ``--scheduler`` cannot work (checked before any work: ``--workers -1``
+    used to hang the LocalCluster, an unknown scheduler to end in a traceback), else None."""
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 1:
+        return f"error: --workers must be >= 1, got {workers}"
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler is not None and scheduler not in ("serial", "local", "dask") and "://" not in scheduler:
+        shown = scheduler if len(scheduler) <= 60 else scheduler[:57] + "..."
+        return f"error: --scheduler must be 'serial', 'local' or the address tcp://host:port, got {shown!r}"
+    return None
+
+
 def _prepare_out(out: Path) -> str | None:
     """Create ``out`` and check that it is writable; an error line, or None."""
     try:
@@ -671,8 +684,9 @@ def cmd_phase_diagram(args) -> int:
             return _fail(f"error: --{name} must be positive numbers, got {' '.join(f'{v:g}' for v in vals)}")
         if vals is not None and len(set(vals)) != len(vals):
             return _fail(f"error: --{name} has repeated values")
-    if args.workers is not None and args.workers < 1:
-        return _fail(f"error: --workers must be >= 1, got {args.workers}")
+    problem = _runner_options_problem(args)
+    if problem:
+        return _fail(problem)
     out = Path(args.out) if args.out else Path("fokkerplanck-out") / f"phase-diagram-{which}"
     problem = _prepare_out(out)
     if problem:
@@ -782,6 +796,9 @@ def main(argv=None) -> int:
     if args.print_config:
         print(to_toml(cfg), end="")
         return 0
+    problem = _runner_options_problem(args)
+    if problem:
+        return _fail(problem)
     out = Path(args.out) if args.out else Path("fokkerplanck-out") / command
     problem = _prepare_out(out)
     if problem:

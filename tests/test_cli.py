@@ -311,3 +311,14 @@ def test_a_swept_solver_key_reaches_the_solve(tmp_path):
         warnings.simplefilter("ignore")
         ref = fp.steady_state(prob, stencil_radius=3)
     assert rows[1]["var_x"] == pytest.approx(ref.cov()[0, 0], rel=1e-12)
+
+
+@pytest.mark.parametrize("command", [["sweep"], ["phase-diagram", "prl-fig5b", "--quick"]])
+@pytest.mark.parametrize("flag,match", [(["--workers", "-1"], "--workers must be >= 1"),
+                                        (["--scheduler", "bogus"], "--scheduler must be")])
+def test_runner_options_are_checked_before_any_work(command, flag, match, tmp_path, capsys):
+    """``sweep --workers -1`` hung over 100 s and ``--scheduler bogus`` ended in a traceback (issue 15, item 10)."""
+    assert main(command + flag + ["--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err
+    assert not (tmp_path / "o").exists()
