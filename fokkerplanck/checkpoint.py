@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-CHECKPOINT_FORMAT = "fokkerplanck-checkpoint/1"
+CHECKPOINT_FORMAT = "fokkerplanck-checkpoint/2"   # 2: the arrays carry a checksum
 
 
 def to_jsonable(obj, *, keep_nonfinite: bool = False, on_unknown=repr):
@@ -112,14 +112,13 @@ def write_checkpoint(path, kind: str, meta: dict, arrays: dict, complete: bool =
     directory, ``fsync``, ``os.replace``); returns the path."""
     global _written
     path = Path(path)
+    if "__meta__" in arrays:
+        raise ValueError("io.write_checkpoint: '__meta__' is reserved")
+    arrays = {k: np.asarray(a) for k, a in arrays.items()}
     doc = {"format": CHECKPOINT_FORMAT, "kind": kind, "complete": bool(complete),
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "parameters": to_jsonable(meta)}
-    store = {"__meta__": np.array(json.dumps(doc, allow_nan=False))}
-    for k, a in arrays.items():
-        if k == "__meta__":
-            raise ValueError("io.write_checkpoint: '__meta__' is reserved")
-        store[k] = np.asarray(a)
+           "parameters": to_jsonable(meta), "arrays_hash": _arrays_hash(arrays)}
+    store = {"__meta__": np.array(json.dumps(doc, allow_nan=False)), **arrays}
     atomic_write(path, lambda f: _write_npz(f, store))
     _written += 1
     if _checkpoint_hook is not None:
@@ -128,6 +127,12 @@ def write_checkpoint(path, kind: str, meta: dict, arrays: dict, complete: bool =
     if kill_after and _written >= int(kill_after):
         os.kill(os.getpid(), signal.SIGKILL)
     return path
+
+
+def _arrays_hash(arrays: dict) -> str:
+    """:func:`array_hash` of the arrays in the order of their names (and the names themselves)."""
+    names = sorted(arrays)
+    return array_hash(np.array(names), *(arrays[k] for k in names))
 
 
 def remove_checkpoint(path) -> None:
@@ -154,7 +159,8 @@ def _differences(saved: dict, expected: dict) -> list:
 def read_checkpoint(path, kind: str, meta: dict):
     """The arrays of the checkpoint ``path`` and its ``complete`` flag, ``(arrays, complete)``, or ``None``
     when there is no file. Raises :class:`CheckpointMismatch` when the file is unreadable, of another kind,
-    or its parameters differ from ``meta`` (the problem of this run)."""
+    its arrays do not match the checksum written with them (an edited or damaged file), or its parameters
+    differ from ``meta`` (the problem of this run)."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -167,6 +173,9 @@ def read_checkpoint(path, kind: str, meta: dict):
     if doc.get("format") != CHECKPOINT_FORMAT or doc.get("kind") != kind:
         raise CheckpointMismatch(f"checkpoint '{path}' is a {doc.get('kind')!r} checkpoint of format "
                                  f"{doc.get('format')!r}, not a {kind!r} checkpoint of {CHECKPOINT_FORMAT!r}")
+    if doc.get("arrays_hash") != _arrays_hash(arrays):
+        raise CheckpointMismatch(f"checkpoint '{path}' was changed after it was written (its arrays no longer "
+                                 "match their checksum). Remove it, or run without resume")
     diff = _differences(doc.get("parameters", {}), to_jsonable(meta))
     if diff:
         raise CheckpointMismatch(f"checkpoint '{path}' belongs to a different {kind} run; differs in: "

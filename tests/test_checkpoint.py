@@ -95,6 +95,29 @@ def test_evolve_refuses_a_checkpoint_of_another_problem(valley, tmp_path):
     assert "resumed_from_step" not in fresh.info
 
 
+def test_an_edited_checkpoint_is_refused(valley, tmp_path, interrupt_after):
+    """A checkpoint whose density was negated after writing (issue 15, item 6) was resumed to mass -1: the arrays
+    now carry a checksum. A checkpoint of the previous format is refused by its format, not misread."""
+    gen, p0 = valley
+    ck = tmp_path / "ck.npz"
+    interrupt_after(2)
+    with pytest.raises(Interrupted):
+        fp.evolve(gen, p0, t_end=1.0, n_save=3, checkpoint=ck, checkpoint_every=5)
+    with np.load(ck, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["p"] = -arrays["p"]
+    np.savez(ck, **arrays)
+    with pytest.raises(fio.CheckpointMismatch, match="changed after it was written"):
+        fp.evolve(gen, p0, t_end=1.0, n_save=3, checkpoint=ck, checkpoint_every=5, resume=True)
+    import json
+    doc = json.loads(str(arrays["__meta__"]))
+    doc["format"] = "fokkerplanck-checkpoint/1"
+    arrays["__meta__"] = np.array(json.dumps(doc))
+    np.savez(ck, **arrays)
+    with pytest.raises(fio.CheckpointMismatch, match="format"):
+        fp.evolve(gen, p0, t_end=1.0, n_save=3, checkpoint=ck, checkpoint_every=5, resume=True)
+
+
 def test_checkpoint_write_is_atomic(valley, tmp_path, monkeypatch):
     """A write that fails half-way leaves the previous checkpoint intact and no temporary file."""
     gen, p0 = valley
