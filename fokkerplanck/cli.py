@@ -22,6 +22,7 @@ unwritable output directory) ends with exit code 2 and one line on stderr; anyth
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -31,7 +32,7 @@ import numpy as np
 
 from .operator import DEFAULT_STENCIL_RADIUS
 
-from .config import ConfigError, build_problem, load_config, set_path, to_toml
+from .config import MESSAGE_LIMIT, ConfigError, build_problem, load_config, set_path, to_toml
 from .io import CheckpointMismatch
 
 COMMANDS = {
@@ -562,6 +563,8 @@ def cmd_sweep(run: _Run, figures: bool):
     p1, v1 = sw["parameter"], sw["values"]
     p2, v2 = sw.get("parameter2"), sw.get("values2", [None])
     obs_label, obs = _OBSERVABLES[sw["observable"]]
+    if sw.get("cache_dir") is not None and Path(sw["cache_dir"]).exists() and not Path(sw["cache_dir"]).is_dir():
+        raise ConfigError(f"[sweep] cache_dir: '{sw['cache_dir']}' exists and is not a directory")
     # validate every point before any solve
     points = {}
     for a in v1:
@@ -607,7 +610,7 @@ def cmd_sweep(run: _Run, figures: bool):
     run.summary.append(f"{len(rows)} steady states in {run.timings['sweep_s']:.1f} s; {obs_label} against {p1}"
                        + (f" and {p2}" if p2 else ""))
     for r in rows:
-        run.summary.append("  " + ", ".join(f"{k} = {r[k]:.4g}" for k in ([p1] + ([p2] if p2 else []) +
+        run.summary.append("  " + ", ".join(f"{k} = {_short(r[k])}" for k in ([p1] + ([p2] if p2 else []) +
                                                                             [sw["observable"]])))
     if transition is not None:
         run.summary.append(f"PRL transition Delta_S* = -eps/lambda_1 = {transition:.3g}")
@@ -628,6 +631,25 @@ def cmd_sweep(run: _Run, figures: bool):
 
 def cmd_demo(run: _Run, figures: bool):
     cmd_compare(run, figures, demo=True)
+
+
+def _short(value) -> str:
+    """A number with 4 significant digits, anything else (a swept solver method) as it is."""
+    return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def _environment_problem() -> str | None:
+    """One line when an environment variable the run reads is invalid (``FOKKERPLANCK_LU``), else None. Only the
+    name is checked: loading MKL here, earlier than the solve would, changed PARDISO's last bits between a run
+    and its resumed twin (tests/test_checkpoint.py)."""
+    import importlib.util
+    from .linalg import BACKENDS
+    name = os.environ.get("FOKKERPLANCK_LU")
+    if name is not None and name not in BACKENDS:
+        return f"error: FOKKERPLANCK_LU={name!r}; expected one of {', '.join(BACKENDS)}"
+    if name == "pardiso" and importlib.util.find_spec("pypardiso") is None:
+        return "error: FOKKERPLANCK_LU=pardiso needs pypardiso (Intel MKL, x86-64): pip install 'fokkerplanck[pardiso]'"
+    return None
 
 
 def _runner_options_problem(args) -> str | None:
@@ -772,7 +794,9 @@ _RUNNERS = {"demo": cmd_demo, "steady": cmd_steady, "evolve": cmd_evolve, "simul
 
 # ------------------------------------------------------------------------------------------------------------
 def _fail(message: str) -> int:
-    print(" ".join(str(message).split()), file=sys.stderr)
+    """Print ``message`` as one line of at most ``MESSAGE_LIMIT`` characters; exit code 2 (a user mistake)."""
+    line = " ".join(str(message).split())
+    print(line if len(line) <= MESSAGE_LIMIT else line[:MESSAGE_LIMIT - 3] + "...", file=sys.stderr)
     return 2
 
 
@@ -796,7 +820,7 @@ def main(argv=None) -> int:
     if args.print_config:
         print(to_toml(cfg), end="")
         return 0
-    problem = _runner_options_problem(args)
+    problem = _runner_options_problem(args) or _environment_problem()
     if problem:
         return _fail(problem)
     out = Path(args.out) if args.out else Path("fokkerplanck-out") / command
@@ -815,6 +839,8 @@ def main(argv=None) -> int:
         except UserError as e:
             return _fail(f"error: {e}")
         except CheckpointMismatch as e:
+            return _fail(f"error: {e}")
+        except OSError as e:               # an unwritable cache directory, a full disk, an unreachable scheduler
             return _fail(f"error: {e}")
     seen = set()
     for w in caught:

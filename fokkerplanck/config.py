@@ -51,6 +51,9 @@ __all__ = ["ConfigError", "DEFAULTS", "SCHEMA", "load_config", "validate", "pars
            "build_landscape", "build_noise", "build_problem", "get_path", "set_path", "to_toml"]
 
 
+MESSAGE_LIMIT = 300   # characters of a one-line error
+
+
 class ConfigError(ValueError):
     """A user mistake in a configuration; the message is one line starting with ``config error:``."""
 
@@ -58,6 +61,8 @@ class ConfigError(ValueError):
         message = " ".join(str(message).split())          # always one line
         if not message.startswith("config error:"):
             message = "config error: " + message
+        if len(message) > MESSAGE_LIMIT:                 # a huge value is not echoed whole
+            message = message[:MESSAGE_LIMIT - 3] + "..."
         super().__init__(message)
 
 
@@ -202,8 +207,15 @@ def _theta0(v):
 
 
 def _values(v):
+    """Sweep values: numbers or strings (a point is named by its value), each once."""
     if not isinstance(v, list) or not v:
         raise _Bad(f"expected a non-empty list of values, got {_show(v)}")
+    for x in v:
+        if isinstance(x, bool) or not isinstance(x, (int, float, str)):
+            raise _Bad(f"each value must be a number or a string, got {_show(x)} (a list-valued key such as "
+                       "landscape.lambdas cannot be swept; sweep one of its numbers with a config per value)")
+    if len(set(v)) != len(v):
+        raise _Bad(f"repeated values in {_show(v)}")
     return list(v)
 
 
@@ -494,6 +506,8 @@ def _cross_checks(cfg: dict) -> None:
                 if sec not in ("grid", "landscape", "noise", "solver"):
                     raise ConfigError(f"[sweep] {p}: can vary [grid], [landscape], [noise] or [solver] keys, "
                                       f"got [{sec}]")
+        if sweep.get("parameter2") is not None and sweep.get("parameter2") == sweep.get("parameter"):
+            raise ConfigError(f"[sweep] parameter2: the same key as parameter ({sweep['parameter']!r})")
 
 
 def _landscape_dim(land: dict):
@@ -506,7 +520,11 @@ def _landscape_dim(land: dict):
     if k == "high-dim-valley":
         return land["n_flat"] + land["n_sharp"]
     if k == "multi-valley":
-        c = np.asarray(land["centers"], dtype=float)
+        rows = land["centers"]
+        if isinstance(rows[0], list) and len({len(r) if isinstance(r, list) else 1 for r in rows}) != 1:
+            raise ConfigError(f"[landscape] centers: every centre needs the same number of coordinates, got "
+                              f"{[len(r) if isinstance(r, list) else 1 for r in rows]}")
+        c = np.asarray(rows, dtype=float)
         return 1 if c.ndim == 1 else c.shape[1]
     return None  # pragma: no cover
 
@@ -516,10 +534,14 @@ def _landscape_dim(land: dict):
 # ------------------------------------------------------------------------------------------------------
 def parse_toml(text: str, source: str = "<string>") -> dict:
     """Parse TOML text; a syntax error becomes a one-line :class:`ConfigError` with the position."""
+    if text.startswith("\ufeff"):
+        text = text[1:]                  # a UTF-8 byte-order mark (editors on Windows write one): not TOML, ignored
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{source} nests arrays or tables too deeply to be a configuration") from None
 
 
 def load_config(path=None, command: str = "steady", quick: bool = False) -> dict:

@@ -322,3 +322,41 @@ def test_runner_options_are_checked_before_any_work(command, flag, match, tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and match in err
     assert not (tmp_path / "o").exists()
+
+
+_SWEEP = '[sweep]\nparameter = "noise.delta_s"\nvalues = [1e-3, 2e-3]\n'
+
+
+@pytest.mark.parametrize("name,command,text,match", [
+    ("parameter2", "sweep", _SWEEP + 'parameter2 = "noise.delta_s"\nvalues2 = [1e-3]\n', "same key as parameter"),
+    ("duplicates", "sweep", '[sweep]\nparameter = "noise.delta_s"\nvalues = [1e-3, 1e-3]\n', "repeated values"),
+    ("list-valued", "sweep", '[sweep]\nparameter = "landscape.lambdas"\nvalues = [[8.0, -2.0, 1.0], [8.0, -1.0, 1.0]]\n',
+     "number or a string"),
+    ("cache at a file", "sweep", _SWEEP + 'cache_dir = "FILE"\n', "not a directory"),
+    ("ragged centres", "steady", '[grid]\naxes = [[-2.0, 2.0, 20], [-2.0, 2.0, 20]]\n[landscape]\nkind = "multi-valley"\n'
+     'centers = [[0.0, 0.0], [1.0]]\ncurvatures = [1.0, 1.0]\n[noise]\nkind = "isotropic"\nT = 0.1\n', "same number"),
+    ("deep nesting", "steady", "[grid]\na = " + "[" * 2000 + "]" * 2000 + "\n", "too deeply"),
+    ("huge string", "steady", '[noise]\nkind = "' + "x" * 1_000_000 + '"\n', "[noise] kind"),
+])
+def test_user_mistakes_are_one_short_line(name, command, text, match, tmp_path, capsys):
+    """Each was a traceback (or a 5 MB line) before (issue 15's list): now exit 2 and one line of at most 300
+    characters, before any work."""
+    cfg = tmp_path / "c.toml"
+    (tmp_path / "FILE").write_text("x")
+    cfg.write_text(text.replace("FILE", str(tmp_path / "FILE")))
+    assert main([command, str(cfg), "--out", str(tmp_path / "o"), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) <= 301 and match in err, err[:400]
+
+
+def test_bom_config_and_a_swept_solver_method(tmp_path, capsys, monkeypatch):
+    """A UTF-8 byte-order mark is not a TOML error; sweeping solver.method (strings) ran into a format error;
+    FOKKERPLANCK_LU=foo was a traceback."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes("\ufeff".encode() + b'[sweep]\nparameter = "solver.method"\nvalues = ["direct", "gth"]\n'
+                    b'observable = "var_x"\n[grid]\naxes = [[-2.0, 2.0, 40], [-0.6, 0.6, 24]]\n')
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "o"), "--no-figures"]) == 0
+    assert "solver.method = gth" in capsys.readouterr().out
+    monkeypatch.setenv("FOKKERPLANCK_LU", "foo")
+    assert main(["steady", "--out", str(tmp_path / "p"), "--no-figures"]) == 2
+    assert "FOKKERPLANCK_LU='foo'" in capsys.readouterr().err
