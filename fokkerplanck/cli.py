@@ -193,11 +193,18 @@ def _sample_theta0(pcfg, grid, n):
     if th == "uniform":
         rng = np.random.default_rng([int(pcfg.get("seed", 0)), 12345])
         return grid.lower + (grid.upper - grid.lower) * rng.random((n, grid.ndim))
-    return np.asarray(th, dtype=float)
+    th = np.asarray(th, dtype=float)
+    if not np.all(grid.contains(th)):
+        raise ConfigError(f"[particles] theta0 = {th.tolist()} lies outside the grid "
+                          f"(lower {grid.lower.tolist()}, upper {grid.upper.tolist()})")
+    return th
 
 
 def _run_particles(cfg, prob, grid, **checkpointing):
     simulate = _simulate_fn()
+    if grid.frame is not None:
+        raise ConfigError("[particles] the particles' walls are a box in theta: they do not run on a [grid] with "
+                          "rotation or frame (simulate with a plain grid, then histogram onto the framed one)")
     p = cfg["particles"]
     n = p["n_particles"]
     kw = {k: p[k] for k in ("t_end", "dt", "n_steps", "eta", "sigma", "shift", "T") if k in p}

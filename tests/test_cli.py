@@ -337,6 +337,9 @@ _SWEEP = '[sweep]\nparameter = "noise.delta_s"\nvalues = [1e-3, 2e-3]\n'
      'centers = [[0.0, 0.0], [1.0]]\ncurvatures = [1.0, 1.0]\n[noise]\nkind = "isotropic"\nT = 0.1\n', "same number"),
     ("deep nesting", "steady", "[grid]\na = " + "[" * 2000 + "]" * 2000 + "\n", "too deeply"),
     ("huge string", "steady", '[noise]\nkind = "' + "x" * 1_000_000 + '"\n', "[noise] kind"),
+    ("theta0 outside", "simulate", "[particles]\ntheta0 = [50.0, 50.0]\ndt = 0.01\nt_end = 1.0\n", "outside the grid"),
+    ("particles in a frame", "simulate", "[grid]\naxes = [[-2.0, 2.0, 20], [-2.0, 2.0, 20]]\nrotation = 0.3\n",
+     "rotation or frame"),
 ])
 def test_user_mistakes_are_one_short_line(name, command, text, match, tmp_path, capsys):
     """Each was a traceback (or a 5 MB line) before (issue 15's list): now exit 2 and one line of at most 300
