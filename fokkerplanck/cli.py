@@ -849,6 +849,11 @@ def main(argv=None) -> int:
             return _fail(f"error: {e}")
         except OSError as e:               # an unwritable cache directory, a full disk, an unreachable scheduler
             return _fail(f"error: {e}")
+        except KeyboardInterrupt:          # Ctrl-C: one line, the checkpoint (written atomically) kept
+            kept = run.checkpoint is not None and run.checkpoint.is_file()
+            what = f"the checkpoint {run.checkpoint} is kept: rerun with --resume" if kept else "nothing was saved"
+            print(f"interrupted; {what}", file=sys.stderr)
+            return 130
     seen = set()
     for w in caught:
         if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning)):

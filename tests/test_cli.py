@@ -363,3 +363,25 @@ def test_bom_config_and_a_swept_solver_method(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("FOKKERPLANCK_LU", "foo")
     assert main(["steady", "--out", str(tmp_path / "p"), "--no-figures"]) == 2
     assert "FOKKERPLANCK_LU='foo'" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_keeps_the_checkpoint_and_exits_130(tmp_path):
+    """Ctrl-C printed a 36-line traceback (issue 15). SIGINT after the first checkpoint: one line, exit code 130,
+    the checkpoint kept, and --resume finishes the run."""
+    import signal
+    import time as _time
+    cfg = tmp_path / "e.toml"
+    cfg.write_text("[solver]\nt_end = 200.0\nn_save = 3\ndt = 0.01\n")
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "fokkerplanck", "evolve", str(cfg), "--out", str(out),
+                             "--no-figures", "--quick", "--checkpoint-every", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = _time.time() + 120
+    while not (out / "checkpoint.npz").is_file() and proc.poll() is None and _time.time() < deadline:
+        _time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before its first checkpoint"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "interrupted" in err and "--resume" in err
+    assert (out / "checkpoint.npz").is_file() and not (out / "result.json").exists()
