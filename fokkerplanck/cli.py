@@ -32,6 +32,7 @@ import numpy as np
 
 from .operator import DEFAULT_STENCIL_RADIUS
 
+from .budget import TooLarge
 from .config import MESSAGE_LIMIT, ConfigError, build_problem, load_config, set_path, to_toml
 from .io import CheckpointMismatch
 
@@ -207,6 +208,8 @@ def _run_particles(cfg, prob, grid, **checkpointing):
                           "rotation or frame (simulate with a plain grid, then histogram onto the framed one)")
     p = cfg["particles"]
     n = p["n_particles"]
+    from .budget import check
+    check(80.0 * n * grid.ndim, f"simulate: {n:,} particles")     # before theta0 is drawn
     kw = {k: p[k] for k in ("t_end", "dt", "n_steps", "eta", "sigma", "shift", "T") if k in p}
     noise = prob.noise if p["method"] == "sde" else None
     ens = simulate(prob.landscape, noise, method=p["method"], n_particles=n, theta0=_sample_theta0(p, grid, n),
@@ -848,6 +851,8 @@ def main(argv=None) -> int:
         except CheckpointMismatch as e:
             return _fail(f"error: {e}")
         except OSError as e:               # an unwritable cache directory, a full disk, an unreachable scheduler
+            return _fail(f"error: {e}")
+        except TooLarge as e:              # estimated before the work (fokkerplanck.budget)
             return _fail(f"error: {e}")
         except KeyboardInterrupt:          # Ctrl-C: one line, the checkpoint (written atomically) kept
             kept = run.checkpoint is not None and run.checkpoint.is_file()

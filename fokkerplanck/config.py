@@ -706,6 +706,11 @@ def build_problem(cfg: dict, check: bool = True):
     from .problem import Problem
 
     grid = build_grid(cfg)
+    from .budget import TooLarge, check_grid
+    try:
+        check_grid(grid)                       # before the fields are evaluated on every cell
+    except TooLarge as e:
+        raise ConfigError(f"[grid] axes: {e}") from None
     land = build_landscape(cfg)
     noise = build_noise(cfg)
     conv = cfg.get("solver", {}).get("convention", "ito")

@@ -165,6 +165,8 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
             raise ValueError("evolve: save_times must lie in [0, t_end]")
     if dt is not None and not (np.isfinite(dt) and dt > 0):
         raise ValueError(f"evolve: dt must be positive, got {dt}")
+    from . import budget
+    budget.check(8.0 * len(times) * grid.size, f"evolve: {len(times)} saved densities of {grid.size:,} cells")
     p = _initial_values(grid, p0)
     A = gen.A
     N = grid.size

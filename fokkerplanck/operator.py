@@ -69,7 +69,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from . import kernels, noise
+from . import budget, kernels, noise
 from .problem import Problem
 
 DEFAULT_STENCIL_RADIUS = None   # the exact decomposition where the whole field fits a quarter of the grid
@@ -107,6 +107,7 @@ class Generator:
     def __init__(self, problem: Problem, stencil_radius: int | None = DEFAULT_STENCIL_RADIUS, warn: bool = True,
                  drop_unresolved: bool = False):
         resolve_stencil_radius(problem.grid, stencil_radius)        # validates
+        budget.check_grid(problem.grid, "the generator")
         with single_blas_thread():  # many small dense products: threads only add overhead
             self._build(problem, stencil_radius, warn, drop_unresolved)
 

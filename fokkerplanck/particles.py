@@ -353,6 +353,9 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
     if not isinstance(landscape, _L.Landscape):
         raise ValueError(f"landscape must be a fokkerplanck.landscapes.Landscape, got {type(landscape).__name__}")
     n = _count("n_particles", n_particles)
+    from . import budget
+    d_guess = np.shape(theta0)[-1] if np.ndim(theta0) >= 1 else 1
+    budget.check(80.0 * n * d_guess, f"simulate: {n:,} particles")   # ~10 numbers a coordinate: positions, normals
     theta0 = np.asarray(theta0, dtype=float)
     if theta0.ndim == 0:
         theta0 = theta0[None]

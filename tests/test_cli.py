@@ -385,3 +385,32 @@ def test_ctrl_c_is_one_line_keeps_the_checkpoint_and_exits_130(tmp_path):
     assert proc.returncode == 130, err
     assert err.count("\n") == 1 and "interrupted" in err and "--resume" in err
     assert (out / "checkpoint.npz").is_file() and not (out / "result.json").exists()
+
+
+@pytest.mark.parametrize("command,text", [
+    ("steady", "[grid]\naxes = [[-2.0, 2.0, 20000], [-1.0, 1.0, 20000]]\n"),
+    ("steady", '[grid]\naxes = [[-1.0, 1.0, 2000], [-1.0, 1.0, 2000], [-1.0, 1.0, 2000]]\n[landscape]\nkind = "quadratic"\n'
+               'A = [1.0, 1.0, 1.0]\n[noise]\nkind = "isotropic"\nT = 0.1\n'),
+    ("simulate", "[particles]\nn_particles = 100000000000\ndt = 0.01\nt_end = 1.0\n"),
+    ("evolve", "[solver]\nn_save = 100000000\n"),
+])
+def test_runs_larger_than_the_machine_are_refused_before_any_work(command, text, tmp_path, capsys):
+    """20000^2 cells ended in a MemoryError traceback or the OOM killer, 2000^3 asked for 60 GiB, 1e11 particles
+    and 1e8 saved densities likewise (issue 15, item 8): now one line naming the estimate and the machine's memory."""
+    from fokkerplanck.budget import physical_memory
+    if physical_memory() is None:
+        pytest.skip("the system does not report its memory")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    assert main([command, str(cfg), "--out", str(tmp_path / "o"), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "GiB" in err and "memory" in err
+
+
+def test_budget_estimate_from_measured_bytes_per_cell():
+    from fokkerplanck import budget
+    import fokkerplanck as fp
+    g = fp.Grid([(-1, 1, 512), (-1, 1, 512)])
+    budget.check_grid(g)                                   # 512^2: 0.6 GB measured, allowed
+    with pytest.raises(budget.TooLarge, match="cells"):
+        budget.check(1e30, "a test of 1e30 bytes of cells")
