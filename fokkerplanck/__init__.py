@@ -2,28 +2,44 @@
 
     dP/dt = sum_i d_i [ -v_i P + sum_j d_j (D_ij P) ]      (Ito; v = -grad L, noise covariance 2 D)
 
-Data flow: grid, landscapes, noise -> problem -> kernels -> operator -> density -> linalg -> steady, evolve
--> particles, theory, compare -> io, plot, config -> cli.
-"""
-from . import landscapes, noise
-from .grid import Frame, Grid
-from .problem import Problem
-from .density import Density, Trajectory
-from .operator import Generator, generator
-from . import linalg
-from .linalg import set_lu_backend
-from .steady import steady_state
-from .evolve import evolve
-from . import theory, adiabatic
-from .compare import compare
-from .passage import mean_first_passage_time, escape_rate
-from .landscapes import HighDimValley, MultiValley
-from .particles import simulate, Ensemble
-from . import io, plot, config
-from .io import load
-import sys as _sys
-from .sweep import sweep, SweepResult
-from . import flatness
-sweeps = _sys.modules[__name__ + ".sweep"]   # the module; fp.sweep is the function
+The subpackages follow the data flow, and each imports only from those before it:
 
-__version__ = "0.1.0"
+    model      grid, frame, landscapes, noise, problem, densities     what the user describes
+    numerics   kernels (numba), operator                             the finite-volume generator A
+    solvers    linalg, steady, evolve, passage, checkpoint           dp/dt = A p, A p = 0, first passage
+    particles  simulate, kernels (numba)                             Monte Carlo SDE / SGD / Langevin
+    results    io, compare                                           saved results and distances
+    scale      sweep                                                 many problems, locally or on Dask
+    sgd        theory, adiabatic, flatness, phase_diagrams           the science of flat minima
+    interface  cli, config, plot                                     the front door
+"""
+from .model import landscapes, noise
+from .model.grid import Frame, Grid
+from .model.problem import Problem
+from .model.density import Density, Trajectory
+from .model.landscapes import HighDimValley, MultiValley
+from .numerics.operator import Generator, generator
+from .solvers import linalg
+from .solvers.linalg import set_lu_backend
+from .solvers.steady import steady_state
+from .solvers.evolve import evolve
+from .solvers.passage import escape_rate, mean_first_passage_time
+from .particles import Ensemble, simulate
+from .results import io
+from .results.io import load
+from .results.compare import compare
+from .scale.sweep import SweepResult, sweep
+from .sgd import adiabatic, flatness, phase_diagrams, theory
+from .interface import config, plot
+from . import _compat
+
+sweeps = _compat.install(__name__)   # the 0.1 module fokkerplanck.sweep; fp.sweep is the function
+
+from ._version import __version__
+
+
+def __getattr__(name):
+    module = _compat.old_module(__name__, name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return module

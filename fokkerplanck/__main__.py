@@ -1,6 +1,6 @@
-"""``python -m fokkerplanck``: the command line (see :mod:`fokkerplanck.cli`)."""
+"""``python -m fokkerplanck``: the command line (see :mod:`fokkerplanck.interface.cli`)."""
 import sys
 
-from .cli import main
+from .interface.cli import main
 
 sys.exit(main())

@@ -10,7 +10,7 @@ from scipy.special import erf
 
 from fokkerplanck import landscapes as L
 from fokkerplanck import noise as N
-from fokkerplanck import particles as P
+from fokkerplanck.particles import simulator as P
 from fokkerplanck._particle_kernels import eval_grad_hess, fill_normals, batch_psd_cholesky, seed_key
 from fokkerplanck.grid import Grid
 from fokkerplanck.particles import simulate

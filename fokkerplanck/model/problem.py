@@ -46,7 +46,7 @@ class Problem:
     drift : callable, optional
         A velocity field ``v(theta) -> (..., d)`` (instead of, or on top of, the landscape's drift).
     noise : Noise
-        The diffusion model (:mod:`fokkerplanck.noise`).
+        The diffusion model (:mod:`fokkerplanck.model.noise`).
     convention : {"ito", "stratonovich", "hanggi-klimontovich"}
         Interpretation of the multiplicative noise (see module docstring). Default Ito.
     potential : callable, optional
@@ -155,7 +155,7 @@ class Problem:
 
     def diffusion_divergence(self, theta) -> np.ndarray:
         """``(div D)_i = sum_j d_j D_ij`` at points ``theta (..., d)``, by central differences of the noise model
-        (:func:`fokkerplanck.noise.tensor_divergence`, steps of ``1e-4`` of the cells)."""
+        (:func:`fokkerplanck.model.noise.tensor_divergence`, steps of ``1e-4`` of the cells)."""
         return tensor_divergence(self.diffusion, theta, self._difference_step())
 
     def potential_on_grid(self, rtol: float = 1e-4) -> np.ndarray:

@@ -4,7 +4,7 @@ Scheme
 ------
 Write the diffusion tensor in grid-index units, ``D~_ij = D_ij / (h_i h_j)``, and split it at every cell
 by Selling's decomposition into lattice directions with non-negative weights,
-``D~ = sum_e rho_e e e^T`` (:mod:`fokkerplanck.kernels`). Because the offsets ``e`` are constant
+``D~ = sum_e rho_e e e^T`` (:mod:`fokkerplanck.numerics.kernels`). Because the offsets ``e`` are constant
 vectors, the Ito diffusion term splits exactly:
 
     sum_ij d_i d_j (D_ij P) = sum_e (e . grad~)^2 (rho_e P).
@@ -38,8 +38,8 @@ Where some tensor needs longer offsets -- a monotone stencil of radius ``R`` hol
 ``|D~_ij| <= R min(D~_ii, D~_jj)``, and ``Delta_S H^2`` on a degenerate valley needs hundreds of cells near the
 valley floor -- the grid cannot resolve the field. The short stencil (``SHORT_STENCIL_RADIUS``) is used, with the
 off-diagonal part scaled down to a diagonally dominant tensor of the same diagonal where it does not fit
-(:func:`fokkerplanck.kernels.selling_field`), a warning, and a measured error estimate from
-:func:`fokkerplanck.steady.steady_state`. Long exact offsets next to scaled tensors measured far worse on
+(:func:`fokkerplanck.numerics.kernels.selling_field`), a warning, and a measured error estimate from
+:func:`fokkerplanck.solvers.steady.steady_state`. Long exact offsets next to scaled tensors measured far worse on
 the PRL Fig. 5 landscape at ``Delta_S = 1e-3`` (``<|x|>`` 0.43-0.53) than the short stencil throughout
 (0.656, 0.662, 0.666 at 400 x 48, 400 x 96, 800 x 96; Euler-Maruyama particles of the full model, extrapolated
 to ``dt -> 0``, 0.673 +- 0.001).
@@ -53,7 +53,7 @@ Selling weights (measured, a reversible field whose axes turn across the box at 
 divergence form, 0.077 in the Ito form, at 96^2). Constant tensors are the same in both forms; the scaled
 (fallback) stencil keeps the Ito form. ``info["form"]`` says which.
 
-Frames. On a grid with a :class:`~fokkerplanck.grid.Frame`, ``theta = origin + M xi``, the fields are evaluated
+Frames. On a grid with a :class:`~fokkerplanck.model.grid.Frame`, ``theta = origin + M xi``, the fields are evaluated
 at the cell centres in ``theta`` and transformed: ``D_xi = M^-1 D M^-T``, ``v_xi = M^-1 v`` (and ``b``),
 ``grad_xi L = M^T grad L``; the scheme then runs on the ``xi`` cells unchanged.
 
@@ -69,8 +69,12 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from . import budget, kernels, noise
-from .problem import Problem
+from ..model import budget
+
+from . import kernels
+
+from ..model import noise
+from ..model.problem import Problem
 
 DEFAULT_STENCIL_RADIUS = None   # the exact decomposition where the whole field fits a quarter of the grid
 SHORT_STENCIL_RADIUS = 2        # else: this radius, the cross-diffusion scaled down where it does not fit
@@ -78,7 +82,7 @@ _PINV_RCOND = 1e-12   # eigenvalues of D_r below this fraction of the largest ar
 
 
 class Generator:
-    """The sparse generator ``A`` (``dP/dt = A P``) of a :class:`~fokkerplanck.problem.Problem`.
+    """The sparse generator ``A`` (``dP/dt = A P``) of a :class:`~fokkerplanck.model.problem.Problem`.
 
     Attributes
     ----------
@@ -88,7 +92,7 @@ class Generator:
         everywhere when every tensor of the field fits offsets of a quarter of the shortest axis
         (:func:`resolve_stencil_radius`), else the short stencil (``SHORT_STENCIL_RADIUS``) with the
         cross-diffusion scaled down where it does not fit. An integer ``R``: exact where offsets up to ``R``
-        suffice, scaled down elsewhere (see :func:`fokkerplanck.kernels.selling_field`). Scaling comes with
+        suffice, scaled down elsewhere (see :func:`fokkerplanck.numerics.kernels.selling_field`). Scaling comes with
         a warning, and ``steady_state`` measures what it may cost (``info["error_estimate"]``).
     drop_unresolved : bool
         Drop the cross-diffusion where it does not fit instead of scaling it (the reference of that
@@ -232,7 +236,7 @@ class Generator:
     def apply(self, P, matrix_free: bool = False) -> np.ndarray:
         """``A P`` for a density given on the grid (any shape with ``grid.size`` entries). ``matrix_free``:
         without ``A``, from the jumps made again a block of cells at a time
-        (:func:`fokkerplanck.kernels.walk_jumps`, one exponential per edge), each moving ``k P_src`` from its
+        (:func:`fokkerplanck.numerics.kernels.walk_jumps`, one exponential per edge), each moving ``k P_src`` from its
         source to its target: the same numbers as ``A @ P`` but for the order of the sums (round-off; measured
         2e-16 to 6e-16 of ``max|A| max P``), in the memory of one block's jumps rather than of ``A``, and 30-90x
         slower than the sparse product (``benchmarks/assembly.py``; 512^2: 0.075 s against 1.7 ms)."""
@@ -286,7 +290,7 @@ class Generator:
 
 def _cell_peclet(offsets, weights, gx) -> np.ndarray:
     """The largest cell Peclet number ``|e . g|`` over each cell's stencil offsets, for ``g = D~^+ v~`` of the drift
-    other than a landscape's ``-grad L`` (``gx`` of :func:`fokkerplanck.kernels.split_drift`; all of it for a drift
+    other than a landscape's ``-grad L`` (``gx`` of :func:`fokkerplanck.numerics.kernels.split_drift`; all of it for a drift
     field). Past about 2 the exponentially fitted fluxes upwind and their numerical diffusion rivals the physical
     one. The landscape's part is left out: its drops along the offsets are differences of ``L`` (exact Boltzmann
     weights for isotropic noise, exact Gaussians for Hessian-aligned noise on a quadratic) however large."""
@@ -314,10 +318,10 @@ _CELLS_PER_THREAD = 65_536      # below this a thread's start costs more than it
 
 
 def _jumps_in_threads(N: int, args: tuple, workers: int | None = None) -> list:
-    """The jump lists of :func:`fokkerplanck.kernels.assemble_jumps` over all ``N`` cells, split into
+    """The jump lists of :func:`fokkerplanck.numerics.kernels.assemble_jumps` over all ``N`` cells, split into
     consecutive ranges assembled by as many threads as numba may use (``numba.get_num_threads()``, set by
     ``NUMBA_NUM_THREADS``), at least ``_CELLS_PER_THREAD`` cells each; the kernel runs without the GIL.
-    Returns one ``(src, dst, rate, disp)`` per range, in order: :func:`fokkerplanck.kernels.jumps_to_csr`
+    Returns one ``(src, dst, rate, disp)`` per range, in order: :func:`fokkerplanck.numerics.kernels.jumps_to_csr`
     makes the same matrix from them, bit for bit, whatever the number of threads. Measured on 2 cores, a
     full constant tensor: the whole generator at 96^3 (885k cells) in 1.24-1.28 s against 1.7-2.0 s on one
     thread; at 512^2 the kernel alone in 0.06 s against 0.1 s."""
@@ -338,7 +342,7 @@ def single_blas_thread():
     """Context manager limiting OpenBLAS (and BLIS) to one thread: the Krylov and AMG solvers do many small
     dense operations, for which their threads cost far more than they give (measured on 2 cores: an AMG-GMRES
     3D steady state 5.0 s with default threads, 1.3 s with one). MKL is left alone: its threads are PARDISO's
-    (:mod:`fokkerplanck.linalg`), which the implicit time steps use inside this context."""
+    (:mod:`fokkerplanck.solvers.linalg`), which the implicit time steps use inside this context."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl is a core dependency

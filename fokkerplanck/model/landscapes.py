@@ -6,7 +6,7 @@ Every landscape takes points of shape ``(..., d)`` and returns
 * ``grad(theta)``    -> ``(..., d)``      the gradient ``dL/dtheta_i``
 * ``hessian(theta)`` -> ``(..., d, d)``   ``H_ij = d^2 L / dtheta_i dtheta_j``
 
-The drift velocity of gradient dynamics is ``v = -grad L`` (see :mod:`fokkerplanck.problem`).
+The drift velocity of gradient dynamics is ``v = -grad L`` (see :mod:`fokkerplanck.model.problem`).
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .density import Density
+from ..model.density import Density
 
 
 def _check_same_grid(a: Density, b: Density):

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .operator import DEFAULT_STENCIL_RADIUS
+from ..numerics.operator import DEFAULT_STENCIL_RADIUS
 
 try:  # Python >= 3.11
     import tomllib
@@ -475,7 +475,7 @@ def _cross_checks(cfg: dict) -> None:
             raise ConfigError("[particles] give 't_end' or 'n_steps'")
         step = part.get("eta") if m == "sgd" else part.get("dt")
         if "t_end" in part and step and "n_steps" not in part:
-            from .particles import step_count          # the rule the run itself applies: whole steps only
+            from ..particles import step_count          # the rule the run itself applies: whole steps only
             try:
                 step_count(part["t_end"], None, float(step), "[particles]")
             except ValueError as e:
@@ -623,7 +623,7 @@ def _wrap(section: str, fn, *args, **kw):
 
 
 def build_grid(cfg: dict):
-    from .grid import Grid
+    from ..model.grid import Grid
 
     g = cfg["grid"]
     frame = _wrap("grid", _frame, g, len(g["axes"]))
@@ -632,7 +632,7 @@ def build_grid(cfg: dict):
 
 def _frame(section: dict, d: int):
     """The Frame of a ``[grid]`` or ``[landscape]`` section (``rotation`` or ``frame``, and ``origin``), or None."""
-    from .grid import Frame
+    from ..model.grid import Frame
 
     if "rotation" in section and "frame" in section:
         raise ValueError("give rotation or frame, not both")
@@ -652,7 +652,7 @@ def _frame(section: dict, d: int):
 
 
 def build_landscape(cfg: dict):
-    from . import landscapes as L
+    from ..model import landscapes as L
 
     land = dict(cfg["landscape"])
     placement = {k: land.pop(k) for k in ("rotation", "frame", "origin") if k in land}
@@ -664,7 +664,7 @@ def build_landscape(cfg: dict):
 
 
 def _base_landscape(land: dict):
-    from . import landscapes as L
+    from ..model import landscapes as L
 
     kind = land.pop("kind")
     if kind == "quadratic":
@@ -683,7 +683,7 @@ def _base_landscape(land: dict):
 
 
 def build_noise(cfg: dict):
-    from . import noise as N
+    from ..model import noise as N
 
     nz = dict(cfg["noise"])
     kind = nz.pop("kind")
@@ -700,13 +700,13 @@ def build_noise(cfg: dict):
 
 
 def build_problem(cfg: dict, check: bool = True):
-    """Grid, landscape, noise -> :class:`~fokkerplanck.problem.Problem`. With ``check`` the diffusion tensor
+    """Grid, landscape, noise -> :class:`~fokkerplanck.model.problem.Problem`. With ``check`` the diffusion tensor
     and the drift are evaluated on every cell centre, so that a non-PSD or non-finite field is reported here,
     as a :class:`ConfigError`, before any solve."""
-    from .problem import Problem
+    from ..model.problem import Problem
 
     grid = build_grid(cfg)
-    from .budget import TooLarge, check_grid
+    from ..model.budget import TooLarge, check_grid
     try:
         check_grid(grid)                       # before the fields are evaluated on every cell
     except TooLarge as e:

@@ -27,10 +27,10 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from . import checkpoint as _io
-from .density import Density, Trajectory
+from ..model.density import Density, Trajectory
 from .linalg import LUFactor, lu_backend, shifted
-from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
-from .problem import Problem
+from ..numerics.operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
+from ..model.problem import Problem
 
 SCHEMES = ("tr-bdf2", "implicit-euler", "explicit", "expm")
 _GAMMA = 2.0 - np.sqrt(2.0)
@@ -116,14 +116,14 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
         tqdm progress bar; ``None`` shows it only on a terminal.
     linear_solver : {"auto", "direct", "iterative"}
         Implicit schemes: sparse LU factorised once per step size (``direct``; default in 1D/2D;
-        :mod:`fokkerplanck.linalg`, PARDISO with a one-thread factor when installed, so runs repeat bit for
+        :mod:`fokkerplanck.solvers.linalg`, PARDISO with a one-thread factor when installed, so runs repeat bit for
         bit, else SuperLU; ``info["linear_solver"]`` names it and ``info["lu_layout"]`` the layout its
-        ordering was given, see :class:`fokkerplanck.linalg.LUFactor`), or GMRES preconditioned by algebraic
+        ordering was given, see :class:`fokkerplanck.solvers.linalg.LUFactor`), or GMRES preconditioned by algebraic
         multigrid, warm-started from the previous step (``iterative``; default in 3D above 8000 cells, where
         LU fill-in is prohibitive).
     checkpoint : path, optional
         Write the state of the run to this ``.npz`` file every ``checkpoint_every`` time steps, atomically
-        (a temporary file in the same directory, then ``os.replace``; see :func:`fokkerplanck.checkpoint.write_checkpoint`):
+        (a temporary file in the same directory, then ``os.replace``; see :func:`fokkerplanck.solvers.checkpoint.write_checkpoint`):
         the current density, the position in the save schedule (save interval, step within it, steps done),
         the densities saved so far, and the parameters that identify the problem (``t_end``, ``dt``,
         ``scheme``, the save times, the grid shape, SHA-256 hashes of the generator ``A`` and of the
@@ -137,7 +137,7 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
         the same floating-point operations in the same order as an uninterrupted run (the LU factors of a
         step size are recomputed from the same matrix, deterministically), so its densities are identical
         (``np.array_equal``), not merely close. A checkpoint of a different problem raises a ``ValueError``
-        (:class:`fokkerplanck.checkpoint.CheckpointMismatch`) naming the parameters that differ; a complete checkpoint
+        (:class:`fokkerplanck.solvers.checkpoint.CheckpointMismatch`) naming the parameters that differ; a complete checkpoint
         returns its trajectory without stepping.
 
     Returns
@@ -165,7 +165,7 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
             raise ValueError("evolve: save_times must lie in [0, t_end]")
     if dt is not None and not (np.isfinite(dt) and dt > 0):
         raise ValueError(f"evolve: dt must be positive, got {dt}")
-    from . import budget
+    from ..model import budget
     budget.check(8.0 * len(times) * grid.size, f"evolve: {len(times)} saved densities of {grid.size:,} cells")
     p = _initial_values(grid, p0)
     A = gen.A

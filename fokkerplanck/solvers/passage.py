@@ -8,7 +8,7 @@ The mean time ``T(theta)`` to reach a target set (or to leave through absorbing 
 whose discrete form uses the transpose of the forward generator: ``(A^T T)_n = sum_m k_{n->m} (T_m - T_n)``
 over the jumps of the scheme (jumps out through an absorbing wall land where ``T = 0``). Since ``-A^T``
 restricted to the non-target cells is a non-singular M-matrix, ``T >= 0`` everywhere, with the same
-monotone discretisation as :mod:`fokkerplanck.operator`.
+monotone discretisation as :mod:`fokkerplanck.numerics.operator`.
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from scipy.interpolate import RegularGridInterpolator
 
-from .density import Density
+from ..model.density import Density
 from .linalg import LUFactor, gth_escape_rate, gth_first_passage
-from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator
-from .problem import Problem
+from ..numerics.operator import DEFAULT_STENCIL_RADIUS, Generator, generator
+from ..model.problem import Problem
 
 
 class FirstPassageTime:
@@ -82,7 +82,7 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     The sparse LU of ``-A^T`` on the free cells gives the times first. Its condition number is ``max T`` times
     the largest rate, so deep wells (times of ``e^(Delta U / T)``) make it lose digits; past
     ``CONDITION_LIMIT``, a relative residual above 1e-10 or negative times, the times are recomputed by the
-    subtraction-free band elimination (:func:`fokkerplanck.linalg.gth_first_passage`), or a warning is given
+    subtraction-free band elimination (:func:`fokkerplanck.solvers.linalg.gth_first_passage`), or a warning is given
     where its band does not fit. ``info``: ``lu``, ``lu_layout``, ``condition``, ``gth``, ``residual``,
     ``relative_residual``, ``min_before_clip``, ``seconds``.
 
@@ -131,7 +131,7 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
                           f"relative residual {relative_residual:.1e}: the LU answer may have lost its digits "
                           "(relative error up to ~1e-16 times the condition number, more where the residual is "
                           "large), and the subtraction-free elimination does not fit this grid "
-                          "(fokkerplanck.linalg.GTH_WORK_LIMIT)", RuntimeWarning, stacklevel=2)
+                          "(fokkerplanck.solvers.linalg.GTH_WORK_LIMIT)", RuntimeWarning, stacklevel=2)
     info.update({"residual": res, "relative_residual": res / (condition + 1.0),
                  "seconds": time.perf_counter() - t0, "min_before_clip": float(T.min())})
     return FirstPassageTime(grid, np.clip(T, 0.0, None).reshape(grid.shape), mask, info)
@@ -159,7 +159,7 @@ def escape_rate(problem: Problem | Generator, target=None, *, stencil_radius: in
     For a metastable well it agrees with ``1 / MFPT`` up to exponentially small corrections.
 
     Computed by inverse iteration with the subtraction-free band elimination
-    (:func:`fokkerplanck.linalg.gth_escape_rate`) where the band fits: an eigensolver's absolute error, round-off
+    (:func:`fokkerplanck.solvers.linalg.gth_escape_rate`) where the band fits: an eigensolver's absolute error, round-off
     of the largest rates, swamps the rates of deep wells (measured: a 1D tilted double well at T = 0.03,
     ``3.4e-13`` and ``8.4e-15`` on 300 and 600 cells where the rate is ``1.0e-16``; now equal to
     ``1 / MFPT`` from the well to 0.1%). Otherwise a dense eigensolver up to 400 cells, else ARPACK
@@ -182,6 +182,6 @@ def escape_rate(problem: Problem | Generator, target=None, *, stencil_radius: in
     if lam < 1e-10 * largest:
         warnings.warn(f"escape_rate: {lam:.2e} is below 1e-10 of the largest rate ({largest:.2e}), where an "
                       "eigensolver's round-off can dominate it, and the subtraction-free elimination does not fit "
-                      "this grid (fokkerplanck.linalg.GTH_WORK_LIMIT); 1 / mean_first_passage_time is a check",
+                      "this grid (fokkerplanck.solvers.linalg.GTH_WORK_LIMIT); 1 / mean_first_passage_time is a check",
                       RuntimeWarning, stacklevel=2)
     return lam

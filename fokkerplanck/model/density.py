@@ -1,6 +1,6 @@
 """Results on a grid: probability densities and trajectories of them.
 
-A :class:`Density` holds the cell averages ``P_k`` of a probability density on a :class:`~fokkerplanck.grid.Grid`,
+A :class:`Density` holds the cell averages ``P_k`` of a probability density on a :class:`~fokkerplanck.model.grid.Grid`,
 normalised so that ``sum_k P_k |cell| = 1`` (absorbing walls make the mass of an evolving density fall
 below one; it is then left as it is).
 """
@@ -194,7 +194,7 @@ class Density:
 
 
 class Trajectory:
-    """Densities saved at ``times`` by :func:`~fokkerplanck.evolve.evolve`.
+    """Densities saved at ``times`` by :func:`~fokkerplanck.solvers.evolve.evolve`.
 
     ``traj[k]`` is a :class:`Density`, ``traj.final`` the last one; ``traj.mass``, ``traj.minimum`` and
     ``traj.entropy`` are diagnostics at the saved times."""

@@ -1,21 +1,21 @@
 """Flatness dynamics, valley occupation and search times (Yang, Tang & Tu, PRL 130, 237101 (2023), Figs. 2, 3, 5).
 
 * **Flatness** of a solution ``x`` along the sharp directions (PRL Eq. 6): ``F(x) = prod_i lambda^(i)(x)^(-1/(2 N_S))``,
-  from the landscape's ``flatness`` method (:class:`~fokkerplanck.landscapes.DegenerateValley`,
-  :class:`~fokkerplanck.landscapes.HighDimValley`). The flatness of a density is the density-weighted mean
+  from the landscape's ``flatness`` method (:class:`~fokkerplanck.model.landscapes.DegenerateValley`,
+  :class:`~fokkerplanck.model.landscapes.HighDimValley`). The flatness of a density is the density-weighted mean
   ``<F> = int F(x) P(x, y) dx dy`` (:func:`density_flatness`); of particles, the mean over live particles.
-  :func:`flatness_trajectory` turns an :func:`~fokkerplanck.evolve.evolve` trajectory into ``F(t)``,
+  :func:`flatness_trajectory` turns an :func:`~fokkerplanck.solvers.evolve.evolve` trajectory into ``F(t)``,
   :func:`particle_flatness` runs particles (any dimension) and records ``F(t)``, and :func:`flatness_dynamics`
   compares GD (no noise), SGD (``HessianAligned``) and GLD (``Isotropic``) -- PRL Fig. 2(a);
   :func:`sgd_flatness_vs_noise` runs the discrete SGD at several noise strengths -- PRL Fig. 3(a).
-* **Valleys** of a :class:`~fokkerplanck.landscapes.MultiValley`: every point belongs to the well ``k`` with the
+* **Valleys** of a :class:`~fokkerplanck.model.landscapes.MultiValley`: every point belongs to the well ``k`` with the
   largest soft-min weight ``pi_k`` (the lowest quadratic ``q_k``). :func:`valley_fractions` gives the probability in
   each valley (summing to the mass of the density), :func:`valley_fraction_dynamics` follows them in time for
   several noise levels: fast exploration of every valley at high noise, freezing into the first valley reached
   at low noise.
 * **Search time** ``tau_s = eta <t_s>`` (PRL Appendix, Fig. 5d): the mean first time the flat coordinate reaches
   the steady-state solution ``|x| = x_ss`` (within ``tol``), from particles (:func:`search_time_particles`) and from
-  the backward equation (:func:`search_time_mfpt`); :func:`prl_search_point` gives both for the PRL model at one
+  the backward equation (:func:`search_time_mfpt`); :func:`fokkerplanck.sgd.phase_diagrams.prl_search_point` gives both for the PRL model at one
   ``Delta_S``, showing the critical slowing down near ``Delta_S* = -eps/lambda_1``.
 """
 from __future__ import annotations
@@ -27,16 +27,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .density import Density, Trajectory
-from .grid import Grid
-from . import landscapes as _L
-from . import noise as _N
-from .operator import DEFAULT_STENCIL_RADIUS
+from ..model.density import Density, Trajectory
+from ..model.grid import Grid
+from ..model import landscapes as _L
+from ..model import noise as _N
+from ..numerics.operator import DEFAULT_STENCIL_RADIUS
 
 __all__ = ["flatness_of_points", "density_flatness", "flatness_trajectory", "FlatnessCurve", "particle_record",
            "ParticleRecord", "particle_flatness", "flatness_dynamics", "sgd_flatness_vs_noise", "valley_index", "valley_fractions",
-           "valley_fraction_dynamics", "particle_valley_fractions", "search_time_particles", "search_time_mfpt",
-           "prl_search_point"]
+           "valley_fraction_dynamics", "particle_valley_fractions", "search_time_particles", "search_time_mfpt"]
+
+
+def __getattr__(name):
+    if name == "prl_search_point":
+        raise AttributeError("fokkerplanck.sgd.flatness.prl_search_point has moved to "
+                             "fokkerplanck.sgd.phase_diagrams.prl_search_point (also fp.sweeps.prl_search_point)")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -92,7 +98,7 @@ class FlatnessCurve:
 
 
 def flatness_trajectory(traj: Trajectory, landscape) -> FlatnessCurve:
-    """``<F>(t)`` of a trajectory of :func:`~fokkerplanck.evolve.evolve`, with ``mean_abs_x`` ``<|x|>(t)``."""
+    """``<F>(t)`` of a trajectory of :func:`~fokkerplanck.solvers.evolve.evolve`, with ``mean_abs_x`` ``<|x|>(t)``."""
     mesh = traj.grid.mesh()
     F = flatness_of_points(landscape, mesh)
     ax = flat_norm(landscape, mesh)
@@ -139,7 +145,7 @@ def particle_record(landscape, noise=None, *, method: str, theta0, n_particles: 
     ``observables = {name: f(positions (n, d)) -> (n,)}`` (default: ``flatness`` and ``abs_x`` ``|x|`` for
     valleys, ``valley`` for a MultiValley). ``log_times`` spaces the records geometrically in steps (the
     dynamics of flatness spans decades). Any dimension (e.g. the PRL's ``N_F = 100, N_S = 5``)."""
-    from .particles import simulate
+    from ..particles import simulate
 
     if observables is None:
         if isinstance(landscape, _L.MultiValley):
@@ -267,8 +273,8 @@ def flatness_dynamics(landscape, *, delta_s: float = 1e-2, T: float | None = Non
     With ``grid`` (and ``p0``, default a narrow Gaussian at ``theta0``) the Fokker-Planck density is evolved
     (``n_save`` times); with ``n_particles > 0`` Euler-Maruyama particles from ``theta0`` (``dt``) are run too.
     Returns ``{name: {"solver": FlatnessCurve | None, "particles": FlatnessCurve | None}}``."""
-    from .evolve import evolve
-    from .problem import Problem
+    from ..solvers.evolve import evolve
+    from ..model.problem import Problem
 
     if algorithms is None:
         T = _default_temperature(landscape, delta_s) if T is None else float(T)
@@ -319,8 +325,8 @@ def valley_fraction_dynamics(landscape, noises, grid: Grid, p0: Density, t_end: 
 
     ``noises``: a list of temperatures (``Isotropic(T)``) or noise models, or a dict ``label -> model``.
     Returns ``{"times": (n_t,), "levels": [labels], "fractions": {label: (n_t, K)}, "mass": {label: (n_t,)}}``."""
-    from .evolve import evolve
-    from .problem import Problem
+    from ..solvers.evolve import evolve
+    from ..model.problem import Problem
 
     if not isinstance(noises, dict):
         noises = {(f"T={v:g}" if not isinstance(v, _N.Noise) else repr(v)):
@@ -389,10 +395,10 @@ def search_time_mfpt(problem, x_ss: float, theta0, tol: float = 0.05, stencil_ra
     """Search time from the backward equation: the mean first-passage time ``T(theta0)`` to the set
     ``{| |x| - x_ss | <= tol}`` (all sharp coordinates free) on ``problem``'s grid. ``tol`` is raised to half a cell
     width along ``x`` when smaller, so the target is never empty; ``theta0`` is clipped into the box. Also
-    returns ``condition`` and ``gth`` of :func:`~fokkerplanck.passage.mean_first_passage_time`: below the PRL
+    returns ``condition`` and ``gth`` of :func:`~fokkerplanck.solvers.passage.mean_first_passage_time`: below the PRL
     transition the times are astronomically long (3.6e38, 7.5e25, 6.0e17 at Delta_S = 2e-4, 3e-4, 4e-4 on 120 x
     80 cells), which only the subtraction-free elimination resolves (the LU had given 0, 1.4e14 and 0)."""
-    from .passage import mean_first_passage_time
+    from ..solvers.passage import mean_first_passage_time
 
     grid = problem.grid
     land = problem.landscape
@@ -407,39 +413,6 @@ def search_time_mfpt(problem, x_ss: float, theta0, tol: float = 0.05, stencil_ra
     return {"tau_s": float(T.at(th)), "x_ss": float(x_ss), "tol": tol_eff, "theta0": th.tolist(),
             "target_cells": int(target.sum()), "condition": T.info["condition"], "gth": T.info["gth"],
             "seconds": T.info["seconds"]}
-
-
-def prl_search_point(delta_s: float, eta: float = 0.04, n_particles: int = 300, n_steps: int = 100_000,
-                     n_records: int = 400, theta0=(1.5, 1.5), tol: float = 0.05, eps: float = 1e-3,
-                     lambdas=(8.0, -2.0, 1.0), cells=(120, 80), stencil_radius: int = DEFAULT_STENCIL_RADIUS, seed: int = 0,
-                     quick: bool = False) -> dict:
-    """Search time of the PRL Fig. 5 model at one ``Delta_S``: SGD particles at learning rate ``eta`` (``sigma =
-    Delta_S / eta``) and the MFPT of the Fokker-Planck model, each to its own steady-state ``<|x|>`` (particles:
-    late-time mean; solver: :func:`~fokkerplanck.sweep.prl_steady_point`). Returns ``tau_particles``,
-    ``tau_particles_reached``, ``x_ss_particles``, ``tau_mfpt``, ``x_ss_solver``, ``t_end``, ``seconds``."""
-    from .landscapes import DegenerateValley
-    from .noise import HessianAligned
-    from .problem import Problem
-    from .sweep import prl_steady_point
-
-    t0 = time.perf_counter()
-    land = DegenerateValley(lambdas=tuple(float(v) for v in lambdas), eps=float(eps))
-    n = 100 if quick else int(n_particles)
-    steps = int(n_steps) // 4 if quick else int(n_steps)
-    sp = search_time_particles(land, theta0=theta0, n_particles=n, method="sgd", eta=float(eta),
-                               sigma=float(delta_s) / float(eta), n_steps=steps, n_records=int(n_records), tol=tol,
-                               seed=seed)
-    ss = prl_steady_point(delta_s, eps=eps, lambdas=lambdas, cells=cells, stencil_radius=stencil_radius, quick=quick)
-    nx, ny = ss["cells"]
-    y_max = max(0.6, 6.0 * math.sqrt(float(delta_s) * float(land.lambdas[0])))
-    grid = Grid([(-2.0, 2.0, nx), (-y_max, y_max, ny)], bc="reflecting")
-    mf = search_time_mfpt(Problem(grid, land, HessianAligned(float(delta_s))), ss["mean_abs_x"], theta0, tol=tol,
-                          stencil_radius=stencil_radius)
-    return {"delta_s": float(delta_s), "eta": float(eta), "tau_particles": sp["tau_s"],
-            "tau_particles_stderr": sp["stderr"], "tau_particles_reached": sp["reached"],
-            "x_ss_particles": sp["x_ss"], "diverged": sp["diverged"], "t_end": sp["t_end"],
-            "tau_mfpt": mf["tau_s"], "x_ss_solver": ss["mean_abs_x"], "mfpt_theta0": mf["theta0"],
-            "seconds": time.perf_counter() - t0}
 
 
 def escape_time_vs_sharpness(curvatures, *, barrier: float = 1.0, delta: float = 0.05, k_ref: float | None = None,
@@ -458,10 +431,10 @@ def escape_time_vs_sharpness(curvatures, *, barrier: float = 1.0, delta: float =
 
     Returns one row per curvature: ``k``, ``tau_sgd``, ``tau_isotropic``, and Kramers' and Xie's predictions.
     """
-    from .landscapes import Custom
-    from .noise import Isotropic
-    from .passage import mean_first_passage_time
-    from .problem import Problem
+    from ..model.landscapes import Custom
+    from ..model.noise import Isotropic
+    from ..solvers.passage import mean_first_passage_time
+    from ..model.problem import Problem
     from .theory import kramers_rate
 
     ks = np.asarray(curvatures, dtype=float)

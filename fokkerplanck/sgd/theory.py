@@ -1,6 +1,6 @@
 """Closed forms the solver and the particle simulators are checked against.
 
-Conventions are those of the package (see :mod:`fokkerplanck.noise`): ``d theta = v dt + sqrt(2 D) dW`` (Ito),
+Conventions are those of the package (see :mod:`fokkerplanck.model.noise`): ``d theta = v dt + sqrt(2 D) dW`` (Ito),
 ``v = -grad L``; a quadratic landscape ``L = 1/2 theta^T A theta`` gives the drift ``-A theta``.
 
 Sources
@@ -21,9 +21,9 @@ from typing import Callable
 import numpy as np
 from scipy import integrate, linalg
 
-from .density import Density
-from .grid import Grid
-from .noise import tensor_divergence
+from ..model.density import Density
+from ..model.grid import Grid
+from ..model.noise import tensor_divergence
 
 __all__ = [
     "eq11_density", "eq11_marginal_x", "eq12_l_sgd", "eq12_l_eff",
@@ -203,7 +203,7 @@ def eq15_l_sgd_f(x, landscape, delta_s: float, kappa: float):
         L_SGD,F(x) ≈ sum_i (Delta_bar - kappa Delta^(i)) ln F^(i)(x),
         Delta^(i) = Delta_S lambda^(i)(0)^2,  Delta_bar = mean_i Delta^(i),  F^(i) = lambda^(i)(x)^-1/2.
 
-    ``landscape`` is a :class:`~fokkerplanck.landscapes.HighDimValley`; ``x`` flat points ``(..., n_flat)``."""
+    ``landscape`` is a :class:`~fokkerplanck.model.landscapes.HighDimValley`; ``x`` flat points ``(..., n_flat)``."""
     lam0 = landscape.lambdas[:, 0]
     Di = float(delta_s) * lam0**2
     lnF = -0.5 * np.log(landscape.lam(x))
@@ -221,7 +221,7 @@ def transition_noise(eps: float, lambda1: float) -> float:
 def valley_transition_noise(landscape, eta: float = 0.0) -> float:
     """The noise level ``Delta_S*`` at which the global minimum ``x = 0`` of a near-degenerate valley becomes
     unstable under SGD noise ``D = Delta_S H^2``, for the 2D valley (PRL Eq. 8) and the high-dimensional one
-    (PRL Eq. 5 with ``lambda^(i)`` polynomials in ``r = |x|^2``, :class:`~fokkerplanck.landscapes.HighDimValley`).
+    (PRL Eq. 5 with ``lambda^(i)`` polynomials in ``r = |x|^2``, :class:`~fokkerplanck.model.landscapes.HighDimValley`).
 
     Averaging the fast sharp variables: near ``y = 0`` each ``y_i`` has conditional variance
     ``<y_i^2>_x = Delta_S lambda^(i)(x)`` (``D_ii / lambda^(i)`` with ``D_ii = Delta_S lambda^(i)2``), so the

@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import theory
-from .compare import compare
-from .density import Density
-from .grid import Grid
+from ..results.compare import compare
+from ..model.density import Density
+from ..model.grid import Grid
 
 
 def _interp_to_zero(logp: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
@@ -69,15 +69,15 @@ def adiabatic_error_study(deltas: Sequence[float], kappa: float = 3.0, lam_fn: C
     and the L1 distance of its x-marginal to ``lambda(x)^(-kappa/2)`` normalised on the same x cells.
 
     ``lam_fn`` defaults to ``lambda(x) = 1 + x^2`` (``DegenerateValley(lambdas=(1, 1), eps=0)``); otherwise a
-    :class:`~fokkerplanck.landscapes.Custom` landscape is built from it (``lam_fn`` must then also accept
+    :class:`~fokkerplanck.model.landscapes.Custom` landscape is built from it (``lam_fn`` must then also accept
     ``derivative=1, 2`` keyword for the gradient/Hessian -- or pass a polynomial via DegenerateValley).
 
     Returns ``{"deltas", "l1", "slope", "intercept", "seconds", "residuals"}``: ``slope`` is the least-squares
     slope of ``log l1`` against ``log Delta`` (1 for an O(Delta) adiabatic error)."""
-    from .landscapes import DegenerateValley
-    from .noise import Constant
-    from .problem import Problem
-    from .steady import steady_state
+    from ..model.landscapes import DegenerateValley
+    from ..model.noise import Constant
+    from ..model.problem import Problem
+    from ..solvers.steady import steady_state
 
     if lam_fn is None:
         land = DegenerateValley(lambdas=(1.0, 1.0), eps=0.0)

@@ -8,7 +8,7 @@ space spanned by a positive vector (Perron-Frobenius for Metzler matrices). Solv
   returned after a check of ``A p = 0`` (one matrix-vector product), with no linear solve.
 
 * ``"direct"`` (default in 1D/2D and small 3D): inverse iteration with ``B = eps I - A``,
-  ``eps = 1e-12 max|A_nn|``, factorised once by sparse LU (:mod:`fokkerplanck.linalg`: MKL PARDISO when
+  ``eps = 1e-12 max|A_nn|``, factorised once by sparse LU (:mod:`fokkerplanck.solvers.linalg`: MKL PARDISO when
   the optional ``pypardiso`` is installed, else SuperLU with minimum-degree ordering of ``A + A^T``).
   ``B`` is a non-singular M-matrix, so ``B^{-1} >= 0``: the iterates stay non-negative, and each step damps
   the other modes by ``eps / (eps + |lambda_k|)``. Unlike pinning one cell to 1, this keeps its digits on
@@ -39,10 +39,10 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .density import Density, warn_wall_mass
+from ..model.density import Density, warn_wall_mass
 from .linalg import LUFactor, gth_stationary, lu_backend, shifted
-from .operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
-from .problem import Problem
+from ..numerics.operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
+from ..model.problem import Problem
 
 DIRECT_LIMIT = 1_100_000
 DIRECT_LIMIT_3D = 8_000               # SuperLU in 3D: 32^3 took 5.9 s, 40^3 29 s
@@ -88,7 +88,7 @@ def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = MAX_INVERSE_I
       instead of 0.582). Then a second run, from the answer with its mass moved across the box
       (:func:`_tilted_start`), measures how much the answer depends on the start: ``split_gap``, the L1 distance
       between the two answers. Above ``SPLIT_TOLERANCE`` the stationary vector is computed instead by the
-      Grassmann-Taksar-Heyman elimination (:func:`fokkerplanck.linalg.gth_stationary`: no subtractions, so
+      Grassmann-Taksar-Heyman elimination (:func:`fokkerplanck.solvers.linalg.gth_stationary`: no subtractions, so
       the rates joining the wells keep their digits; exact Boltzmann weights to 1e-15 even at T = 0.005), where
       its band fits (1D, 2D up to a few hundred cells on the short side; ``info["gth"]``); otherwise the uniform
       start's answer is returned, right only where symmetry fixes the split, and ``steady_state`` warns.
@@ -158,7 +158,7 @@ def _boltzmann_candidate(gen: Generator) -> np.ndarray | None:
     exponentially fitted flux along each stencil direction uses the exact difference ``L_m - L_n``, so it
     vanishes on ``P = exp(-L/T)`` (tested to 3e-13). They are then the exact discrete steady state, whatever
     the walls (reflecting or periodic)."""
-    from .noise import Constant, Isotropic
+    from ..model.noise import Constant, Isotropic
 
     prob = gen.problem
     if getattr(prob, "potential", None) is not None:         # reversible by the user's word, checked on the grid
@@ -213,7 +213,7 @@ def _refinement_error_estimate(gen: Generator, dens: Density, method: str, tol: 
     grid = gen.grid
     if share <= PECLET_MASS_LIMIT or any(n % 2 or n < 8 for n in grid.shape):
         return out
-    from .grid import Grid
+    from ..model.grid import Grid
     coarse = Grid([(lo, hi, n // 2) for lo, hi, n in grid.axes], bc=grid.bc, frame=grid.frame)
     prob = gen.problem
     half = Problem(coarse, prob.landscape, prob.noise, drift=prob.drift_field, convention=prob.convention,
@@ -319,7 +319,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         == "detailed-balance"``; no linear solve). Otherwise it takes the sparse LU below ``DIRECT_LIMIT`` cells
         (2D) / ``DIRECT_LIMIT_3D`` (3D; ``DIRECT_LIMIT_3D_PARDISO`` with PARDISO) and the preconditioned Krylov
         solver above, checked for pin dependence (module docstring). ``direct`` and ``iterative`` always
-        solve. ``gth``: the Grassmann-Taksar-Heyman elimination (:func:`fokkerplanck.linalg.gth_stationary`),
+        solve. ``gth``: the Grassmann-Taksar-Heyman elimination (:func:`fokkerplanck.solvers.linalg.gth_stationary`),
         slower (1D cheap; 2D ``N b^2`` with ``b`` about the short side) but with every cell to ~1e-14 relative
         however small: the tails an LU leaves to round-off (measured, 2D OU at 200^2 spanning 1e-49 of the peak:
         direct 3% off at 1e-20 of the peak and meaningless below; ``gth`` 1.7e-14 down to 1e-40), which is
@@ -337,7 +337,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         Iterative solver: flat index of the cell pinned to 1 (default: the minimum of the loss, or the
         centre cell; the solve is repeated once with the peak cell when the pinned value is tiny).
     stencil_radius : int or None
-        See :class:`~fokkerplanck.operator.Generator`. With the default, the stencil is exact wherever the
+        See :class:`~fokkerplanck.numerics.operator.Generator`. With the default, the stencil is exact wherever the
         grid can hold the tensor field at all.
     estimate_error : bool
         Where the grid cannot hold the cross-diffusion (the generator scaled it down), solve once more with
@@ -349,7 +349,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         0.0074 from the particles' 0.673. It can understate the error several-fold where most of the
         cross-diffusion is lost: the same valley rotated by 0.2 / 0.5 rad on a plain 320-cell grid has
         ``<|x'|>`` 4.7% / 15% off (Delta_S = 1e-3) and 16% / 8% off (3e-3) beside estimates of 0.028-0.087
-        in L1. An aligned frame (:class:`~fokkerplanck.grid.Frame`) gives the unrotated answer there.
+        in L1. An aligned frame (:class:`~fokkerplanck.model.grid.Frame`) gives the unrotated answer there.
         A warning gives it when above 1e-2.
 
     Returns
@@ -361,7 +361,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     answer moves from another start; above ``SPLIT_TOLERANCE`` the GTH elimination gives the answer where its
     band fits -- then ``gth`` is True -- and otherwise a warning says that the share of mass between nearly
     decoupled regions is not determined), ``lu_layout`` (how the LU's ordering was prepared: ``red-black
-    reduction``, ``red-black numbering``, ...; see :class:`fokkerplanck.linalg.LUFactor`), ``pinned_cell`` (iterative
+    reduction``, ``red-black numbering``, ...; see :class:`fokkerplanck.solvers.linalg.LUFactor`), ``pinned_cell`` (iterative
     only, else None), ``pin_dependence`` (L1 distance between the answers pinned in two wells, when the
     iterative solver checked it), ``seconds``, ``wall_ratio`` (peak
     density at a wall / overall peak), and the generator's diagnostics.
@@ -369,7 +369,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     Raises
     ------
     ValueError when a wall is absorbing (no stationary density: mass leaves; see
-    :func:`~fokkerplanck.passage.mean_first_passage_time` or evolve the density instead).
+    :func:`~fokkerplanck.solvers.passage.mean_first_passage_time` or evolve the density instead).
     """
     t0 = time.perf_counter()
     gen = problem if isinstance(problem, Generator) else generator(problem, stencil_radius)
@@ -401,7 +401,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         p = gth_stationary(A, grid.shape)
         if p is None:
             raise ValueError("steady_state(method='gth'): the elimination's band does not fit this grid "
-                             "(fokkerplanck.linalg.GTH_WORK_LIMIT, GTH_MEMORY_LIMIT: 1D, and 2D up to a few hundred "
+                             "(fokkerplanck.solvers.linalg.GTH_WORK_LIMIT, GTH_MEMORY_LIMIT: 1D, and 2D up to a few hundred "
                              "cells on the short side), or the chain is not irreducible")
         extra = {"algorithm": "Grassmann-Taksar-Heyman elimination (banded)", "gth": True}
     else:

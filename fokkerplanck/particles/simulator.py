@@ -46,12 +46,12 @@ import warnings
 
 import numpy as np
 
-from . import checkpoint as ckpt_io
-from . import _particle_kernels as K
-from . import landscapes as _L
-from . import noise as _N
-from .density import Density
-from .grid import Grid
+from ..solvers import checkpoint as ckpt_io
+from . import kernels as K
+from ..model import landscapes as _L
+from ..model import noise as _N
+from ..model.density import Density
+from ..model.grid import Grid
 
 __all__ = ["simulate", "Ensemble", "METHODS"]
 
@@ -177,7 +177,7 @@ class Ensemble:
         return np.atleast_2d(np.cov(self.positions[self.alive], rowvar=False))
 
     def histogram(self, grid: Grid, axes=None) -> Density:
-        """Histogram of the live particles on ``grid`` as a :class:`~fokkerplanck.density.Density`.
+        """Histogram of the live particles on ``grid`` as a :class:`~fokkerplanck.model.density.Density`.
 
         ``axes`` picks the coordinates to bin (default: all; their number must equal ``grid.ndim``), e.g.
         ``axes=(0, n_flat)`` for a 2D projection of a high-dimensional valley. With ``N`` live particles inside
@@ -330,7 +330,7 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
     checkpoint : path, optional
         Write the state of the run to this ``.npz`` file every ``checkpoint_every`` steps, atomically (a
         temporary file in the same directory, then ``os.replace``; see
-        :func:`fokkerplanck.checkpoint.write_checkpoint`): positions, status flags, event steps, the step counter and
+        :func:`fokkerplanck.solvers.checkpoint.write_checkpoint`): positions, status flags, event steps, the step counter and
         the statistics recorded so far, with the parameters that identify the run (method, step, number of
         steps, seed, particle count, the packed landscape/noise parameters, walls, ``record_every`` and a
         hash of the initial positions). The finished run is written too (marked complete) and kept.
@@ -341,7 +341,7 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         counter-based -- each normal depends on (seed, particle, step, draw) only -- so the resumed run
         reproduces the uninterrupted one exactly (``np.array_equal`` positions, flags, event times and
         statistics). A checkpoint of a different run raises a ``ValueError``
-        (:class:`fokkerplanck.checkpoint.CheckpointMismatch`) naming what differs.
+        (:class:`fokkerplanck.solvers.checkpoint.CheckpointMismatch`) naming what differs.
 
     Returns
     -------
@@ -351,9 +351,9 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     if not isinstance(landscape, _L.Landscape):
-        raise ValueError(f"landscape must be a fokkerplanck.landscapes.Landscape, got {type(landscape).__name__}")
+        raise ValueError(f"landscape must be a fokkerplanck.model.landscapes.Landscape, got {type(landscape).__name__}")
     n = _count("n_particles", n_particles)
-    from . import budget
+    from ..model import budget
     d_guess = np.shape(theta0)[-1] if np.ndim(theta0) >= 1 else 1
     budget.check(80.0 * n * d_guess, f"simulate: {n:,} particles")   # ~10 numbers a coordinate: positions, normals
     theta0 = np.asarray(theta0, dtype=float)
@@ -420,7 +420,7 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
             if noise is None:
                 raise ValueError("method='sde' needs a noise model (e.g. noise.Isotropic(T), noise.Constant(D))")
             if not isinstance(noise, _N.Noise):
-                raise ValueError(f"noise must be a fokkerplanck.noise.Noise, got {type(noise).__name__}")
+                raise ValueError(f"noise must be a fokkerplanck.model.noise.Noise, got {type(noise).__name__}")
             noise_model = noise
         if type(noise_model) is _N.Constant and noise_model.D.shape[0] != d:
             raise ValueError(f"Constant noise is {noise_model.D.shape[0]}-dimensional but theta0 is {d}-dimensional")
@@ -616,7 +616,7 @@ def _numpy_path(landscape, noise, method, shift, sigma, pos, status, event, step
                 use_walls, thr, after_step, bar, start=0):
     """Vectorised numpy Euler-Maruyama / SGD step for models the kernels do not know (Custom landscapes,
     Field noise). Same random stream as the compiled path; the per-step bookkeeping (divergence, walls) is
-    the compiled :func:`~fokkerplanck._particle_kernels.finish_step`. Steps ``start .. nsteps-1``;
+    the compiled :func:`~fokkerplanck.particles.kernels.finish_step`. Steps ``start .. nsteps-1``;
     ``after_step(s + 1)`` records and checkpoints."""
     n, d = pos.shape
     xi = np.empty((n, d))

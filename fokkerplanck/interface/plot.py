@@ -100,7 +100,7 @@ def marginals(curves: dict, axis: int = 0, *, ax=None, title: str | None = None,
               log: bool = False) -> Figure:
     """The marginal densities along ``axis`` of several results on one axis.
 
-    ``curves`` maps labels to :class:`~fokkerplanck.density.Density` objects (marginalised here) or to
+    ``curves`` maps labels to :class:`~fokkerplanck.model.density.Density` objects (marginalised here) or to
     ``(x, p)`` pairs. Densities that carry standard errors (particle histograms) are drawn as steps with a
     shaded band of two standard errors; the others as lines, in the Okabe-Ito colours and distinct styles."""
     fig, ax = _axes(ax)
@@ -195,7 +195,7 @@ def sgd_phase_diagram(sigmas, etas, Z, *, diverged=None, diverged_threshold: flo
                       cmap: str = "viridis", log_color: bool = False, title: str | None = None) -> Figure:
     """The (sigma, eta) phase diagram of SGD hyperparameters (PRL Figs. 3c and 5b): ``Z[i, j]`` at
     ``sigma = sigmas[i]``, ``eta = etas[j]`` (the ``[sigma, eta]`` tables of
-    :func:`~fokkerplanck.sweep.prl_phase_diagram` / :func:`~fokkerplanck.sweep.highdim_phase_diagram`) as a
+    :func:`~fokkerplanck.sgd.phase_diagrams.prl_phase_diagram` / :func:`~fokkerplanck.sgd.phase_diagrams.highdim_phase_diagram`) as a
     colour map on log axes, sigma across and eta up.
 
     * ``diverged``: the diverged fraction per cell; cells with at least ``diverged_threshold`` (and cells
@@ -293,7 +293,7 @@ def sweep_curve(x, values, *, ax=None, xlabel: str = "", ylabel: str = "", logx:
 def flatness_curves(curves: dict, *, ax=None, logx: bool = True, flatness_max: float | None = None,
                     title: str | None = None) -> Figure:
     """Flatness dynamics ``<F>(t)`` (PRL Figs. 2a, 3a): one line per entry of ``curves`` (label -> a
-    :class:`~fokkerplanck.flatness.FlatnessCurve`), with a band of one standard error where the curve has one
+    :class:`~fokkerplanck.sgd.flatness.FlatnessCurve`), with a band of one standard error where the curve has one
     (particles), and an optional dotted line at the flattest value of the valley. The first record (t = 0) is
     dropped on a logarithmic time axis."""
     fig, ax = _axes(ax)
@@ -319,7 +319,7 @@ def flatness_curves(curves: dict, *, ax=None, logx: bool = True, flatness_max: f
 
 def evolution(traj, axis: int = 0, *, n_curves: int = 6, cmap: str = "cividis", title: str | None = None) -> Figure:
     """Marginals along ``axis`` at up to ``n_curves`` saved times of a
-    :class:`~fokkerplanck.density.Trajectory` (colour = time), next to its mass and entropy against time."""
+    :class:`~fokkerplanck.model.density.Trajectory` (colour = time), next to its mass and entropy against time."""
     import matplotlib
 
     fig = _figure((9.0, 3.6))

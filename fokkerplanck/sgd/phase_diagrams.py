@@ -1,503 +1,40 @@
-"""Parameter sweeps: a function of parameters over the Cartesian product of their values, cached and resumable.
+"""The phase diagrams and search times of Yang, Tang & Tu, PRL 130, 237101 (2023), as sweep point functions.
 
-    res = fp.sweep(f, {"eta": [0.01, 0.02, 0.04], "sigma": [0.0, 0.01, 0.02]}, cache_dir="cache/")
-    res.rows                       # tidy table: one dict per point, parameters first, then f's outputs
-    res.pivot("sigma", "eta", "mean_abs_x")   # 2D array over the sorted unique values
-    res.to_csv("table.csv"); res.save("out/")   # out/result.json (+ rows.csv)
+* Fig. 5(b): :func:`prl_steady_point` (the Fokker-Planck steady state at one ``Delta_S``), :func:`prl_sgd_point`
+  and :func:`prl_sde_point` (discrete SGD and Ito-SDE particles at one ``(eta, sigma)``); :func:`prl_phase_diagram`
+  runs the particle and solver sweeps together.
+* Search times: :func:`prl_search_point` (particles and MFPT at one ``Delta_S``), :func:`prl_search_time_point`,
+  :func:`prl_search_diagram`.
+* Fig. 3(c): :func:`highdim_sgd_point`, the steady-state flatness of the high-dimensional model (``N_S = 5``,
+  ``N_F = 100``), and :func:`highdim_phase_diagram`.
 
-``f(**params)`` returns a dict of JSON scalars (or short lists), or a single number (stored as ``value``).
-Points are evaluated
-
-* in a plain serial loop when ``dask.distributed`` is not installed or ``scheduler="serial"``;
-* on a fresh Dask ``LocalCluster`` (``n_workers`` processes, one thread each, numba limited to one thread per
-  worker) by default when it is installed (``pip install "fokkerplanck[sweep]"``), or ``scheduler="local"``;
-* on an existing cluster with ``scheduler="tcp://host:port"`` (or a ``distributed.Client``).
-
-With ``cache_dir`` every finished point is written at once to ``cache_dir/<key>.json`` (temporary file, then
-``os.replace``: a killed run never leaves a half-written point), the key hashing the parameters, the fixed
-keyword arguments and the function's identity (module, qualified name, a hash of its source and an optional
-``sweep_version`` attribute). A sweep that is interrupted (an exception in a point, Ctrl-C, a killed process)
-and started again recomputes only the points that have no cache file. Closures are identified by their code,
-not by the values they capture: give ``cache_key=`` (any JSON value) to tell such variants apart.
-
-Built-in point functions (``func_or_spec`` may name them: ``"prl_steady"``, ``"prl_sgd"``, ``"prl_sde"``,
-``"prl_search"``, ``"highdim_sgd"``): :func:`prl_steady_point`, :func:`prl_sgd_point`, :func:`prl_sde_point`,
-for the phase diagram of Yang, Tang & Tu, PRL 130, 237101 (2023), Fig. 5(b) -- :func:`prl_phase_diagram` runs
-the particle and solver sweeps together -- and :func:`highdim_sgd_point`, the steady-state flatness of the
-high-dimensional model (``N_S = 5``, ``N_F = 100``) for Fig. 3(c), :func:`highdim_phase_diagram`. Both diagrams
-are tables indexed ``[sigma, eta]``; :func:`save_phase_diagram` writes them (``fokkerplanck phase-diagram``).
+Both diagrams are tables indexed ``[sigma, eta]``; :func:`save_phase_diagram` writes them (``fokkerplanck
+phase-diagram``). The point functions are registered by name in :data:`fokkerplanck.scale.sweep.POINT_FUNCTIONS`
+(``"prl_steady"``, ``"prl_sgd"``, ``"prl_sde"``, ``"prl_search"``, ``"prl_search_sgd"``, ``"highdim_sgd"``).
 """
 from __future__ import annotations
 
-import csv
-import functools
-import hashlib
-import inspect
-import itertools
-import json
-import logging
 import math
-import os
-import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
-from .checkpoint import atomic_write, to_jsonable
-from .operator import DEFAULT_STENCIL_RADIUS
+from ..numerics.operator import DEFAULT_STENCIL_RADIUS
+from ..scale.sweep import SweepResult, register_point_function, sweep
 
-__all__ = ["sweep", "SweepResult", "prl_steady_point", "prl_sgd_point", "prl_sde_point", "prl_search_point", "prl_search_time_point",
-           "prl_phase_diagram", "prl_search_diagram",
-           "highdim_sgd_point", "highdim_phase_diagram", "save_phase_diagram", "POINT_FUNCTIONS", "function_identity",
-           "point_key", "dask_available"]
-
-CACHE_FORMAT = "fokkerplanck-sweep-point/1"
-
-
-# ------------------------------------------------------------------------------------------------------------
-# plain values, identities and keys
-# ------------------------------------------------------------------------------------------------------------
-def _unstorable(obj):
-    raise TypeError(f"sweep: cannot store a value of type {type(obj).__name__} ({obj!r:.80}) in the table; "
-                    "return numbers, strings, booleans or lists of them")
-
-
-def _plain(obj):
-    """JSON-ready copy of ``obj`` (numpy scalars/arrays to Python numbers/lists, tuples to lists); NaN and
-    infinities are kept as floats (Python's json reads them back); other objects are refused."""
-    return to_jsonable(obj, keep_nonfinite=True, on_unknown=_unstorable)
-
-
-def _roundtrip(obj):
-    """``_plain`` then a JSON round trip, so fresh and cached results compare equal."""
-    return json.loads(json.dumps(_plain(obj)))
-
-
-def _source_hash(f) -> str | None:
-    try:
-        src = inspect.getsource(f)
-    except (OSError, TypeError):
-        code = getattr(f, "__code__", None)
-        if code is None:
-            return None
-        src = repr((code.co_code, code.co_consts, code.co_names))
-    return hashlib.sha256(src.encode()).hexdigest()[:16]
-
-
-def function_identity(f) -> dict:
-    """What identifies ``f`` in the cache keys: module, qualified name, source hash, ``sweep_version``
-    (``functools.partial`` objects add their bound arguments)."""
-    if isinstance(f, functools.partial):
-        return {"partial": function_identity(f.func), "args": _plain(list(f.args)),
-                "keywords": _plain(dict(f.keywords))}
-    target = f if inspect.isfunction(f) or inspect.ismethod(f) else type(f)
-    return {"name": f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}",
-            "source": _source_hash(target), "version": _plain(getattr(f, "sweep_version", None))}
-
-
-def point_key(identity: dict, params: dict, fixed: dict, cache_key=None) -> str:
-    """The cache key of one point: a SHA-256 of the function identity, parameters, fixed arguments and
-    ``cache_key`` (sorted JSON)."""
-    doc = {"function": identity, "params": _plain(params), "fixed": _plain(fixed), "cache_key": _plain(cache_key)}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _write_atomic(path: Path, doc: dict):
-    atomic_write(path, lambda fh: json.dump(doc, fh), mode="w", prefix=".tmp-", suffix=".json")
-
-
-def _read_cached(path: Path, key: str):
-    """The cached result at ``path`` or ``None`` (missing, unreadable or foreign files are ignored)."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT or doc.get("key") != key:
-        return None
-    return doc
-
-
-def dask_available() -> bool:
-    try:
-        import dask.distributed  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-# ------------------------------------------------------------------------------------------------------------
-# the result table
-# ------------------------------------------------------------------------------------------------------------
-class SweepResult:
-    """A tidy table of a sweep: ``rows`` (one dict per point, in the order of the Cartesian product),
-    ``params`` (the swept names), ``info`` (scheduler, counts of computed and cached points, timings)."""
-
-    def __init__(self, rows: list[dict], params: list[str], info: dict):
-        self.rows = rows
-        self.params = list(params)
-        self.info = info
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __iter__(self):
-        return iter(self.rows)
-
-    @property
-    def columns(self) -> list[str]:
-        cols = list(self.params)
-        for r in self.rows:
-            for k in r:
-                if k not in cols:
-                    cols.append(k)
-        return cols
-
-    def column(self, name: str) -> list:
-        return [r.get(name) for r in self.rows]
-
-    def values(self, name: str) -> list:
-        """Sorted unique values of parameter or column ``name``."""
-        return sorted({r[name] for r in self.rows if name in r}, key=_sort_key)
-
-    def to_dataframe(self):
-        """The table as a ``pandas.DataFrame`` (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - optional
-            raise ImportError("SweepResult.to_dataframe needs pandas (pip install pandas); "
-                              "the plain table is SweepResult.rows") from None
-        return pd.DataFrame(self.rows, columns=self.columns)
-
-    @property
-    def table(self):
-        """A pandas DataFrame when pandas is installed, else the list of rows."""
-        try:
-            return self.to_dataframe()
-        except ImportError:
-            return self.rows
-
-    def to_csv(self, path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cols = self.columns
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(cols)
-            for r in self.rows:
-                w.writerow(["" if r.get(c) is None else (json.dumps(r[c]) if isinstance(r.get(c), (list, dict))
-                                                         else r[c]) for c in cols])
-        return path
-
-    def pivot(self, x: str, y: str, value: str, where: dict | None = None) -> np.ndarray:
-        """``Z[i, j]`` = ``value`` at ``x = values(x)[i]``, ``y = values(y)[j]`` (NaN where missing), over the
-        rows matching ``where`` (a dict of fixed values). Raises when two rows share a cell (filter with
-        ``where``)."""
-        rows = [r for r in self.rows if all(r.get(k) == v for k, v in (where or {}).items())]
-        xs = sorted({r[x] for r in rows}, key=_sort_key)
-        ys = sorted({r[y] for r in rows}, key=_sort_key)
-        ix = {v: i for i, v in enumerate(xs)}
-        iy = {v: j for j, v in enumerate(ys)}
-        Z = np.full((len(xs), len(ys)), np.nan)
-        seen = np.zeros(Z.shape, dtype=bool)
-        for r in rows:
-            i, j = ix[r[x]], iy[r[y]]
-            if seen[i, j]:
-                others = [p for p in self.params if p not in (x, y)]
-                raise ValueError(f"pivot: several rows at {x}={r[x]!r}, {y}={r[y]!r}; fix the other parameters "
-                                 f"with where={{...}} ({', '.join(others) or 'duplicates'})")
-            seen[i, j] = True
-            val = r.get(value)
-            Z[i, j] = np.nan if val is None else float(val)
-        return Z
-
-    def to_dict(self) -> dict:
-        return {"params": self.params, "rows": self.rows, "info": self.info}
-
-    def save(self, out_dir, *, extra_metrics: dict | None = None, notes=()) -> Path:
-        """Write ``out_dir/result.json`` (parameters, the rows as metrics, timings, versions) and
-        ``out_dir/rows.csv``; returns the path of ``result.json``."""
-        from . import io
-
-        out = Path(out_dir)
-        self.to_csv(out / "rows.csv")
-        info = dict(self.info)
-        timings = {"sweep_s": info.pop("seconds", None)}
-        metrics = {"rows": self.rows, "n_points": len(self.rows), **(extra_metrics or {})}
-        return io.save(out, command="sweep", parameters={"params": self.params, **info}, metrics=metrics,
-                       timings=timings, notes=notes)
-
-    def __repr__(self):
-        return (f"SweepResult({len(self.rows)} rows, params={self.params}, computed={self.info.get('computed')}, "
-                f"cached={self.info.get('cached')}, scheduler={self.info.get('scheduler')!r})")
-
-
-def _sort_key(v):
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return (0, float(v), "")
-    return (1, 0.0, json.dumps(v, sort_keys=True))
-
-
-# ------------------------------------------------------------------------------------------------------------
-# execution
-# ------------------------------------------------------------------------------------------------------------
-def _call_point(func, params: dict, fixed: dict):
-    """Evaluate one point (runs on the workers too): the function's output as a plain dict plus its time."""
-    t0 = time.perf_counter()
-    out = func(**params, **fixed)
-    seconds = time.perf_counter() - t0
-    if not isinstance(out, dict):
-        out = {"value": out}
-    return _roundtrip(out), seconds
-
-
-def _resolve(func_or_spec):
-    """``(callable, fixed kwargs)`` from a callable, a built-in name, or a ``{"function": name, ...}`` dict."""
-    if callable(func_or_spec):
-        return func_or_spec, {}
-    if isinstance(func_or_spec, str):
-        name, fixed = func_or_spec, {}
-    elif isinstance(func_or_spec, dict):
-        spec = dict(func_or_spec)
-        name = spec.pop("function", None)
-        fixed = spec
-        if not isinstance(name, str):
-            raise ValueError("sweep: a spec dict needs \"function\": the name of a built-in point function")
-    else:
-        raise TypeError(f"sweep: expected a callable, a built-in name or a spec dict, got {type(func_or_spec).__name__}")
-    if name not in POINT_FUNCTIONS:
-        raise ValueError(f"sweep: unknown point function {name!r}; built-ins: {', '.join(sorted(POINT_FUNCTIONS))}")
-    return POINT_FUNCTIONS[name], fixed
-
-
-def _accepts(func, name: str) -> bool:
-    try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):
-        return False
-    return name in sig.parameters or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-
-
-def _progress_bar(total, initial, enabled):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
-    disable = (not sys.stderr.isatty()) if enabled is None else (not enabled)
-    return tqdm(total=total, initial=initial, disable=disable, desc="sweep", unit="pt")
-
-
-def _open_client(scheduler, n_workers, n_todo):
-    """``(client, cluster_or_None, description)``; the caller closes both."""
-    from dask.distributed import Client, LocalCluster
-
-    if not isinstance(scheduler, str):  # an existing Client
-        return scheduler, None, f"client {getattr(scheduler, 'scheduler', None) and scheduler.scheduler.address}"
-    if scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
-        return Client(scheduler), None, scheduler
-    n = int(n_workers) if n_workers else max(1, min(os.cpu_count() or 1, n_todo))
-    single = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env=single, silence_logs=40)
-        client = Client(cluster)
-    return client, cluster, f"dask LocalCluster({n} workers x 1 thread)"
-
-
-def sweep(func_or_spec, grid_of_params: dict[str, list], *, cache_dir=None, scheduler=None, n_workers=None,
-          progress=None, quick: bool = False, fixed: dict | None = None, cache_key=None, errors: str = "raise",
-          out=None) -> SweepResult:
-    """Evaluate a function over the Cartesian product of parameter values.
-
-    Parameters
-    ----------
-    func_or_spec : callable, str or dict
-        ``f(**params, **fixed) -> dict`` (or a number); or the name of a built-in point function
-        (:data:`POINT_FUNCTIONS`: ``"prl_steady"``, ``"prl_sgd"``, ``"prl_sde"``, ``"prl_search"``,
-        ``"highdim_sgd"``); or a dict
-        ``{"function": name, **fixed_kwargs}``.
-    grid_of_params : dict name -> list of values
-        The product is taken in the dict's order, the first parameter varying slowest.
-    cache_dir : path, optional
-        One JSON file per finished point (see the module docstring); a rerun skips cached points.
-    scheduler : None, "serial", "local", "tcp://host:port" or a ``distributed.Client``
-        ``None``: a Dask LocalCluster when ``dask.distributed`` is installed and more than one point is left
-        to compute, else serial.
-    n_workers : int, optional
-        Workers of the LocalCluster (default: ``min(cpu_count, points left)``).
-    progress : bool or None
-        tqdm bar over points; ``None`` shows it only when stderr is a terminal.
-    quick : bool
-        Passed on as ``quick=True`` to functions that accept it (the built-ins shrink their grids and
-        particle counts); part of the cache key.
-    fixed : dict, optional
-        Keyword arguments passed to every call (part of the cache key).
-    cache_key : JSON value, optional
-        Extra value mixed into the cache keys (tell closures over different data apart).
-    errors : {"raise", "record"}
-        ``raise``: the first failing point stops the sweep (points already finished stay cached) and its
-        exception propagates. ``record``: the row gets ``error`` (the message) and the sweep goes on; failed
-        points are not cached.
-    out : path, optional
-        Also write ``out/result.json`` and ``out/rows.csv`` (:meth:`SweepResult.save`).
-
-    Returns
-    -------
-    SweepResult
-    """
-    t_start = time.perf_counter()
-    func, spec_fixed = _resolve(func_or_spec)
-    if not isinstance(grid_of_params, dict) or not grid_of_params:
-        raise ValueError("sweep: grid_of_params must be a non-empty dict of name -> list of values")
-    names = list(grid_of_params)
-    values = []
-    for k in names:
-        v = grid_of_params[k]
-        if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
-            raise ValueError(f"sweep: values of {k!r} must be a list, got {v!r}")
-        v = _plain(list(v))
-        if not v:
-            raise ValueError(f"sweep: parameter {k!r} has no values")
-        values.append(v)
-    if errors not in ("raise", "record"):
-        raise ValueError(f"sweep: errors must be 'raise' or 'record', got {errors!r}")
-    fixed_all = _plain({**spec_fixed, **(fixed or {})})
-    clash = set(fixed_all) & set(names)
-    if clash:
-        raise ValueError(f"sweep: {sorted(clash)} are both swept and fixed")
-    if quick:
-        if _accepts(func, "quick"):
-            fixed_all["quick"] = True
-    identity = function_identity(func)
-    points = [dict(zip(names, combo)) for combo in itertools.product(*values)]
-    keys = [point_key(identity, p, fixed_all, cache_key) for p in points]
-    if len(set(keys)) != len(keys):
-        raise ValueError("sweep: duplicate parameter combinations (repeated values in grid_of_params)")
-
-    cache = Path(cache_dir) if cache_dir is not None else None
-    results: list[Any] = [None] * len(points)
-    n_cached = 0
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        for i, k in enumerate(keys):
-            doc = _read_cached(cache / f"{k}.json", k)
-            if doc is not None:
-                results[i] = (doc["result"], doc.get("seconds"), True)
-                n_cached += 1
-    todo = [i for i in range(len(points)) if results[i] is None]
-
-    def finish(i, res, seconds):
-        results[i] = (res, seconds, False)
-        if cache is not None:
-            _write_atomic(cache / f"{keys[i]}.json",
-                          {"format": CACHE_FORMAT, "key": keys[i], "function": identity, "params": points[i],
-                           "fixed": fixed_all, "cache_key": _plain(cache_key), "result": res, "seconds": seconds})
-
-    def fail(i, exc):
-        results[i] = ({"error": f"{type(exc).__name__}: {exc}"}, None, False)
-
-    if scheduler is None:
-        mode = "dask" if (dask_available() and len(todo) > 1) else "serial"
-    elif isinstance(scheduler, str) and scheduler == "serial":
-        mode = "serial"
-    elif isinstance(scheduler, str) and scheduler not in ("local", "dask") and "://" not in scheduler:
-        raise ValueError(f"sweep: scheduler must be None, 'serial', 'local', 'tcp://host:port' or a Client, "
-                         f"got {scheduler!r}")
-    else:
-        if not dask_available():
-            raise ImportError("sweep: scheduler={!r} needs dask.distributed: pip install 'fokkerplanck[sweep]'"
-                              .format(scheduler))
-        mode = "dask"
-    if not todo:
-        mode = "cached"
-
-    bar = _progress_bar(len(points), n_cached, progress)
-    desc = "serial"
-    try:
-        if mode == "serial":
-            for i in todo:
-                try:
-                    res, secs = _call_point(func, points[i], fixed_all)
-                except Exception as exc:
-                    if errors == "raise":
-                        raise
-                    fail(i, exc)
-                else:
-                    finish(i, res, secs)
-                if bar is not None:
-                    bar.update(1)
-        elif mode == "dask":
-            from dask.distributed import as_completed
-
-            client, cluster, desc = _open_client("local" if scheduler in (None, "dask") else scheduler,
-                                                 n_workers, len(todo))
-            try:
-                futs = {}
-                for i in todo:
-                    f = client.submit(_call_point, func, points[i], fixed_all, key=f"sweep-point-{keys[i]}", pure=False)
-                    futs[f] = i
-                try:
-                    for f in as_completed(list(futs)):
-                        i = futs[f]
-                        if f.status == "error":
-                            exc = f.exception()
-                            if errors == "raise":
-                                raise exc
-                            fail(i, exc)
-                        else:
-                            res, secs = f.result()
-                            finish(i, res, secs)
-                        if bar is not None:
-                            bar.update(1)
-                finally:
-                    client.cancel(list(futs))
-            finally:
-                # shutting a LocalCluster down makes distributed log benign 'stream closed' errors
-                quiet = [logging.getLogger(n) for n in ("distributed", "tornado")]
-                levels = [lg.level for lg in quiet]
-                for lg in quiet:
-                    lg.setLevel(logging.CRITICAL)
-                try:
-                    if cluster is not None:
-                        client.close()
-                        cluster.close()
-                    elif isinstance(scheduler, str):
-                        client.close()
-                finally:
-                    for lg, lv in zip(quiet, levels):
-                        lg.setLevel(lv)
-        else:
-            desc = "cached"
-    finally:
-        if bar is not None:
-            bar.close()
-
-    rows, n_err = [], 0
-    for p, r in zip(points, results):
-        res, secs, _ = r
-        row = dict(p)
-        for k, v in res.items():
-            row[k if k not in p else f"result_{k}"] = v
-        n_err += "error" in res
-        rows.append(row)
-    info = {"function": identity, "fixed": fixed_all, "scheduler": desc, "n_points": len(points),
-            "computed": len(todo) - n_err, "cached": n_cached, "failed": n_err,
-            "point_seconds": float(sum(r[1] for r in results if r[1] is not None and not r[2])),
-            "seconds": time.perf_counter() - t_start, "cache_dir": None if cache is None else str(cache)}
-    result = SweepResult(rows, names, info)
-    if out is not None:
-        result.save(out)
-    return result
+__all__ = ["prl_steady_point", "prl_sgd_point", "prl_sde_point", "prl_search_point", "prl_search_time_point",
+           "prl_phase_diagram", "prl_search_diagram", "highdim_sgd_point", "highdim_phase_diagram",
+           "save_phase_diagram", "PRL_FIG5B_ETAS", "PRL_FIG5B_SIGMAS", "HIGHDIM_LAMBDAS", "HIGHDIM_ETAS",
+           "HIGHDIM_SIGMAS"]
 
 
 # ------------------------------------------------------------------------------------------------------------
 # built-in point functions: the PRL Fig. 5 model  L = eps l0 x^2/2 + lambda(x) y^2/2,  lambda = 8 - 2x^2 + x^4
 # ------------------------------------------------------------------------------------------------------------
 def _prl_landscape(eps, lambdas):
-    from .landscapes import DegenerateValley
+    from ..model.landscapes import DegenerateValley
 
     return DegenerateValley(lambdas=tuple(float(v) for v in lambdas), eps=float(eps))
 
@@ -523,15 +60,15 @@ def prl_steady_point(delta_s: float, eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0)
     ``flatness_max`` ``F(x_F)``, ``transition`` ``Delta_S* = -eps/lambda_1``, and diagnostics ``wall_ratio``,
     ``residual``, ``split_gap`` (None, or how far the answer moved from another start when the wells are joined
     by rates below the LU's round-off: their split is then the symmetric one of a uniform start, see
-    :func:`fokkerplanck.steady.steady_state`), ``shrunk_cells`` / ``min_cross_factor`` (cells whose cross-diffusion the monotone stencil had
+    :func:`fokkerplanck.solvers.steady.steady_state`), ``shrunk_cells`` / ``min_cross_factor`` (cells whose cross-diffusion the monotone stencil had
     to scale down -- on this landscape near every cell: ``<|x|>`` then depends on ``stencil_radius``),
-    ``error_estimate`` (the measured estimate of :func:`fokkerplanck.steady.steady_state`, L1),
+    ``error_estimate`` (the measured estimate of :func:`fokkerplanck.solvers.steady.steady_state`, L1),
     ``seconds``. ``quick`` halves the grid."""
-    from . import theory
-    from .grid import Grid
-    from .noise import HessianAligned
-    from .problem import Problem
-    from .steady import steady_state
+    from ..sgd import theory
+    from ..model.grid import Grid
+    from ..model.noise import HessianAligned
+    from ..model.problem import Problem
+    from ..solvers.steady import steady_state
 
     land = _prl_landscape(eps, lambdas)
     nx, ny = (int(cells[0]) // 2, int(cells[1]) // 2) if quick else (int(cells[0]), int(cells[1]))
@@ -604,7 +141,7 @@ def prl_sgd_point(eta: float, sigma: float, n_particles: int = 1000, n_steps: in
     ``t = 1600`` whatever ``eta``: below ``Delta_S*`` the approach to ``x = 0`` has rate ``~ eps lambda_0`` and
     slows down critically near ``Delta_S*``). ``quick``: 200 particles, a quarter of the steps.
     Near ``Delta_S*`` the relaxation is critically slow: check ``mean_abs_x_final`` against ``mean_abs_x``."""
-    from .particles import simulate
+    from ..particles import simulate
 
     land = _prl_landscape(eps, lambdas)
     n = 200 if quick else int(n_particles)
@@ -629,8 +166,8 @@ def prl_sde_point(delta_s: float, dt: float = 0.01, t_end: float = 1600.0, n_par
     """Euler-Maruyama particles of the SDE behind the Fokker-Planck model, ``D = Delta_S H^2`` (the continuum
     limit ``eta -> 0`` of the SGD at fixed ``Delta_S``): the Monte Carlo reference for :func:`prl_steady_point`.
     Same outputs as :func:`prl_sgd_point` (no divergence at small ``dt``)."""
-    from .noise import HessianAligned
-    from .particles import simulate
+    from ..model.noise import HessianAligned
+    from ..particles import simulate
 
     land = _prl_landscape(eps, lambdas)
     n = 200 if quick else int(n_particles)
@@ -648,11 +185,38 @@ def prl_sde_point(delta_s: float, dt: float = 0.01, t_end: float = 1600.0, n_par
     return out
 
 
-def prl_search_point(delta_s: float, **kwargs) -> dict:
-    """Search time at one ``Delta_S`` (particles and MFPT): :func:`fokkerplanck.flatness.prl_search_point`."""
-    from .flatness import prl_search_point as f
+def prl_search_point(delta_s: float, eta: float = 0.04, n_particles: int = 300, n_steps: int = 100_000,
+                     n_records: int = 400, theta0=(1.5, 1.5), tol: float = 0.05, eps: float = 1e-3,
+                     lambdas=(8.0, -2.0, 1.0), cells=(120, 80), stencil_radius: int = DEFAULT_STENCIL_RADIUS, seed: int = 0,
+                     quick: bool = False) -> dict:
+    """Search time of the PRL Fig. 5 model at one ``Delta_S``: SGD particles at learning rate ``eta`` (``sigma =
+    Delta_S / eta``) and the MFPT of the Fokker-Planck model, each to its own steady-state ``<|x|>`` (particles:
+    late-time mean; solver: :func:`prl_steady_point`). Returns ``tau_particles``,
+    ``tau_particles_reached``, ``x_ss_particles``, ``tau_mfpt``, ``x_ss_solver``, ``t_end``, ``seconds``."""
+    from ..model.landscapes import DegenerateValley
+    from ..model.noise import HessianAligned
+    from ..model.problem import Problem
+    from .flatness import search_time_mfpt, search_time_particles
+    from ..model.grid import Grid
 
-    return f(delta_s, **kwargs)
+    t0 = time.perf_counter()
+    land = DegenerateValley(lambdas=tuple(float(v) for v in lambdas), eps=float(eps))
+    n = 100 if quick else int(n_particles)
+    steps = int(n_steps) // 4 if quick else int(n_steps)
+    sp = search_time_particles(land, theta0=theta0, n_particles=n, method="sgd", eta=float(eta),
+                               sigma=float(delta_s) / float(eta), n_steps=steps, n_records=int(n_records), tol=tol,
+                               seed=seed)
+    ss = prl_steady_point(delta_s, eps=eps, lambdas=lambdas, cells=cells, stencil_radius=stencil_radius, quick=quick)
+    nx, ny = ss["cells"]
+    y_max = max(0.6, 6.0 * math.sqrt(float(delta_s) * float(land.lambdas[0])))
+    grid = Grid([(-2.0, 2.0, nx), (-y_max, y_max, ny)], bc="reflecting")
+    mf = search_time_mfpt(Problem(grid, land, HessianAligned(float(delta_s))), ss["mean_abs_x"], theta0, tol=tol,
+                          stencil_radius=stencil_radius)
+    return {"delta_s": float(delta_s), "eta": float(eta), "tau_particles": sp["tau_s"],
+            "tau_particles_stderr": sp["stderr"], "tau_particles_reached": sp["reached"],
+            "x_ss_particles": sp["x_ss"], "diverged": sp["diverged"], "t_end": sp["t_end"],
+            "tau_mfpt": mf["tau_s"], "x_ss_solver": ss["mean_abs_x"], "mfpt_theta0": mf["theta0"],
+            "seconds": time.perf_counter() - t0}
 
 
 
@@ -668,7 +232,7 @@ HIGHDIM_LAMBDAS = ((8.0, -2.0, 1.0), (6.0, -3.0, 1.5), (5.0, -1.5, 0.5), (4.0, -
 
 
 def _highdim_landscape(n_flat, n_sharp, lambdas, eps):
-    from .landscapes import HighDimValley
+    from ..model.landscapes import HighDimValley
 
     if lambdas is None:
         lambdas = [HIGHDIM_LAMBDAS[i % len(HIGHDIM_LAMBDAS)] for i in range(int(n_sharp))]
@@ -695,7 +259,7 @@ def highdim_sgd_point(eta: float, sigma: float, n_particles: int = 100, t_end: f
                       shift: str = "linear", n_records: int = 20, average_from: float = 0.5,
                       divergence_threshold: float = 1e3, quick: bool = False) -> dict:
     """Steady-state flatness of discrete random-shift SGD particles (PRL Eq. 7) on the high-dimensional valley
-    (PRL Eq. 5 with the degeneracy-breaking term; :class:`~fokkerplanck.landscapes.HighDimValley`):
+    (PRL Eq. 5 with the degeneracy-breaking term; :class:`~fokkerplanck.model.landscapes.HighDimValley`):
 
         L(x, y) = 1/2 sum_i lambda^(i)(x) y_i^2 + (eps/2) lambda_bar0 |x|^2,   x in R^N_F, y in R^N_S,
         theta_{t+1} = theta_t - eta (grad L(theta_t) - H(theta_t) mu_t),  mu_t ~ N(0, 2 sigma I),
@@ -717,13 +281,13 @@ def highdim_sgd_point(eta: float, sigma: float, n_particles: int = 100, t_end: f
     * ``diverged``: fraction of particles with ``|theta| > divergence_threshold`` (or non-finite) at the end;
     * ``mean_lambda``: ``<lambda^(i)(x)>_ss`` per sharp direction (time-averaged like ``mean_flatness``) and
       ``eta_lambda``: ``eta max_i <lambda^(i)>_ss``, the PRL's convergence parameter -- the discrete SGD of a
-      sharp direction is stable for ``eta <lambda> < 2`` (:func:`fokkerplanck.theory.sgd_converges`);
+      sharp direction is stable for ``eta <lambda> < 2`` (:func:`fokkerplanck.sgd.theory.sgd_converges`);
       ``eta_lambda_0``: ``eta max_i lambda^(i)(0)``, the same at the global minimum;
     * ``flatness_min`` ``F(0)``, ``flatness_max`` ``F(x_F)``, ``x_flattest`` ``|x_F|``, ``delta_s`` ``= eta sigma``,
       ``t_end``, ``n_particles``, ``seconds``.
 
     ``quick``: 24 particles, a quarter of the steps. NaN entries mean no particle survived."""
-    from .flatness import flat_norm, flatness_of_points, particle_record
+    from ..sgd.flatness import flat_norm, flatness_of_points, particle_record
 
     land = _highdim_landscape(n_flat, n_sharp, lambdas, eps)
     n = 24 if quick else int(n_particles)
@@ -788,13 +352,13 @@ def prl_search_time_point(eta: float, sigma: float, n_particles: int = 200, t_en
     """Search time of the discrete random-shift SGD on the PRL Fig. 5 landscape at one ``(eta, sigma)`` (PRL
     Fig. 5d): ``tau_s = eta <t_s>``, the mean first record time (time ``t = step eta``) at which a particle's
     ``|x|`` lies within ``tol`` of the steady-state solution ``x_ss`` -- the late-time ``<|x|>`` of the same run
-    (:func:`fokkerplanck.flatness.search_time_particles`; ``n_records`` records over ``t_end``, which sets the
+    (:func:`fokkerplanck.sgd.flatness.search_time_particles`; ``n_records`` records over ``t_end``, which sets the
     time resolution ``t_end / n_records``). All particles start at ``theta0``.
 
     Returns ``delta_s``, ``tau_s`` (+ ``tau_s_stderr``), ``reached`` (fraction that got there; the others are
     left out, so ``tau_s`` is then a lower bound), ``x_ss``, ``diverged``, ``resolution``, ``t_end``,
     ``seconds``. ``quick``: 50 particles, a quarter of the time."""
-    from .flatness import search_time_particles
+    from ..sgd.flatness import search_time_particles
 
     land = _prl_landscape(eps, lambdas)
     n = 50 if quick else int(n_particles)
@@ -811,14 +375,15 @@ def prl_search_time_point(eta: float, sigma: float, n_particles: int = 200, t_en
             "seconds": time.perf_counter() - t0}
 
 
-POINT_FUNCTIONS: dict[str, Callable] = {
+for _name, _func in {
     "prl_steady": prl_steady_point,
     "prl_sgd": prl_sgd_point,
     "prl_sde": prl_sde_point,
     "prl_search": prl_search_point,
     "prl_search_sgd": prl_search_time_point,
     "highdim_sgd": highdim_sgd_point,
-}
+}.items():
+    register_point_function(_name, _func)
 
 
 def _transition_estimate(delta, mean_abs, threshold: float) -> float | None:
@@ -835,9 +400,9 @@ def _transition_estimate(delta, mean_abs, threshold: float) -> float | None:
 
 def _theory_curve(land, etas) -> list:
     """``[sigma*, eta]`` pairs of the discrete-SGD transition ``sigma* = Delta_S*(eta) / eta``
-    (:func:`fokkerplanck.theory.valley_transition_noise`) on 60 learning rates spanning ``etas`` (x 1.5 either
+    (:func:`fokkerplanck.sgd.theory.valley_transition_noise`) on 60 learning rates spanning ``etas`` (x 1.5 either
     side), leaving out those with no transition."""
-    from . import theory
+    from ..sgd import theory
 
     pts = []
     for e in np.geomspace(min(etas) / 1.5, max(etas) * 1.5, 60).tolist():
@@ -861,10 +426,10 @@ def prl_phase_diagram(etas=(0.01, 0.02, 0.04, 0.08), sigmas=(0.0025, 0.005, 0.01
     Returns a dict: ``particles`` and ``solver`` (SweepResults), ``Z_mean_abs_x`` / ``Z_flatness`` /
     ``Z_diverged`` (arrays indexed ``[sigma, eta]``), ``etas``, ``sigmas``, ``transition_theory``,
     ``transition_theory_curve`` (``[sigma*, eta]`` pairs with the discrete-SGD factor of
-    :func:`fokkerplanck.theory.valley_transition_noise`, which lowers ``Delta_S*`` as ``eta`` grows),
+    :func:`fokkerplanck.sgd.theory.valley_transition_noise`, which lowers ``Delta_S*`` as ``eta`` grows),
     ``transition_solver`` (in Delta_S), ``transition_particles`` (per eta: Delta_S where ``<|x|>`` crosses).
     ``out`` writes ``out/result.json`` with all of it."""
-    from . import theory
+    from ..sgd import theory
 
     pkw = dict(particles or {})
     skw = dict(solver or {})
@@ -911,7 +476,7 @@ def prl_search_diagram(etas=(0.01, 0.02, 0.04, 0.08, 0.16), sigmas=(0.0025, 0.00
     (``-eps/lambda_1``), ``transition_theory_curve`` (as in :func:`prl_phase_diagram`), ``slowest`` (per eta:
     the ``Delta_S`` of the longest search time among cells that did not diverge -- the critical slowing
     down). ``out`` writes ``out/result.json`` (:func:`save_phase_diagram`)."""
-    from . import theory
+    from ..sgd import theory
 
     pkw = dict(point or {})
     etas, sigmas = [float(e) for e in etas], [float(s) for s in sigmas]
@@ -945,7 +510,7 @@ def save_phase_diagram(res: dict, out, *, command: str = "sweep", figures=(), no
     ``out/result.json`` (parameters; every non-table entry and the sweep rows as metrics -- ``particle_rows``,
     ``solver_rows`` -- with the ``Z_*`` tables as nested lists indexed ``[sigma, eta]``) and ``out/arrays.npz``
     (the ``Z_*`` tables). Returns the path of ``result.json``."""
-    from . import io
+    from ..results import io
 
     sweeps = {k: v for k, v in res.items() if isinstance(v, SweepResult)}
     metrics = {k: v for k, v in res.items() if k != "parameters" and not isinstance(v, SweepResult)}
@@ -991,13 +556,13 @@ def highdim_phase_diagram(etas=None, sigmas=None, *, point: dict | None = None, 
     convergence condition against the measured divergence -- the largest ``eta <lambda>_ss`` among cells that
     did not diverge, how many of them satisfy ``eta <lambda>_ss < 2``, and the diverged cells whose
     ``eta lambda_max(0) >= 2``. The onset of flattening is compared with the leading-order theory
-    :func:`fokkerplanck.theory.valley_transition_noise`: ``transition_theory`` (``Delta_S*`` as ``eta -> 0``),
+    :func:`fokkerplanck.sgd.theory.valley_transition_noise`: ``transition_theory`` (``Delta_S*`` as ``eta -> 0``),
     ``transition_theory_eta`` (per ``eta``, with the discrete-SGD factor; ``None`` where ``eta lambda_0 >= 2``),
     ``transition_theory_curve`` (``[sigma*, eta]`` pairs, ``sigma* = Delta_S*(eta) / eta``, on a fine ``eta`` grid)
     and ``transition_particles`` (per ``eta``: the ``Delta_S`` at which ``<|x|>`` first exceeds ``threshold``,
     linear interpolation between cells; ``None`` when it does not). ``out`` writes ``out/result.json``
     (:func:`save_phase_diagram`)."""
-    from . import theory
+    from ..sgd import theory
 
     pkw = dict(point or {})
     if etas is None:
@@ -1052,4 +617,3 @@ def highdim_phase_diagram(etas=None, sigmas=None, *, point: dict | None = None, 
     if out is not None:
         save_phase_diagram(res, out)
     return res
-

@@ -18,9 +18,9 @@
     }
 
 Densities are stored as arrays (their values, and ``<name>__stderr`` when they carry standard errors) plus
-their grid in ``result.json``; :func:`load` rebuilds them as :class:`~fokkerplanck.density.Density`.
+their grid in ``result.json``; :func:`load` rebuilds them as :class:`~fokkerplanck.model.density.Density`.
 
-Checkpoints (``checkpoint=`` of :func:`~fokkerplanck.evolve.evolve` and :func:`~fokkerplanck.particles.simulate`,
+Checkpoints (``checkpoint=`` of :func:`~fokkerplanck.solvers.evolve.evolve` and :func:`~fokkerplanck.particles.simulate`,
 ``DIR/checkpoint.npz`` of the command line) are one ``.npz`` file: the state arrays plus ``__meta__``, a JSON
 string with ``format`` (``fokkerplanck-checkpoint/1``), ``kind`` (``evolve`` | ``simulate``), ``complete``
 (the run finished) and the parameters that identify the problem. :func:`write_checkpoint` is atomic: it
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 # checkpoints live in a low-level module (evolve and simulate write them); re-exported here
-from .checkpoint import (CHECKPOINT_FORMAT, CheckpointMismatch, array_hash, read_checkpoint,  # noqa: F401
+from ..solvers.checkpoint import (CHECKPOINT_FORMAT, CheckpointMismatch, array_hash, read_checkpoint,  # noqa: F401
                          remove_checkpoint, to_jsonable, write_checkpoint)
 
 FORMAT = "fokkerplanck-result/1"
@@ -60,7 +60,7 @@ __all__ = ["save", "load", "Result", "versions", "to_jsonable", "write_checkpoin
 def versions() -> dict:
     """Versions of fokkerplanck, Python and the (installed) dependencies, plus the platform and the sparse LU
     backend the direct solves use (``lu``)."""
-    from . import __version__
+    from .._version import __version__
 
     out = {"fokkerplanck": __version__, "python": platform.python_version(),
            "platform": platform.platform(), "machine": platform.machine()}
@@ -70,7 +70,7 @@ def versions() -> dict:
         except metadata.PackageNotFoundError:
             mod = sys.modules.get(name)
             out[name] = getattr(mod, "__version__", None) if mod else None
-    from .linalg import lu_backend
+    from ..solvers.linalg import lu_backend
     try:
         out["lu"] = lu_backend()
     except (ValueError, ImportError) as exc:     # a bad FOKKERPLANCK_LU: say so rather than fail the save
@@ -91,7 +91,7 @@ def save(out_dir, *, command: str, parameters: dict | None = None, metrics: dict
          seed=None, figures=(), notes=(), extra: dict | None = None) -> Path:
     """Write ``out_dir/result.json`` and ``out_dir/arrays.npz``; returns the path of ``result.json``.
 
-    ``densities`` maps names to :class:`~fokkerplanck.density.Density` objects (values, standard errors and
+    ``densities`` maps names to :class:`~fokkerplanck.model.density.Density` objects (values, standard errors and
     grid are saved); ``arrays`` maps names to plain arrays."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,11 +175,11 @@ class Result:
 
     Attributes: ``path``, ``command``, ``parameters``, ``metrics``, ``timings``, ``versions``, ``seed``,
     ``notes``, ``figures``, ``json`` (the whole document), ``arrays`` (dict of numpy arrays, densities' values
-    included) and ``densities`` (dict of :class:`~fokkerplanck.density.Density`)."""
+    included) and ``densities`` (dict of :class:`~fokkerplanck.model.density.Density`)."""
 
     def __init__(self, path: Path, doc: dict, arrays: dict):
-        from .density import Density
-        from .grid import Grid
+        from ..model.density import Density
+        from ..model.grid import Grid
 
         self.path = path
         self.json = doc

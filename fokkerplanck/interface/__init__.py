@@ -1,0 +1,1 @@
+"""The front door: the command line, TOML configurations and matplotlib figures."""
