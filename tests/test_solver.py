@@ -531,6 +531,19 @@ def test_gth_steady_state_keeps_the_tails():
             fp.steady_state(prob, method="gth")
 
 
+def test_detailed_balance_by_name_is_exact_or_refused():
+    """method="detailed-balance" returns the Boltzmann weights where they solve A p = 0 exactly (what auto picks),
+    and refuses a problem without detailed balance (anisotropic noise) instead of returning a wrong answer."""
+    grid = fp.Grid([(-4, 4, 40), (-4, 4, 40)])
+    land = Quadratic(np.array([[1.0, 0.2], [0.2, 0.5]]))
+    prob = fp.Problem(grid, land, Isotropic(0.3))
+    auto, named = fp.steady_state(prob), fp.steady_state(prob, method="detailed-balance")
+    assert auto.info["method"] == named.info["method"] == "detailed-balance"
+    assert np.array_equal(auto.values, named.values)
+    with pytest.raises(ValueError, match="not in detailed balance"):
+        fp.steady_state(fp.Problem(grid, land, fp.noise.Constant(np.diag([0.3, 0.1]))), method="detailed-balance")
+
+
 @pytest.mark.parametrize("kw,match", [({"tol": -1.0}, "tol"), ({"tol": float("nan")}, "tol"), ({"tol": 2.0}, "tol"),
                                       ({"maxiter": 0}, "maxiter"), ({"maxiter": 2.5}, "maxiter")])
 def test_steady_state_refuses_bad_solver_settings(kw, match):

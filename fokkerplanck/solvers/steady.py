@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -312,7 +313,7 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     Parameters
     ----------
     problem : Problem or Generator
-    method : {"auto", "direct", "iterative"}
+    method : {"auto", "detailed-balance", "direct", "iterative", "gth"}
         ``auto`` first checks whether the problem is in detailed balance by construction (a landscape with
         isotropic constant noise ``T I``): then the Boltzmann weights ``exp(-L/T)`` are the exact discrete
         steady state, and are returned after checking ``max|A p| <= 1e-12 max|A_nn| max p`` (``info["method"]
@@ -373,113 +374,183 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     """
     t0 = time.perf_counter()
     gen = problem if isinstance(problem, Generator) else generator(problem, stencil_radius)
-    grid = gen.grid
+    _check_arguments(gen.grid, method, tol, maxiter)
+    opts = _Options(requested=method, tol=float(tol), maxiter=int(maxiter), pin=pin, warn=warn)
+    p, method, extra = STRATEGIES[_choose(gen, method, opts)](gen, opts)
+    dens = _density(gen, p, method, extra, opts)
+    if estimate_error:
+        _attach_error_estimates(gen, dens, opts)
+    dens.info["seconds"] = time.perf_counter() - t0
+    return dens
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the strategies: each takes (generator, options) and returns (p, method name, extra info)
+# ------------------------------------------------------------------------------------------------------------
+@dataclass
+class _Options:
+    requested: str
+    tol: float
+    maxiter: int
+    pin: int | None
+    warn: bool
+    boltzmann: np.ndarray | None = None     # the exact detailed-balance answer, when auto found one
+
+
+def _check_arguments(grid, method, tol, maxiter):
     if not grid.conserves_mass:
         raise ValueError("steady_state: the grid has absorbing walls, so there is no stationary density "
                          "(all mass eventually leaves); use evolve(), or mean_first_passage_time()")
-    if method not in ("auto", "direct", "iterative", "gth"):
-        raise ValueError(f"steady_state: unknown method {method!r}; expected auto, direct, iterative or gth")
+    if method not in ("auto", *STRATEGIES):
+        raise ValueError(f"steady_state: unknown method {method!r}; expected auto, {', '.join(STRATEGIES)}")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0.0 < tol < 1.0:
         raise ValueError(f"steady_state: tol must be a number in (0, 1), got {tol!r}")
     if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
         raise ValueError(f"steady_state: maxiter must be an integer >= 1, got {maxiter!r}")
-    N = grid.size
+
+
+def _choose(gen: Generator, method: str, opts: _Options) -> str:
+    """``auto``: detailed balance when the Boltzmann weights solve ``A p = 0``; else direct below the size
+    limits, iterative above."""
+    if method != "auto":
+        return method
+    opts.boltzmann = _detailed_balance_weights(gen)
+    if opts.boltzmann is not None:
+        return "detailed-balance"
+    limit_3d = DIRECT_LIMIT_3D_PARDISO if lu_backend() == "pardiso" else DIRECT_LIMIT_3D
+    return "direct" if gen.grid.size <= (DIRECT_LIMIT if gen.grid.ndim < 3 else limit_3d) else "iterative"
+
+
+def _detailed_balance_weights(gen: Generator) -> np.ndarray | None:
+    """The Boltzmann weights when they are the exact discrete steady state, ``max|A p| <= 1e-12 max|A_nn|
+    max p``; else None."""
+    p = _boltzmann_candidate(gen)
     A = gen.A
-    requested = method
-    p = _boltzmann_candidate(gen) if method == "auto" else None
     if p is not None and np.max(np.abs(A @ p)) <= 1e-12 * np.max(np.abs(A.diagonal())) * np.max(p):
-        method = "detailed-balance"   # the Boltzmann weights are the exact discrete steady state: no solve
-    elif method == "auto":
-        limit_3d = DIRECT_LIMIT_3D_PARDISO if lu_backend() == "pardiso" else DIRECT_LIMIT_3D
-        method = "direct" if N <= (DIRECT_LIMIT if grid.ndim < 3 else limit_3d) else "iterative"
-    extra = {}
-    if method == "detailed-balance":
-        extra = {"algorithm": "detailed balance: the Boltzmann weights exp(-L/T), checked against A p = 0"}
-    elif method == "direct":
-        p, extra = _inverse_iteration(A, grid.shape)
-    elif method == "gth":
-        p = gth_stationary(A, grid.shape)
-        if p is None:
-            raise ValueError("steady_state(method='gth'): the elimination's band does not fit this grid "
-                             "(fokkerplanck.solvers.linalg.GTH_WORK_LIMIT, GTH_MEMORY_LIMIT: 1D, and 2D up to a few hundred "
-                             "cells on the short side), or the chain is not irreducible")
-        extra = {"algorithm": "Grassmann-Taksar-Heyman elimination (banded)", "gth": True}
-    else:
-        loss = gen.problem.loss(grid.points()) if gen.problem.landscape is not None else None
-        if pin is None:
-            pin = (int(np.argmin(loss)) if loss is not None
-                   else int(np.ravel_multi_index(tuple(n // 2 for n in grid.shape), grid.shape)))
-        p, extra, pin = _pinned_iterative(A, pin, tol, maxiter)
-        # A residual cannot see how mass is shared between wells joined by rates near underflow: each well is
-        # in balance on its own. Pinned in one well, the solve can leave the other nearly empty and still
-        # "converge" (measured: 3D double well at T = 0.03, left-well mass 3e-4 instead of 0.5). With two or
-        # more minima of the loss, solve again pinned in the second-lowest and compare the two answers. With one
-        # minimum, or a drift field without a landscape, the wells are those of the answer: a second peak of p
-        # (measured: a 3D double well given as a drift field at T = 0.03, left-well mass 0.9997 instead of 0.5,
-        # "converged" in 17 iterations, pinned at the centre of the box).
-        other = _second_well(loss, grid.shape, pin) if loss is not None else None
-        if other is None and np.all(np.isfinite(p)):
-            other = _second_peak(p, grid.shape, pin)
-        if other is not None and np.all(np.isfinite(p)):
-            q, _, _ = _pinned_iterative(A, other, tol, maxiter)
-            gap = float(np.abs(p / p.sum() - q / q.sum()).sum()) if np.all(np.isfinite(q)) else np.inf
+        return p
+    return None
+
+
+def _by_detailed_balance(gen: Generator, opts: _Options):
+    p = opts.boltzmann if opts.boltzmann is not None else _detailed_balance_weights(gen)
+    if p is None:
+        raise ValueError("steady_state(method='detailed-balance'): the problem is not in detailed balance with "
+                         "a known potential (a landscape with isotropic constant noise, or Problem(potential=...))")
+    return (p, "detailed-balance",
+            {"algorithm": "detailed balance: the Boltzmann weights exp(-L/T), checked against A p = 0"})
+
+
+def _by_direct(gen: Generator, opts: _Options):
+    p, extra = _inverse_iteration(gen.A, gen.grid.shape)
+    return p, "direct", extra
+
+
+def _by_gth(gen: Generator, opts: _Options):
+    p = gth_stationary(gen.A, gen.grid.shape)
+    if p is None:
+        raise ValueError("steady_state(method='gth'): the elimination's band does not fit this grid "
+                         "(fokkerplanck.solvers.linalg.GTH_WORK_LIMIT, GTH_MEMORY_LIMIT: 1D, and 2D up to a few "
+                         "hundred cells on the short side), or the chain is not irreducible")
+    return p, "gth", {"algorithm": "Grassmann-Taksar-Heyman elimination (banded)", "gth": True}
+
+
+def _by_iterative(gen: Generator, opts: _Options):
+    """Pinned GMRES + AMG; checked by a second solve pinned in another well (module docstring), falling back to
+    the direct method (``auto``, where it fits) or warning when the two answers differ."""
+    grid, A = gen.grid, gen.A
+    loss = gen.problem.loss(grid.points()) if gen.problem.landscape is not None else None
+    pin = opts.pin
+    if pin is None:
+        pin = (int(np.argmin(loss)) if loss is not None
+               else int(np.ravel_multi_index(tuple(n // 2 for n in grid.shape), grid.shape)))
+    p, extra, pin = _pinned_iterative(A, pin, opts.tol, opts.maxiter)
+    extra["pinned_cell"] = int(pin)
+    # A residual cannot see how mass is shared between wells: each well is in balance on its own. With two or
+    # more minima of the loss, solve again pinned in the second-lowest; with one minimum, or a drift field
+    # without a landscape, the wells are those of the answer (a second peak of p).
+    other = _second_well(loss, grid.shape, pin) if loss is not None else None
+    if other is None and np.all(np.isfinite(p)):
+        other = _second_peak(p, grid.shape, pin)
+    if other is None or not np.all(np.isfinite(p)):
+        return p, "iterative", extra
+    q, _, _ = _pinned_iterative(A, other, opts.tol, opts.maxiter)
+    gap = float(np.abs(p / p.sum() - q / q.sum()).sum()) if np.all(np.isfinite(q)) else np.inf
+    extra["pin_dependence"] = gap
+    if gap > 1e-6:
+        fits = grid.size <= DIRECT_FALLBACK_LIMIT.get(lu_backend(), 0) or grid.ndim < 3
+        if opts.requested == "auto" and fits:
+            p, extra = _inverse_iteration(A, grid.shape)
+            extra["algorithm"] += f", after the iterative answer depended on the pinned cell (L1 gap {gap:.1e})"
             extra["pin_dependence"] = gap
-            if gap > 1e-6:
-                fits = N <= DIRECT_FALLBACK_LIMIT.get(lu_backend(), 0) or grid.ndim < 3
-                if requested == "auto" and fits:
-                    p, extra = _inverse_iteration(A, grid.shape)
-                    method = "direct"
-                    extra["algorithm"] += f", after the iterative answer depended on the pinned cell (L1 gap {gap:.1e})"
-                    extra["pin_dependence"] = gap
-                elif warn:
-                    warnings.warn(f"steady_state: metastable problem -- the iterative answer depends on the pinned "
-                                  f"cell (L1 distance {gap:.1e} between pins in two wells): the share "
-                                  "of mass between wells is not determined; use method='direct'",
-                                  RuntimeWarning, stacklevel=2)
+            return p, "direct", extra
+        if opts.warn:
+            warnings.warn(f"steady_state: metastable problem -- the iterative answer depends on the pinned "
+                          f"cell (L1 distance {gap:.1e} between pins in two wells): the share "
+                          "of mass between wells is not determined; use method='direct'",
+                          RuntimeWarning, stacklevel=3)
+    return p, "iterative", extra
+
+
+#: method name -> strategy
+STRATEGIES = {"detailed-balance": _by_detailed_balance, "direct": _by_direct, "iterative": _by_iterative,
+              "gth": _by_gth}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# what every strategy's answer goes through
+# ------------------------------------------------------------------------------------------------------------
+def _density(gen: Generator, p: np.ndarray, method: str, extra: dict, opts: _Options) -> Density:
+    """Clip round-off negatives, measure the residual, wrap as a Density, and warn where the answer is doubtful."""
+    grid, A = gen.grid, gen.A
     scale = np.max(np.abs(p))
     neg = p.min() / scale
     p = np.clip(p, 0.0, None)
     res = np.max(np.abs(A @ p)) / (np.max(np.abs(A.diagonal())) * np.max(p))
     info = {"method": method, "residual": float(res), "most_negative_before_clip": float(min(neg, 0.0)),
-            "pinned_cell": int(pin) if method == "iterative" else None, **extra, **gen.info}
+            "pinned_cell": None, **extra, **gen.info}
     dens = Density(grid, p.reshape(grid.shape), normalize=True, generator=gen, info=info)
-    dens.info["wall_ratio"] = warn_wall_mass(dens) if warn else None
-    dens.info["seconds"] = time.perf_counter() - t0
-    if warn and method == "iterative" and not extra.get("converged", True):
-        warnings.warn(f"steady_state: the iterative solver did not converge in {maxiter} iterations "
-                      f"(residual {res:.2e}); try method='direct' or a larger maxiter", RuntimeWarning, stacklevel=2)
-    gap = extra.get("split_gap", 0.0)
-    if warn and method == "direct" and gap > SPLIT_TOLERANCE and not extra.get("gth"):
+    dens.info["wall_ratio"] = warn_wall_mass(dens) if opts.warn else None
+    if not opts.warn:
+        return dens
+    if method == "iterative" and not extra.get("converged", True):
+        warnings.warn(f"steady_state: the iterative solver did not converge in {opts.maxiter} iterations "
+                      f"(residual {res:.2e}); try method='direct' or a larger maxiter", RuntimeWarning, stacklevel=3)
+    if method == "direct" and extra.get("split_gap", 0.0) > SPLIT_TOLERANCE and not extra.get("gth"):
         warnings.warn(f"steady_state: nearly decoupled regions -- the share of mass between them is not determined "
-                      f"(inverse iteration stalled; from another start the answer moved by {gap:.1e} in L1): the "
-                      "rates joining them are below the round-off of the sparse LU (~1e-12 of the largest rates). "
-                      "The answer keeps the split of a uniform start, which is right only where symmetry fixes it; "
-                      "relate the regions' weights through their escape times (fp.mean_first_passage_time) instead",
-                      RuntimeWarning, stacklevel=2)
-    if estimate_error and gen.info.get("cross_diffusion_shrunk_cells"):
-        dens.info.update(_unresolved_error_estimate(gen, dens, requested, tol, maxiter))
-    if estimate_error and method != "detailed-balance":
-        dens.info.update(_refinement_error_estimate(gen, dens, requested, tol, maxiter))
-    if estimate_error and "refinement_estimate" in dens.info:
+                      f"(inverse iteration stalled; from another start the answer moved by {extra['split_gap']:.1e} "
+                      "in L1): the rates joining them are below the round-off of the sparse LU (~1e-12 of the "
+                      "largest rates). The answer keeps the split of a uniform start, which is right only where "
+                      "symmetry fixes it; relate the regions' weights through their escape times "
+                      "(fp.mean_first_passage_time) instead", RuntimeWarning, stacklevel=3)
+    if res > 1e-6 or neg < -1e-8:
+        warnings.warn(f"steady_state: the discrete steady state is ill-determined (relative residual {res:.2e}, "
+                      f"most negative entry {neg:.2e} of the peak before clipping): nearly decoupled regions or "
+                      "rates that underflow (cell Peclet numbers in the hundreds); refine the grid",
+                      RuntimeWarning, stacklevel=3)
+    return dens
+
+
+def _attach_error_estimates(gen: Generator, dens: Density, opts: _Options) -> None:
+    """``info["error_estimate"]``: from the cross-diffusion the stencil dropped, and from the half-resolution
+    grid where drift crosses a weak diffusion direction (``refinement_estimate``); a warning above 1e-2."""
+    args = (gen, dens, opts.requested, opts.tol, opts.maxiter)
+    shrunk = gen.info.get("cross_diffusion_shrunk_cells")
+    if shrunk:
+        dens.info.update(_unresolved_error_estimate(*args))
+    if dens.info["method"] != "detailed-balance":
+        dens.info.update(_refinement_error_estimate(*args))
+    if "refinement_estimate" in dens.info:
         dens.info["error_estimate"] = max(dens.info.get("error_estimate", 0.0), dens.info["refinement_estimate"])
-        if warn and dens.info["refinement_estimate"] > 1e-2:
+        if opts.warn and dens.info["refinement_estimate"] > 1e-2:
             warnings.warn(f"steady_state: {dens.info['peclet_mass']:.0%} of the mass sits on cells whose Peclet "
                           "number along the stencil exceeds 2 (drift across a weak diffusion direction); estimated "
                           f"error {dens.info['refinement_estimate']:.2g} in L1 (the change from the grid with half "
                           "the cells a side). Refine, or align the grid with the tensor's principal axes",
-                          RuntimeWarning, stacklevel=2)
-    if estimate_error and gen.info.get("cross_diffusion_shrunk_cells"):
-        if warn and dens.info["error_estimate"] > 1e-2:
-            warnings.warn(f"steady_state: the grid cannot hold the cross-diffusion at "
-                          f"{gen.info['cross_diffusion_shrunk_cells']} of {N} cells; estimated error "
-                          f"{dens.info['error_estimate']:.2g} in L1 (how far the answer moves when that "
-                          "cross-diffusion is dropped instead of scaled; it can understate the error several-fold). "
-                          "Align the grid with the problem's principal axes (Grid(..., frame=fp.Frame.rotation(angle)) "
-                          "or Frame.principal_axes(H)), or refine across the narrow direction", RuntimeWarning,
-                          stacklevel=2)
-    if warn and (res > 1e-6 or neg < -1e-8):
-        warnings.warn(f"steady_state: the discrete steady state is ill-determined (relative residual {res:.2e}, "
-                      f"most negative entry {neg:.2e} of the peak before clipping): nearly decoupled regions or "
-                      "rates that underflow (cell Peclet numbers in the hundreds); refine the grid",
-                      RuntimeWarning, stacklevel=2)
-    return dens
+                          RuntimeWarning, stacklevel=3)
+    if shrunk and opts.warn and dens.info["error_estimate"] > 1e-2:
+        warnings.warn(f"steady_state: the grid cannot hold the cross-diffusion at {shrunk} of {gen.grid.size} "
+                      f"cells; estimated error {dens.info['error_estimate']:.2g} in L1 (how far the answer moves "
+                      "when that cross-diffusion is dropped instead of scaled; it can understate the error "
+                      "several-fold). Align the grid with the problem's principal axes (Grid(..., "
+                      "frame=fp.Frame.rotation(angle)) or Frame.principal_axes(H)), or refine across the narrow "
+                      "direction", RuntimeWarning, stacklevel=3)
