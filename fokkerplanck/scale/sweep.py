@@ -357,6 +357,60 @@ def sweep(func_or_spec, grid_of_params: dict[str, list], *, cache_dir=None, sche
     """
     t_start = time.perf_counter()
     func, spec_fixed = _resolve(func_or_spec)
+    names, points = _points(grid_of_params)
+    if errors not in ("raise", "record"):
+        raise ValueError(f"sweep: errors must be 'raise' or 'record', got {errors!r}")
+    fixed_all = _plain({**spec_fixed, **(fixed or {})})
+    clash = set(fixed_all) & set(names)
+    if clash:
+        raise ValueError(f"sweep: {sorted(clash)} are both swept and fixed")
+    if quick and _accepts(func, "quick"):
+        fixed_all["quick"] = True
+    identity = function_identity(func)
+    keys = [point_key(identity, p, fixed_all, cache_key) for p in points]
+    if len(set(keys)) != len(keys):
+        raise ValueError("sweep: duplicate parameter combinations (repeated values in grid_of_params)")
+
+    store = _PointStore(cache_dir, identity, fixed_all, cache_key)
+    results: list[Any] = [store.read(k) for k in keys]
+    n_cached = sum(r is not None for r in results)
+    todo = [i for i, r in enumerate(results) if r is None]
+
+    def done(i, res, seconds):
+        results[i] = (res, seconds, False)
+        store.write(keys[i], points[i], res, seconds)
+
+    def failed(i, exc):
+        if errors == "raise":
+            raise exc
+        results[i] = ({"error": f"{type(exc).__name__}: {exc}"}, None, False)
+
+    run = RUNNERS[_runner(scheduler, len(todo))]
+    bar = _progress_bar(len(points), n_cached, progress)
+    try:
+        desc = run(func, [(i, points[i], keys[i]) for i in todo], fixed_all, done, failed, bar,
+                   scheduler=scheduler, n_workers=n_workers)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    rows = [_row(p, r[0]) for p, r in zip(points, results)]
+    n_err = sum("error" in r[0] for r in results)
+    info = {"function": identity, "fixed": fixed_all, "scheduler": desc, "n_points": len(points),
+            "computed": len(todo) - n_err, "cached": n_cached, "failed": n_err,
+            "point_seconds": float(sum(r[1] for r in results if r[1] is not None and not r[2])),
+            "seconds": time.perf_counter() - t_start, "cache_dir": store.where}
+    result = SweepResult(rows, names, info)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the pieces of a sweep: its points, their cache, and the runners that evaluate them
+# ------------------------------------------------------------------------------------------------------------
+def _points(grid_of_params) -> tuple[list[str], list[dict]]:
+    """Parameter names and the Cartesian product of their values (first name slowest), checked."""
     if not isinstance(grid_of_params, dict) or not grid_of_params:
         raise ValueError("sweep: grid_of_params must be a non-empty dict of name -> list of values")
     names = list(grid_of_params)
@@ -369,132 +423,117 @@ def sweep(func_or_spec, grid_of_params: dict[str, list], *, cache_dir=None, sche
         if not v:
             raise ValueError(f"sweep: parameter {k!r} has no values")
         values.append(v)
-    if errors not in ("raise", "record"):
-        raise ValueError(f"sweep: errors must be 'raise' or 'record', got {errors!r}")
-    fixed_all = _plain({**spec_fixed, **(fixed or {})})
-    clash = set(fixed_all) & set(names)
-    if clash:
-        raise ValueError(f"sweep: {sorted(clash)} are both swept and fixed")
-    if quick:
-        if _accepts(func, "quick"):
-            fixed_all["quick"] = True
-    identity = function_identity(func)
-    points = [dict(zip(names, combo)) for combo in itertools.product(*values)]
-    keys = [point_key(identity, p, fixed_all, cache_key) for p in points]
-    if len(set(keys)) != len(keys):
-        raise ValueError("sweep: duplicate parameter combinations (repeated values in grid_of_params)")
+    return names, [dict(zip(names, combo)) for combo in itertools.product(*values)]
 
-    cache = Path(cache_dir) if cache_dir is not None else None
-    results: list[Any] = [None] * len(points)
-    n_cached = 0
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        for i, k in enumerate(keys):
-            doc = _read_cached(cache / f"{k}.json", k)
-            if doc is not None:
-                results[i] = (doc["result"], doc.get("seconds"), True)
-                n_cached += 1
-    todo = [i for i in range(len(points)) if results[i] is None]
 
-    def finish(i, res, seconds):
-        results[i] = (res, seconds, False)
-        if cache is not None:
-            _write_atomic(cache / f"{keys[i]}.json",
-                          {"format": CACHE_FORMAT, "key": keys[i], "function": identity, "params": points[i],
-                           "fixed": fixed_all, "cache_key": _plain(cache_key), "result": res, "seconds": seconds})
+def _row(params: dict, result: dict) -> dict:
+    """One table row: the parameters, then the outputs (an output named like a parameter gets ``result_``)."""
+    row = dict(params)
+    for k, v in result.items():
+        row[k if k not in params else f"result_{k}"] = v
+    return row
 
-    def fail(i, exc):
-        results[i] = ({"error": f"{type(exc).__name__}: {exc}"}, None, False)
 
+class _PointStore:
+    """The cache folder of a sweep: one JSON file per finished point, written atomically; no folder, no cache."""
+
+    def __init__(self, cache_dir, identity: dict, fixed: dict, cache_key):
+        self.path = Path(cache_dir) if cache_dir is not None else None
+        self.where = None if self.path is None else str(self.path)
+        self.identity, self.fixed, self.cache_key = identity, fixed, _plain(cache_key)
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    def read(self, key: str):
+        """``(result, seconds, True)`` of a cached point, or None."""
+        doc = None if self.path is None else _read_cached(self.path / f"{key}.json", key)
+        return None if doc is None else (doc["result"], doc.get("seconds"), True)
+
+    def write(self, key: str, params: dict, result: dict, seconds: float) -> None:
+        if self.path is not None:
+            _write_atomic(self.path / f"{key}.json",
+                          {"format": CACHE_FORMAT, "key": key, "function": self.identity, "params": params,
+                           "fixed": self.fixed, "cache_key": self.cache_key, "result": result, "seconds": seconds})
+
+
+def _runner(scheduler, n_todo: int) -> str:
+    """Which runner evaluates the points left: ``cached`` (none left), ``serial`` or ``dask``."""
+    if n_todo == 0:
+        if isinstance(scheduler, str) and scheduler not in ("serial", "local", "dask") and "://" not in scheduler:
+            raise ValueError(f"sweep: scheduler must be None, 'serial', 'local', 'tcp://host:port' or a Client, "
+                             f"got {scheduler!r}")
+        return "cached"
     if scheduler is None:
-        mode = "dask" if (dask_available() and len(todo) > 1) else "serial"
-    elif isinstance(scheduler, str) and scheduler == "serial":
-        mode = "serial"
-    elif isinstance(scheduler, str) and scheduler not in ("local", "dask") and "://" not in scheduler:
+        return "dask" if (dask_available() and n_todo > 1) else "serial"
+    if isinstance(scheduler, str) and scheduler == "serial":
+        return "serial"
+    if isinstance(scheduler, str) and scheduler not in ("local", "dask") and "://" not in scheduler:
         raise ValueError(f"sweep: scheduler must be None, 'serial', 'local', 'tcp://host:port' or a Client, "
                          f"got {scheduler!r}")
-    else:
-        if not dask_available():
-            raise ImportError("sweep: scheduler={!r} needs dask.distributed: pip install 'fokkerplanck[sweep]'"
-                              .format(scheduler))
-        mode = "dask"
-    if not todo:
-        mode = "cached"
+    if not dask_available():
+        raise ImportError(f"sweep: scheduler={scheduler!r} needs dask.distributed: pip install 'fokkerplanck[sweep]'")
+    return "dask"
 
-    bar = _progress_bar(len(points), n_cached, progress)
-    desc = "serial"
+
+def _run_cached(func, todo, fixed, done, failed, bar, **_) -> str:
+    return "cached"
+
+
+def _run_serial(func, todo, fixed, done, failed, bar, **_) -> str:
+    """Evaluate the points one after another in this process."""
+    for i, params, _key in todo:
+        try:
+            res, secs = _call_point(func, params, fixed)
+        except Exception as exc:
+            failed(i, exc)
+        else:
+            done(i, res, secs)
+        if bar is not None:
+            bar.update(1)
+    return "serial"
+
+
+def _run_dask(func, todo, fixed, done, failed, bar, *, scheduler, n_workers) -> str:
+    """Submit every point to a Dask cluster (a fresh LocalCluster, an address, or a Client) and collect them
+    as they finish; the cluster is closed afterwards if this call started it."""
+    from dask.distributed import as_completed
+
+    client, cluster, desc = _open_client("local" if scheduler in (None, "dask") else scheduler, n_workers, len(todo))
     try:
-        if mode == "serial":
-            for i in todo:
-                try:
-                    res, secs = _call_point(func, points[i], fixed_all)
-                except Exception as exc:
-                    if errors == "raise":
-                        raise
-                    fail(i, exc)
+        futs = {client.submit(_call_point, func, params, fixed, key=f"sweep-point-{key}", pure=False): i
+                for i, params, key in todo}
+        try:
+            for f in as_completed(list(futs)):
+                if f.status == "error":
+                    failed(futs[f], f.exception())
                 else:
-                    finish(i, res, secs)
+                    done(futs[f], *f.result())
                 if bar is not None:
                     bar.update(1)
-        elif mode == "dask":
-            from dask.distributed import as_completed
-
-            client, cluster, desc = _open_client("local" if scheduler in (None, "dask") else scheduler,
-                                                 n_workers, len(todo))
-            try:
-                futs = {}
-                for i in todo:
-                    f = client.submit(_call_point, func, points[i], fixed_all, key=f"sweep-point-{keys[i]}", pure=False)
-                    futs[f] = i
-                try:
-                    for f in as_completed(list(futs)):
-                        i = futs[f]
-                        if f.status == "error":
-                            exc = f.exception()
-                            if errors == "raise":
-                                raise exc
-                            fail(i, exc)
-                        else:
-                            res, secs = f.result()
-                            finish(i, res, secs)
-                        if bar is not None:
-                            bar.update(1)
-                finally:
-                    client.cancel(list(futs))
-            finally:
-                # shutting a LocalCluster down makes distributed log benign 'stream closed' errors
-                quiet = [logging.getLogger(n) for n in ("distributed", "tornado")]
-                levels = [lg.level for lg in quiet]
-                for lg in quiet:
-                    lg.setLevel(logging.CRITICAL)
-                try:
-                    if cluster is not None:
-                        client.close()
-                        cluster.close()
-                    elif isinstance(scheduler, str):
-                        client.close()
-                finally:
-                    for lg, lv in zip(quiet, levels):
-                        lg.setLevel(lv)
-        else:
-            desc = "cached"
+        finally:
+            client.cancel(list(futs))
     finally:
-        if bar is not None:
-            bar.close()
+        _close_quietly(client, cluster, own_client=isinstance(scheduler, str) or scheduler is None)
+    return desc
 
-    rows, n_err = [], 0
-    for p, r in zip(points, results):
-        res, secs, _ = r
-        row = dict(p)
-        for k, v in res.items():
-            row[k if k not in p else f"result_{k}"] = v
-        n_err += "error" in res
-        rows.append(row)
-    info = {"function": identity, "fixed": fixed_all, "scheduler": desc, "n_points": len(points),
-            "computed": len(todo) - n_err, "cached": n_cached, "failed": n_err,
-            "point_seconds": float(sum(r[1] for r in results if r[1] is not None and not r[2])),
-            "seconds": time.perf_counter() - t_start, "cache_dir": None if cache is None else str(cache)}
-    result = SweepResult(rows, names, info)
-    if out is not None:
-        result.save(out)
-    return result
+
+def _close_quietly(client, cluster, own_client: bool) -> None:
+    """Close what this sweep opened; shutting a LocalCluster down makes distributed log benign 'stream closed'
+    errors, silenced here."""
+    quiet = [logging.getLogger(n) for n in ("distributed", "tornado")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        if cluster is not None:
+            client.close()
+            cluster.close()
+        elif own_client:
+            client.close()
+    finally:
+        for lg, lv in zip(quiet, levels):
+            lg.setLevel(lv)
+
+
+#: runner name -> runner
+RUNNERS = {"cached": _run_cached, "serial": _run_serial, "dask": _run_dask}
