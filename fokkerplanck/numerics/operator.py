@@ -185,13 +185,16 @@ class Generator:
         pinv, rank = kernels.pinv_psd(Dr, _PINV_RCOND)
         if grad is not None:
             L = np.ascontiguousarray(problem.loss(pts), dtype=float)
-            Q = pinv / (h * h)[None, None, :]                         # D~^+ diag(1/h^2)
             grad = np.ascontiguousarray(grad, dtype=float)
+            check_loss_and_gradient(grid, L, grad, pts)
+            Q = pinv / (h * h)[None, None, :]                         # D~^+ diag(1/h^2)
         else:                                                        # no gradient part at all
             L, Q, grad = np.zeros(0), np.zeros((0, d, d)), np.zeros((0, d))
         # D_r^+ v~_extra (v~_extra = (v + grad L)/h: the drift beyond -grad L), v~ - D_r D_r^+ v~, h grad L
         gx, resid, gradL = kernels.split_drift(Dr, pinv, rank, v, grad, h)
         self.cell_peclet = _cell_peclet(offsets, weights, gx)
+        # cells where the stencil's tensor is singular (D vanishes along some direction there)
+        self.degenerate_cells = np.broadcast_to(rank < d, (N,)) if rank.shape[0] == 1 else rank < d
         keys, axis_weights, _ = kernels.offset_keys(offsets, weights)
         # cells whose diagonal offsets cross a reflecting wall: their drift goes along the axes
         upwind = _reflected_cells(grid, offsets, weights)
@@ -286,6 +289,45 @@ class Generator:
         """Largest total escape rate ``max |A_nn|``: the explicit Euler step is stable and positive for
         ``dt <= 1 / max_rate``."""
         return float(np.max(-self.A.diagonal()))
+
+
+#: relative mismatch between differences of the loss and the gradient integrated along the grid's edges above
+#: which a landscape is refused: a smooth consistent landscape measures O(h^2) (see the tests for the package's
+#: landscapes on coarse grids); a gradient off by a factor 2 measures 1/3, an unrelated one about 1
+LOSS_GRADIENT_MISMATCH = 0.2
+
+
+def check_loss_and_gradient(grid, L: np.ndarray, grad: np.ndarray, pts: np.ndarray) -> float:
+    """Refuse a landscape whose loss is not finite on the grid, or whose loss and gradient disagree.
+
+    The scheme takes the landscape's drift from differences of ``L`` across faces and the particles follow
+    ``grad L``: both must describe the same landscape. Along every edge between neighbouring cells the
+    trapezoidal rule gives ``L_j - L_i = h (g_i + g_j) / 2 + O(h^3)``; the relative mismatch
+    ``sum |dL - h g_mean| / sum (|dL| + |h g_mean|)`` over all edges is returned, and above
+    :data:`LOSS_GRADIENT_MISMATCH` a ``ValueError`` says so (``grid`` in the frame's coordinates: ``grad`` is
+    the gradient along them)."""
+    if not np.all(np.isfinite(L)):
+        bad = ~np.isfinite(L)
+        raise ValueError(f"Problem: the loss is not finite at {int(bad.sum())} of {L.size} cells (first at "
+                         f"theta={pts[np.argmax(bad)]}); the scheme takes the drift from differences of the loss")
+    Lg = L.reshape(grid.shape)
+    gg = grad.reshape(grid.shape + (grid.ndim,))
+    num = den = 0.0
+    for k in range(grid.ndim):
+        if grid.shape[k] < 2:
+            continue
+        upper = tuple(slice(1, None) if a == k else slice(None) for a in range(grid.ndim))
+        lower = tuple(slice(None, -1) if a == k else slice(None) for a in range(grid.ndim))
+        dL = Lg[upper] - Lg[lower]
+        trap = 0.5 * grid.spacing[k] * (gg[upper + (k,)] + gg[lower + (k,)])
+        num += float(np.abs(dL - trap).sum())
+        den += float(np.abs(dL).sum() + np.abs(trap).sum())
+    mismatch = num / den if den > 0 else 0.0
+    if mismatch > LOSS_GRADIENT_MISMATCH:
+        raise ValueError(f"Problem: the landscape's loss and gradient disagree on the grid (differences of the loss "
+                         f"against the gradient integrated along the edges: relative mismatch {mismatch:.2g}); the "
+                         "solver uses the loss, particles the gradient -- fix one of them")
+    return mismatch
 
 
 def _cell_peclet(offsets, weights, gx) -> np.ndarray:

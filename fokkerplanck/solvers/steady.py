@@ -196,6 +196,22 @@ def _unresolved_error_estimate(gen: Generator, dens: Density, method: str, tol: 
 PECLET_MASS_LIMIT = 1e-2   # above this share of the mass on cells of Peclet number > 2, the answer gets a refinement estimate
 
 
+#: above this share of the mass in one cell of a one-dimensional marginal the answer is called under-resolved.
+#: A Gaussian marginal of standard deviation ``s`` puts 38% of its mass in its heaviest cell at ``s = h``,
+#: 20% at ``s = 2h``, 68% at ``s = h/2``.
+PEAK_CELL_MASS_LIMIT = 0.4
+
+
+def peak_cell_mass(dens: Density) -> float:
+    """The largest share of the mass in one cell of any one-dimensional marginal of ``dens``: about
+    ``h / (s sqrt(2 pi))`` for a marginal of standard deviation ``s`` wider than a cell, near 1 when the density
+    is narrower than a cell."""
+    P = dens.values * dens.grid.cell_volume
+    P = P / P.sum()
+    axes = range(dens.grid.ndim)
+    return float(max(P.sum(axis=tuple(a for a in axes if a != k)).max() for k in axes))
+
+
 def _refinement_error_estimate(gen: Generator, dens: Density, method: str, tol: float, maxiter: int) -> dict:
     """Where more than ``PECLET_MASS_LIMIT`` of the mass sits on cells whose Peclet number along the stencil
     exceeds 2 (:attr:`Generator.cell_peclet`), the exponentially fitted fluxes there are upwinded and the answer
@@ -206,13 +222,16 @@ def _refinement_error_estimate(gen: Generator, dens: Density, method: str, tol: 
     0.32 / 0.12 against L1 errors 0.17 / 0.045 (at 192^2 the share is 2e-4: no estimate, error 0.0115);
     anisotropy 1e4 at 96^2 / 192^2, estimates 1.19 / 0.34 against errors 1.38 / 1.35 (under-resolved: the
     estimate understates there, but flags it); a turning field at anisotropy 30, 96^2 / 192^2, estimates
-    0.15 / 0.049 against errors 0.067 / 0.018. ``peclet_mass`` is that share of the mass.
-    Skipped where a cell count is odd (``refinement_estimate`` then absent)."""
+    0.15 / 0.049 against errors 0.067 / 0.018. ``peclet_mass`` is that share of the mass. The same estimate is made where more than
+    ``PECLET_MASS_LIMIT`` of the mass sits on cells where ``D`` is singular (``degenerate_mass``): where the noise
+    vanishes the stationary law can be singular (mass on a point or on the edge of the noiseless region), which
+    no grid density holds. Skipped where a cell count is odd (``refinement_estimate`` then absent)."""
     p = dens.values.ravel() / dens.values.sum()
     share = float(p[gen.cell_peclet > 2.0].sum())
-    out = {"peclet_mass": share}
+    degenerate = float(p[gen.degenerate_cells].sum())
+    out = {"peclet_mass": share, "degenerate_mass": degenerate}
     grid = gen.grid
-    if share <= PECLET_MASS_LIMIT or any(n % 2 or n < 8 for n in grid.shape):
+    if max(share, degenerate) <= PECLET_MASS_LIMIT or any(n % 2 or n < 8 for n in grid.shape):
         return out
     from ..model.grid import Grid
     coarse = Grid([(lo, hi, n // 2) for lo, hi, n in grid.axes], bc=grid.bc, frame=grid.frame)
@@ -375,6 +394,9 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     t0 = time.perf_counter()
     gen = problem if isinstance(problem, Generator) else generator(problem, stencil_radius)
     _check_arguments(gen.grid, method, tol, maxiter)
+    if gen.A.nnz == 0 or not np.any(gen.A.diagonal()):
+        raise ValueError("steady_state: nothing moves -- the drift and the noise vanish on the whole grid, so every "
+                         "density is stationary; give the problem a drift or noise")
     opts = _Options(requested=method, tol=float(tol), maxiter=int(maxiter), pin=pin, warn=warn)
     p, method, extra = STRATEGIES[_choose(gen, method, opts)](gen, opts)
     dens = _density(gen, p, method, extra, opts)
@@ -510,8 +532,14 @@ def _density(gen: Generator, p: np.ndarray, method: str, extra: dict, opts: _Opt
             "pinned_cell": None, **extra, **gen.info}
     dens = Density(grid, p.reshape(grid.shape), normalize=True, generator=gen, info=info)
     dens.info["wall_ratio"] = warn_wall_mass(dens) if opts.warn else None
+    dens.info["peak_cell_mass"] = peak_cell_mass(dens)
     if not opts.warn:
         return dens
+    if dens.info["peak_cell_mass"] > PEAK_CELL_MASS_LIMIT:
+        warnings.warn(f"steady_state: under-resolved -- {dens.info['peak_cell_mass']:.0%} of the mass sits in one "
+                      "cell of a marginal (the density is narrower than about a cell): moments and the density's "
+                      "shape are set by the grid, not the equation; refine the grid or shrink the box",
+                      RuntimeWarning, stacklevel=3)
     if method == "iterative" and not extra.get("converged", True):
         warnings.warn(f"steady_state: the iterative solver did not converge in {opts.maxiter} iterations "
                       f"(residual {res:.2e}); try method='direct' or a larger maxiter", RuntimeWarning, stacklevel=3)
@@ -541,7 +569,15 @@ def _attach_error_estimates(gen: Generator, dens: Density, opts: _Options) -> No
         dens.info.update(_refinement_error_estimate(*args))
     if "refinement_estimate" in dens.info:
         dens.info["error_estimate"] = max(dens.info.get("error_estimate", 0.0), dens.info["refinement_estimate"])
-        if opts.warn and dens.info["refinement_estimate"] > 1e-2:
+        if opts.warn and dens.info["refinement_estimate"] > 1e-2 and dens.info["degenerate_mass"] > PECLET_MASS_LIMIT:
+            warnings.warn(f"steady_state: {dens.info['degenerate_mass']:.0%} of the mass sits on cells where the "
+                          "diffusion tensor is singular (no noise along some direction): the stationary law can be "
+                          "singular there (mass on a point or on the edge of the noiseless region), which no grid "
+                          "density converges to: the answer moved by "
+                          f"{dens.info['refinement_estimate']:.2g} in L1 from the grid with half the cells a side, "
+                          "and its error can be far larger. Compare with particles (fp.simulate), or give the noise "
+                          "a floor", RuntimeWarning, stacklevel=3)
+        elif opts.warn and dens.info["refinement_estimate"] > 1e-2:
             warnings.warn(f"steady_state: {dens.info['peclet_mass']:.0%} of the mass sits on cells whose Peclet "
                           "number along the stencil exceeds 2 (drift across a weak diffusion direction); estimated "
                           f"error {dens.info['refinement_estimate']:.2g} in L1 (the change from the grid with half "
