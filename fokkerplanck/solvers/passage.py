@@ -76,18 +76,30 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     problem : Problem or Generator
     target : None, callable ``theta -> bool`` on ``(..., d)`` points, or boolean mask of ``grid.shape``
         The target set. ``None``: the process stops at the absorbing walls, which must exist.
+    stencil_radius : int or None
+        See :class:`~fokkerplanck.numerics.operator.Generator`.
     warn : bool
-        Warn when the times may have lost digits and cannot be recomputed (below).
+        Warn when the times may have lost digits and cannot be recomputed (see Notes).
 
+    Returns
+    -------
+    FirstPassageTime
+        The times on the grid (``.values``, ``.at(theta)``) and ``info``: ``lu``, ``lu_layout``, ``condition``,
+        ``gth``, ``residual``, ``relative_residual``, ``min_before_clip``, ``seconds``.
+
+    Raises
+    ------
+    ValueError
+        When nothing can be reached (no target cells and no absorbing wall), when the target covers every cell
+        (nothing to compute), or when some cells cannot reach it (a singular system).
+
+    Notes
+    -----
     The sparse LU of ``-A^T`` on the free cells gives the times first. Its condition number is ``max T`` times
     the largest rate, so deep wells (times of ``e^(Delta U / T)``) make it lose digits; past
     ``CONDITION_LIMIT``, a relative residual above 1e-10 or negative times, the times are recomputed by the
     subtraction-free band elimination (:func:`fokkerplanck.solvers.linalg.gth_first_passage`), or a warning is given
-    where its band does not fit. ``info``: ``lu``, ``lu_layout``, ``condition``, ``gth``, ``residual``,
-    ``relative_residual``, ``min_before_clip``, ``seconds``.
-
-    Raises ``ValueError`` when nothing can be reached (no target cells and no absorbing wall), when the target
-    covers every cell (nothing to compute), or when some cells cannot reach it (a singular system).
+    where its band does not fit.
     """
     t0 = time.perf_counter()
     gen = problem if isinstance(problem, Generator) else generator(problem, stencil_radius)
