@@ -84,6 +84,12 @@ def test_evolve_refuses_a_checkpoint_of_another_problem(valley, tmp_path):
                        noise=fp.noise.Constant([0.05 / 3, 0.06]))
     with pytest.raises(fio.CheckpointMismatch, match="A_hash"):
         fp.evolve(other, p0, t_end=1.0, n_save=3, checkpoint=ck, resume=True)
+    # PARDISO and SuperLU agree to round-off, not bit for bit: a run is resumed only under its own LU back end
+    if fp.linalg.pardiso_available():
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(fp.linalg, "_backend", "superlu" if fp.linalg.lu_backend() == "pardiso" else "pardiso")
+            with pytest.raises(fio.CheckpointMismatch, match="lu_backend"):
+                fp.evolve(gen, p0, t_end=1.0, n_save=3, checkpoint=ck, resume=True)
     p1 = fp.Density.gaussian(gen.grid, mean=[1.0, 0.0], cov=[0.04, 0.01])
     with pytest.raises(ValueError, match="p0_hash"):
         fp.evolve(gen, p1, t_end=1.0, n_save=3, checkpoint=ck, resume=True)

@@ -186,7 +186,10 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
                      "grid_shape": list(grid.shape),
                      "A_hash": _io.array_hash(np.asarray(Acsr.shape), Acsr.indptr, Acsr.indices, Acsr.data),
                      "p0_hash": _io.array_hash(p),
-                     "linear_solver": None if scheme in ("expm", "explicit") else linear_solver}
+                     "linear_solver": None if scheme in ("expm", "explicit") else linear_solver,
+                     # the LU back end: PARDISO and SuperLU agree to round-off, not bit for bit, so a resumed run
+                     # repeats an uninterrupted one only under the same back end
+                     "lu_backend": None if scheme in ("expm", "explicit") else lu_backend()}
         ckpt = {"path": checkpoint, "meta": ckpt_meta, "io": _io}
     state = None
     if ckpt is not None and resume:
