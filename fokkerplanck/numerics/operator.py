@@ -23,8 +23,7 @@ vectors, the Ito diffusion term splits exactly:
 Every term is a jump ``n -> m`` with a non-negative rate: ``A`` has non-negative off-diagonal entries
 (a Metzler matrix, so ``exp(tA) >= 0`` and densities stay non-negative) and zero column sums
 (mass is conserved to round-off with reflecting and periodic walls). The scheme is second-order accurate
-where the Selling weights are smooth (measured: 2D Ornstein-Uhlenbeck with a full tensor, covariance error
-1.3e-4 at 256^2, order 2.0).
+where the Selling weights are smooth (the measured orders are on the documentation's numerics page).
 
 Stencil length. Selling's offsets grow like ``sqrt(cond D~)``. By default (``stencil_radius=None``) every
 cell gets the exact decomposition when every tensor of the field fits offsets of a quarter of the shortest
@@ -39,18 +38,17 @@ Where some tensor needs longer offsets -- a monotone stencil of radius ``R`` hol
 valley floor -- the grid cannot resolve the field. The short stencil (``SHORT_STENCIL_RADIUS``) is used, with the
 off-diagonal part scaled down to a diagonally dominant tensor of the same diagonal where it does not fit
 (:func:`fokkerplanck.numerics.kernels.selling_field`), a warning, and a measured error estimate from
-:func:`fokkerplanck.solvers.steady.steady_state`. Long exact offsets next to scaled tensors measured far worse on
-the PRL Fig. 5 landscape at ``Delta_S = 1e-3`` (``<|x|>`` 0.43-0.53) than the short stencil throughout
-(0.656, 0.662, 0.666 at 400 x 48, 400 x 96, 800 x 96; Euler-Maruyama particles of the full model, extrapolated
-to ``dt -> 0``, 0.673 +- 0.001).
+:func:`fokkerplanck.solvers.steady.steady_state`: the equation solved there is a nearby one. (Long exact
+offsets next to scaled tensors do worse than the short stencil throughout: docs, numerics, "Where the grid
+cannot hold the tensor".)
 
 Divergence form. Where the stencil holds a varying ``D`` exactly, the drift the stencil carries is the
 conservative ``b = v - div D`` (``div D`` by central differences of the noise model) and each direction's flux is
 ``rho_h [B(-z) P_n - B(z) P_m]`` with ``z = e . D~^+ b~`` averaged plainly across the face: the divergence form
 ``div(D grad P - b P)`` of the same equation. ``D^+ b`` is smooth (``-grad psi`` for a reversible problem),
 while the Ito form's ``D^+ v`` carries a large ``D^+ div D`` that only approximately cancels the differences of the
-Selling weights (measured, a reversible field whose axes turn across the box at anisotropy 30: L1 5.0e-4 in the
-divergence form, 0.077 in the Ito form, at 96^2). Constant tensors are the same in both forms; the scaled
+Selling weights under strong anisotropy (an error 150 times larger on a field whose axes turn across the box:
+docs, numerics, "Anisotropy at any orientation"). Constant tensors are the same in both forms; the scaled
 (fallback) stencil keeps the Ito form. ``info["form"]`` says which.
 
 Frames. On a grid with a :class:`~fokkerplanck.model.grid.Frame`, ``theta = origin + M xi``, the fields are evaluated
@@ -147,19 +145,14 @@ class Generator:
         offsets, weights, factor = kernels.selling_field(Dt, radius, drop_unresolved)
         if stencil_radius is None and np.any(factor < 1.0):
             # Some tensor needs offsets longer than a quarter of the grid: the grid cannot resolve this field
-            # with a monotone stencil. Long offsets where they fit next to scaled tensors elsewhere measured
-            # far worse than the short stencil throughout (PRL valley, Delta_S H^2: <|x|> 0.43-0.53 against
-            # 0.656-0.668 and the particles' 0.673), so the short stencil it is, with a measured error estimate
-            # in steady_state (info["error_estimate"]).
+            # with a monotone stencil. The short stencil throughout beats long offsets mixed with scaled tensors
+            # (module docstring), and steady_state reports a measured error estimate (info["error_estimate"]).
             radius = SHORT_STENCIL_RADIUS
             offsets, weights, factor = kernels.selling_field(Dt, radius, drop_unresolved)
         shrunk_cells = int(np.count_nonzero(factor < 1.0)) * (N if constant else 1)
         # Divergence form where the stencil holds D exactly and D varies: the drift carried by the stencil is the
-        # conservative b = v - div D, with g = D^+ b. In the Ito form the stencil would carry D^+ v, whose part
-        # D^+ div D is large under strong anisotropy and cancels only approximately against the differences of
-        # the Selling weights (measured, axes turning across the box at anisotropy 30: L1 0.077 / 0.023 at
-        # 96^2 / 192^2 in the Ito form for a reversible problem, 1e-3 for the same problem with constant D). Where
-        # the tensor had to be scaled, the Ito form is kept: the scaled tensor's own divergence is not div D.
+        # conservative b = v - div D, with g = D^+ b (module docstring, "Divergence form"). Where the tensor had
+        # to be scaled, the Ito form is kept: the scaled tensor's own divergence is not div D.
         conservative = not constant and shrunk_cells == 0
         if conservative:
             v = v - problem.diffusion_divergence(pts)

@@ -348,11 +348,9 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     tol : float
         Relative residual target of the iterative solver.
     maxiter : int
-        Most Krylov iterations of the iterative solver (GMRES restarted every 60). It converges in 15-45
-        iterations on well-posed problems (measured 17 at 32^3, 40 at 128^3); metastable problems, whose wells
-        are joined by rates near underflow, stall -- the solver then warns, and the direct method is the
-        answer where it fits (measured on the PRL valley at Delta_S = 3.2e-3, 400 x 96 cells: the direct
-        solve in 1.2 s, GMRES not converged after 30000 iterations with the wells' masses off by 6%).
+        Most Krylov iterations of the iterative solver (GMRES restarted every 60). Well-posed problems converge
+        in tens of iterations; metastable ones, whose wells are joined by rates near underflow, stall -- the
+        solver then warns, and the direct method is the answer where it fits.
     pin : int, optional
         Iterative solver: flat index of the cell pinned to 1 (default: the minimum of the loss, or the
         centre cell; the solve is repeated once with the peak cell when the pinned value is tiny).
@@ -363,14 +361,12 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
         Where the grid cannot hold the cross-diffusion (the generator scaled it down), solve once more with
         that cross-diffusion dropped, and report the L1 distance between the two answers as
         ``info["error_estimate"]``: the part of the answer decided by what the stencil cannot represent, of
-        the order of the answer's error from it. Measured on the PRL Fig. 5 valley, ``Delta_S H^2`` at
-        ``Delta_S = 1e-3``: at 400 x 48 / 400 x 96 / 800 x 96 cells the estimate is 0.20 / 0.10 / 0.073 in L1;
-        ``<|x|>`` moves by 0.013 / 0.0065 / 0.0038 between the two answers, against errors of 0.017 / 0.011 /
-        0.0074 from the particles' 0.673. It can understate the error several-fold where most of the
-        cross-diffusion is lost: the same valley rotated by 0.2 / 0.5 rad on a plain 320-cell grid has
-        ``<|x'|>`` 4.7% / 15% off (Delta_S = 1e-3) and 16% / 8% off (3e-3) beside estimates of 0.028-0.087
-        in L1. An aligned frame (:class:`~fokkerplanck.model.grid.Frame`) gives the unrotated answer there.
-        A warning gives it when above 1e-2.
+        the order of the answer's error from it, and a warning gives it when above 1e-2. It can understate the
+        error several-fold where most of the cross-diffusion is lost (measured cases: docs, numerics, "Where the
+        grid cannot hold the tensor"); an aligned frame (:class:`~fokkerplanck.model.grid.Frame`) removes the
+        problem where the tensor field has fixed axes. Where drift crosses a weak diffusion direction (cell
+        Peclet numbers above 2) or the noise vanishes on cells holding mass, ``refinement_estimate`` (the
+        change from the grid with half the cells a side) is reported as well.
 
     Returns
     -------
