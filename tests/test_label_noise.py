@@ -158,10 +158,18 @@ def test_sde_equilibrium_anisotropic_and_its_linear_bias():
     """``Sigma_eps = diag(0.1, 1)``: ``E[w^2] -> 0.3015`` from the SDE. The slow time constant is
     ``1/((eta/B) 0.183)`` = 1090 at ``eta/B = 0.005``; particles start at ``q = 0.22`` and ``0.40`` and are
     averaged over ``[5, 9]`` time constants. Euler-Maruyama adds its own ``O(dt)`` bias, removed by Richardson
-    (``2 E(dt) - E(2 dt)``). Measured (32 particles): relative bias at ``eta/B = 0.005``:
-    +2.62% (dt 0.02), +1.83% (0.01), +1.47% (0.005) -> +1.04% at dt -> 0; at ``eta/B = 0.01``: +3.72%,
-    +2.99% -> +2.26%; so the bias is linear in ``eta/B`` (ratio 2.2, slope ~2.2 (eta/B)) and
-    extrapolates to -0.2% +- 0.4% at ``eta/B -> 0``. Standard errors of each run ~0.08%."""
+    (``2 E(dt) - E(2 dt)``). Measured (32 particles), relative bias of ``E[w^2]``:
+
+    =======  ===============  ===============  ======================  ==========================
+    eta/B    dt = 0.01        dt = 0.02        Richardson (seed 2, 3)  its standard error
+    =======  ===============  ===============  ======================  ==========================
+    0.005    +1.96%, +1.77%   +2.79%, +2.57%   +1.13%, +0.96%          0.25%
+    0.01     +3.20%, +2.90%   +3.59%, +3.63%   +2.81%, +2.17%          0.36%
+    0.02     +5.04%, +5.17%   +6.03%, +5.86%   +4.05%, +4.47%          0.50%
+    =======  ===============  ===============  ======================  ==========================
+
+    so the bias is linear in ``eta/B`` (about ``2.2 eta/B``) and ``2 b(0.005) - b(0.01)`` -- the ``eta/B -> 0``
+    limit -- is -0.55% +- 0.6% (seed 2). Bands below: the issue's 2%, and wide ones on the ratio and the limit."""
     m = model((0.1, 1.0))
     qs = m.equilibrium_q()
     th0 = np.repeat([m.manifold_point(0.22), m.manifold_point(0.40)], 16, axis=0)
@@ -178,10 +186,10 @@ def test_sde_equilibrium_anisotropic_and_its_linear_bias():
             vals.append(r.mean_q(5 * tc))
         est[tb] = 2 * vals[0] - vals[1]
     bias1, bias2 = est[0.005] / qs - 1, est[0.01] / qs - 1
-    assert abs(bias1) < 0.02                          # the issue's 2% at eta/B = 0.005 (measured +1.0%)
+    assert abs(bias1) < 0.02                          # the issue's 2% at eta/B = 0.005 (measured +1.13%)
     assert 0.004 < bias1 and 0.01 < bias2             # a real, positive finite-eta/B bias ...
-    assert 1.3 < bias2 / bias1 < 3.3                  # ... linear in eta/B (measured ratio 2.2)
-    assert abs(2 * bias1 - bias2) < 0.012             # eta/B -> 0 limit is q* (measured -0.2% +- 0.4%)
+    assert 1.2 < bias2 / bias1 < 4.0                  # ... linear in eta/B (measured ratio 2.5 +- 0.6)
+    assert abs(2 * bias1 - bias2) < 0.015             # eta/B -> 0 limit is q* (measured -0.55% +- 0.6%)
 
 
 def test_transient_on_the_manifold_from_particles():
