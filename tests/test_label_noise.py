@@ -296,3 +296,25 @@ def test_other_bad_input():
         m.slow_solution(-1.0, 0.25)
     with pytest.raises(ValueError, match="sigma_x must be positive definite"):
         ln.matrix_equilibrium_gram(np.eye(2), np.eye(2), np.diag([1.0, 0.0]))
+
+
+def test_package_objects_on_a_grid_and_headline_plot(tmp_path):
+    """``model.landscape()`` / ``model.noise()`` build an ``fp.Problem`` whose fields are the model's (the grid
+    solver itself is not run: see the module docstring for what it does with this degenerate diffusion)."""
+    import json
+
+    import fokkerplanck as fp
+    m = model((0.1, 1.0))
+    grid = fp.Grid([(0.2, 1.2, 4), (0.5, 2.5, 4), (-1.0, 1.0, 4)])
+    prob = fp.Problem(grid, landscape=m.landscape(), noise=m.noise(0.02))
+    pts = grid.points().reshape(-1, 3)
+    np.testing.assert_allclose(prob.diffusion(pts), m.diffusion(pts, 0.02), atol=1e-15)
+    np.testing.assert_allclose(prob.velocity(pts), -m.grad(pts), atol=1e-15)
+    # a minimal headline-shaped result is JSON-able and plots
+    res = {"kappa": [1.0, 10.0], "flattest_trace": 2.83,
+           "closed": {b: {"lambda_max": [2.1, 3.6], "trace_hessian": [2.8, 3.9]} for b in ("sharp", "flat")},
+           "particles": {b: [{"kappa": 1.0, "lambda_max": 2.1, "trace_hessian": 2.8,
+                              "runs": [{"lambda_max": 2.2, "trace_hessian": 2.9}]}] for b in ("sharp", "flat")}}
+    json.dumps(res)
+    ln.plot_label_noise_headline(res, tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 5000

@@ -658,10 +658,11 @@ def label_noise_headline(quick: bool = False, seed: int = 0) -> dict:
 def plot_label_noise_headline(result: dict, path) -> None:
     """Two panels, ``lambda_max`` and ``tr H`` at convergence against ``kappa``: closed form (lines), particles
     extrapolated to ``eta/B -> 0`` (filled) and at the smaller finite ``eta/B`` (open)."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(9, 3.6))          # no pyplot: the caller's backend is left alone
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
     colors = {"sharp": "C3", "flat": "C0"}
     labels = {"sharp": r"$\Sigma_\varepsilon=\mathrm{diag}(1/\kappa,1)$",
               "flat": r"$\Sigma_\varepsilon=\mathrm{diag}(1,1/\kappa)$"}
@@ -683,4 +684,3 @@ def plot_label_noise_headline(result: dict, path) -> None:
     fig.suptitle("SGD with label noise: sharpness is set by the noise spectrum (Xu et al. 2026)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
