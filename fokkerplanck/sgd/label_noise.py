@@ -384,14 +384,16 @@ class LabelNoiseModel:
     # --- package objects -------------------------------------------------------------------------
     def landscape(self):
         """The full loss as an ``fp.landscapes.Custom`` (exact gradient and Hessian), ``dim = 1 + m``."""
-        import fokkerplanck as fp
-        return fp.landscapes.Custom(self.loss, self.grad, self.hessian, dim=self.dim)
+        from ..model.landscapes import Custom
+
+        return Custom(self.loss, self.grad, self.hessian, dim=self.dim)
 
     def noise(self, eta_over_batch: float):
         """The SGD noise ``D = (eta/2B) J^T S' J`` as an ``fp.noise.Field`` (with its amplitude)."""
-        import fokkerplanck as fp
+        from ..model.noise import Field
+
         tb = _positive(eta_over_batch, "eta_over_batch", strict=False)
-        return fp.noise.Field(lambda t: self.diffusion(t, tb), amplitude=lambda t: self.amplitude(t, tb))
+        return Field(lambda t: self.diffusion(t, tb), amplitude=lambda t: self.amplitude(t, tb))
 
 
 def _positive_array(q, name):
@@ -449,7 +451,7 @@ def simulate(model: LabelNoiseModel, *, method: str, n_particles: int, theta0, e
 
     ``method="sgd"``: minibatch SGD on the per-sample losses with learning rate ``eta`` and batch ``batch``
     (the minibatch gradient drawn exactly through its sufficient statistics, see
-    ``_label_noise_kernels``); time ``t = step * eta``.
+    ``fokkerplanck.sgd.kernels``); time ``t = step * eta``.
 
     ``method="sde"``: Euler-Maruyama with step ``dt`` of ``d theta = -J^T delta dt + sqrt(2D) dW``,
     ``D = (eta_over_batch / 2) J^T S' J``; time ``t = step * dt``. Its own step bias is ``O(dt)``.
@@ -457,7 +459,7 @@ def simulate(model: LabelNoiseModel, *, method: str, n_particles: int, theta0, e
     ``theta0``: ``(1+m,)`` or ``(N, 1+m)``. Snapshots every ``save_every`` steps. Reproducible: the result
     depends on ``seed`` only (``numpy.random.default_rng(seed)`` drives the compiled kernel).
     """
-    from . import _label_noise_kernels as K
+    from . import kernels as K
     if not isinstance(model, LabelNoiseModel):
         raise ValueError(f"model must be a LabelNoiseModel, got {type(model).__name__}")
     n = _count(n_particles, "n_particles")

@@ -1,5 +1,5 @@
-"""Numba kernels of the label-noise particle simulators (private; the public API is
-:func:`fokkerplanck.sgd.label_noise.simulate`).
+"""Numba kernels of the SGD models in :mod:`fokkerplanck.sgd`: the label-noise model's exact minibatch SGD and
+its SDE (used by :func:`fokkerplanck.sgd.label_noise.simulate`).
 
 State ``theta = (w, u_1, ..., u_m)`` of the model ``f(x) = u w x``; ``delta = u w - v``.
 
