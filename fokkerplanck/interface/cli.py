@@ -7,6 +7,7 @@
     fokkerplanck compare  [CONFIG] [--out DIR] [--quick]   solver vs particles vs theory, with distances
     fokkerplanck sweep    [CONFIG] [--out DIR] [--quick]   steady states across one or two parameters
     fokkerplanck phase-diagram {prl-fig5b,prl-fig5d,prl-fig3c} [--out DIR] [--quick] [--scheduler ADDRESS]
+    fokkerplanck reproduce {label-noise,alignment,freezing} [--out DIR] [--quick] [--seed N]
                  [--workers N] [--cache DIR] [--etas ETA ...] [--sigmas SIGMA ...]
                                                            the PRL's (sigma, eta) phase diagrams
 
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "is installed, else serial)")
             s.add_argument("--workers", type=int, default=None, metavar="N",
                            help="workers of the LocalCluster (default: one per core)")
+    _add_reproduce_parser(sub)
     text = "the PRL's (sigma, eta) phase diagrams of the SGD steady state (table and heat map)"
     s = sub.add_parser("phase-diagram", help=text,
                        description=text + ": " + "; ".join(f"{k}: {v}" for k, v in PHASE_DIAGRAMS.items()) + ".")
@@ -671,6 +673,43 @@ def _table_lines(sigmas, etas, Z, D, threshold, fmt="{:.4f}") -> list[str]:
     return lines
 
 
+def _add_reproduce_parser(sub) -> None:
+    from .reproduce import HEADLINES
+
+    text = "the headline result of a paper beyond the PRL (numbers and a figure)"
+    s = sub.add_parser("reproduce", help=text,
+                       description=text + ": " + "; ".join(f"{k}: {h.what}" for k, h in HEADLINES.items()) + ".")
+    s.add_argument("headline", choices=list(HEADLINES), metavar="HEADLINE", help=" | ".join(HEADLINES))
+    s.add_argument("--out", metavar="DIR", default=None,
+                   help="output directory (default: ./fokkerplanck-out/reproduce-HEADLINE)")
+    s.add_argument("--quick", action="store_true", help="fewer particles and shorter runs (seconds to a minute)")
+    s.add_argument("--no-figures", action="store_true", help="skip the PNG figure")
+    s.add_argument("--seed", type=int, default=0, help="seed of the particles (default 0)")
+
+
+def cmd_reproduce(args) -> int:
+    """``fokkerplanck reproduce HEADLINE``: :func:`fokkerplanck.interface.reproduce.run`, one line on a mistake."""
+    from . import reproduce
+
+    out = Path(args.out) if args.out else Path("fokkerplanck-out") / f"reproduce-{args.headline}"
+    problem = _prepare_out(out)
+    if problem:
+        return _fail(problem)
+    try:
+        path, summary, notes = reproduce.run(args.headline, out, quick=args.quick, seed=args.seed,
+                                             figures=not args.no_figures)
+    except (ValueError, OSError, TooLarge) as e:
+        return _fail(f"error: {e}")
+    except KeyboardInterrupt:
+        print("interrupted; nothing was saved", file=sys.stderr)
+        return 130
+    print(f"fokkerplanck reproduce: {summary[0]}")
+    for line in summary[1:] + [f"note: {n}" for n in notes]:
+        print(line)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_phase_diagram(args) -> int:
     """``fokkerplanck phase-diagram FIGURE``: run :func:`~fokkerplanck.sgd.phase_diagrams.prl_phase_diagram` (Fig. 5b),
     :func:`~fokkerplanck.sgd.phase_diagrams.prl_search_diagram` (Fig. 5d) or :func:`~fokkerplanck.sgd.phase_diagrams.highdim_phase_diagram`
@@ -795,6 +834,8 @@ def main(argv=None) -> int:
     command = args.command
     if command == "phase-diagram":
         return cmd_phase_diagram(args)
+    if command == "reproduce":
+        return cmd_reproduce(args)
     try:
         cfg = load_config(args.config, command, quick=args.quick)
     except ConfigError as e:
