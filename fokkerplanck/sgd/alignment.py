@@ -78,7 +78,7 @@ __all__ = [
 ]
 
 #: largest reduced dimension r for which the r^2 x r^2 second-moment matrices are formed densely
-MAX_REDUCED_DIM = 80
+MAX_REDUCED_DIM = 40
 
 
 # ------------------------------------------------------------------------------------------------
@@ -297,6 +297,9 @@ def gaussian_second_moment_operator(Sigma, batch) -> dict:
     S = _spd("Sigma", Sigma, who)
     B = _pos("batch", batch, who)
     d = S.shape[0]
+    if d > MAX_REDUCED_DIM:
+        raise ValueError(f"{who}: d = {d} > {MAX_REDUCED_DIM}; the dense {d * d} x {d * d} map is too large "
+                         f"(for Sigma = lam I use gaussian_threshold_isotropic)")
     v = S.reshape(-1)
     Q = (1 + 1 / B) * np.kron(S, S) + np.outer(v, v) / B
     I = np.eye(d)
