@@ -643,8 +643,8 @@ def simulate_fp1d_sde(lam=1.0, sigma2=1.0, eta_over_B=0.25, *, n_particles=20000
             m += 1
     out = {"x": x}
     if m:
-        out["p_within_05"] = inside / m
-        out["ex2"] = sq / m
+        out["p_within_05"] = float(inside / m)
+        out["ex2"] = float(sq / m)
     return out
 
 
@@ -674,7 +674,7 @@ def alignment_headline(quick: bool = False, seed: int = 0) -> dict:
                eta_bound=eta_bound, mu_min=rng_mu["min"], mu_max=rng_mu["max"],
                frobenius_H=rng_mu["frobenius_H"], sharpness=float(np.linalg.eigvalsh(op["H"])[-1]),
                eta_gd=2.0 / float(np.linalg.eigvalsh(op["H"])[-1]))
-    N, steps = (300, 400) if quick else (2000, 1500)
+    N, steps = (300, 150) if quick else (2000, 600)
     parts = {}
     for f in (0.8, 1.25):
         sim = simulate_finite_sgd(X, f * eta_star, B, n_particles=N, n_steps=steps, seed=seed + 1)
