@@ -29,7 +29,7 @@ from .results import io
 from .results.io import load
 from .results.compare import compare
 from .scale.sweep import SweepResult, sweep
-from .sgd import adiabatic, flatness, label_noise, phase_diagrams, theory
+from .sgd import adiabatic, alignment, flatness, label_noise, phase_diagrams, theory
 from .interface import config, plot
 from . import _compat
 

@@ -161,3 +161,22 @@ def test_label_noise_sharpness(tmp_path, monkeypatch):
     # W2 W1: diagonal of W1^T W1 within 1.2% of the closed form after the eta -> 0 extrapolation
     assert np.all(np.abs(ns["matrix_diag_rel_err"]) < 0.04)
     assert ns["_seconds"] < 60                          # measured 8-10 s on the busy 2-core machine
+
+
+def test_alignment_stability(tmp_path, monkeypatch):
+    ns = run_notebook("07_alignment_stability.ipynb", tmp_path, monkeypatch)
+    _finite(ns["mu_gauss"], ns["mu_samples"], ns["eta_star"], ns["eta_bound"], ns["ex2_solver"], ns["p_within_sde"])
+    assert ns["mu_gauss"] == pytest.approx(1.4966, abs=5e-5)               # issue's number (1.49660)
+    assert ns["mu_samples"] == pytest.approx(ns["mu_gauss"], abs=0.04)     # 2e4 samples: measured 1.5052
+    assert ns["iso_max_formula_err"] < 1e-10 and ns["iso_under_bound"]     # eta* lam (1 + (d+1)/B) = 2 exactly
+    assert ns["eta_star"] == pytest.approx(3.0837, rel=1e-4)              # n = 20, d = 100, B = 2: 3.08371
+    assert ns["eta_star"] < ns["eta_star_wo"] < ns["eta_bound"]            # measured 3.084 < 3.236 < 10.89
+    assert ns["scan_under_bound"]
+    g = ns["growth"]                                                      # ln mean |delta|^2 after 60 steps
+    assert g[0.8][0] < -3 and g[1.25][0] > 3.5                            # measured -4.23 and +5.23
+    assert abs(g[0.8][0] - g[0.8][1]) < 0.6                               # exact -4.38: measured 0.14
+    assert ns["ex2_solver"] == pytest.approx(1 / 6, abs=3e-4)             # 800 cells: measured -8.2e-5
+    assert ns["p_within_solver"] == pytest.approx(0.8253, abs=1.5e-3)      # measured 0.82565
+    assert ns["trunc_slope"] == pytest.approx(-3.0, abs=0.1)              # tail |x|^-6: measured -2.98
+    assert ns["p_within_sde"] == pytest.approx(0.8253, abs=0.01)           # 5000 particles: measured 0.8251
+    assert ns["sgd_ex2_particles"] == pytest.approx(0.2, abs=0.025)        # discrete SGD, not 1/6: measured 0.2033

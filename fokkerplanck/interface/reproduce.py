@@ -29,6 +29,10 @@ HEADLINES = {
         "label_noise", "label_noise_headline", "plot_label_noise_headline",
         "Xu et al. 2026: sharpness of the minimum SGD reaches against the anisotropy of the label noise "
         "(closed form against particles)"),
+    "alignment": Headline(
+        "alignment", "alignment_headline", "plot_alignment_headline",
+        "Wu, Wang & Su 2022: the exact linear-stability threshold of minibatch SGD against the alignment bound "
+        "sqrt(B/mu)/eta, particles across it, and the power-law Fokker-Planck steady state"),
 }
 
 
