@@ -414,3 +414,19 @@ def test_budget_estimate_from_measured_bytes_per_cell():
     budget.check_grid(g)                                   # 512^2: 0.6 GB measured, allowed
     with pytest.raises(budget.TooLarge, match="cells"):
         budget.check(1e30, "a test of 1e30 bytes of cells")
+
+
+def test_reproduce_writes_the_headline(tmp_path, capsys):
+    """``fokkerplanck reproduce alignment --quick``: result.json with the exact threshold under the bound, and the
+    figure; an unknown headline is one line and exit 2."""
+    out = tmp_path / "align"
+    assert main(["reproduce", "alignment", "--quick", "--out", str(out)]) == 0
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["command"] == "reproduce" and doc["parameters"]["headline"] == "alignment"
+    m = doc["metrics"]
+    assert 0 < m["eta_star"] < m["eta_star_without_replacement"] < m["eta_bound"]
+    assert (out / "headline.png").stat().st_size > 10_000
+    assert "wrote" in capsys.readouterr().out
+    assert main(["reproduce", "nonsense"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "invalid choice" in err[0]
