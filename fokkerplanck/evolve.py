@@ -92,6 +92,20 @@ def _scaled_problem(gen: Generator, g: float) -> Problem:
     return Problem(pb.grid, pb.landscape, scaled(pb.noise, g), drift=pb.drift_field, convention=pb.convention)
 
 
+def _absorbing(gen: Generator, keep: np.ndarray) -> Generator:
+    """A copy of ``gen`` whose cells with ``keep == 0`` have no jumps out (their columns of ``A`` zeroed): mass
+    that reaches them stays, so it counts the first passages (:func:`fokkerplanck.passage.first_passage_probability`).
+    The copy carries ``absorb_keep``, so a noise schedule in :func:`evolve` treats its generators alike."""
+    import copy
+
+    import scipy.sparse as sp
+
+    out = copy.copy(gen)
+    out.A = (gen.A @ sp.diags(keep)).tocsr()
+    out.absorb_keep = keep
+    return out
+
+
 def _schedule_values(schedule, gen: Generator, scheme: str, times, step_max: float, hold: int = 1) -> np.ndarray:
     """``g`` of every time step of the run (the steps :func:`evolve` takes: each save interval cut into equal
     steps no longer than ``step_max``): its value at the midpoint of each group of ``hold`` consecutive steps,
@@ -319,6 +333,9 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
                 solvers.clear()
                 scaled["gen"] = gen if g == 1.0 else Generator(_scaled_problem(gen, g), gen.requested_radius,
                                                                warn=scaled["count"] == 0)
+                keep = getattr(gen, "absorb_keep", None)      # fokkerplanck.passage.first_passage_probability
+                if keep is not None and g != 1.0:
+                    scaled["gen"] = _absorbing(scaled["gen"], keep)
                 scaled["g"] = g
                 scaled["count"] += 1
             return scaled["gen"]

@@ -260,3 +260,93 @@ def reference_transient_1d(eta0: float, *, t_end: float = T_END, tau: float = TA
     xb = m.barrier
     inside = np.clip((xb - (xc - h / 2)) / h, 0.0, 1.0)
     return float(np.sum(p * inside) / np.sum(p))
+
+
+def _fold(x, lo, hi):
+    """Mirror reflection at both walls for jumps of any length (a path reflected as often as it crosses)."""
+    w = hi - lo
+    y = np.mod(x - lo, 2 * w)
+    return lo + np.where(y > w, 2 * w - y, y)
+
+
+def _third_derivative(x):
+    x = np.asarray(x, dtype=float)
+    return 6.0 * x * (1.0 + 0.5 * x) + 0.5 * (3.0 * x * x - 1.0) + 3.0 * x * x - 1.0
+
+
+class _Lamperti:
+    """The SDE ``dx = -L' dt + sqrt(g(t)) b(x) dW``, ``b = sqrt(2 D_eta0)``, in ``y = int dx / b`` (Ito's formula):
+    ``dy = (-L'/b - g b'/2) dt + sqrt(g) dW`` -- additive noise, so Euler-Maruyama in ``y`` has strong order 1
+    and none of the bias of a step across a fast-changing ``D``. Tabulated on ``n`` uniform points of ``y``
+    (linear interpolation); reflecting walls in ``x`` are reflecting walls in ``y`` (the map is monotone)."""
+
+    def __init__(self, m: TwoValley1D, eta0: float, n: int = 8001):
+        xs = np.linspace(m.walls[0], m.walls[1], 64001)
+        b = np.sqrt(2.0 * m.diffusion(xs, eta0))
+        db = eta0 * m.delta * m.curvature(xs) * _third_derivative(xs) / b
+        ys = _cumsimpson(1.0 / b, xs)
+        self.Y = float(ys[-1])
+        self.y = np.linspace(0.0, self.Y, n)
+        self.x = np.interp(self.y, ys, xs)
+        self.a = np.interp(self.y, ys, -m.grad(xs) / b)
+        self.c = np.interp(self.y, ys, -0.5 * db)
+        self.inv = (n - 1) / self.Y
+        self.da, self.dc = np.diff(self.a, append=self.a[-1]), np.diff(self.c, append=self.c[-1])
+
+    def to_y(self, x):
+        return np.interp(x, self.x, self.y)
+
+    def to_x(self, y):
+        return np.interp(y, self.y, self.x)
+
+    def drift(self, y, g):
+        u = y * self.inv
+        i = np.minimum(u.astype(np.int64), self.y.size - 1)
+        f = u - i
+        return self.a[i] + f * self.da[i] + g * (self.c[i] + f * self.dc[i])
+
+
+def particle_flat_fraction(eta0: float, *, n_particles: int = 4000, dt: float | None = 0.02, t_end: float = T_END,
+                           tau: float = TAU, seed: int = 0, model: TwoValley1D | None = None,
+                           schedule: bool = True) -> dict:
+    """Flat fraction at ``t_end`` from particles started at ``N(1, 0.05^2)``, under ``eta(t) = eta0 g(t)``.
+
+    ``dt`` a number: the SDE ``dx = -L' dt + sqrt(2 g(t) D_eta0(x)) dW`` by Euler-Maruyama with step ``dt`` in the
+    Lamperti variable ``y = int dx / sqrt(2 D_eta0)`` (additive noise; :class:`_Lamperti`). Plain
+    Euler-Maruyama in ``x`` (what ``fp.simulate`` does) is useless here at affordable steps: ``D`` changes by
+    its own size over one step in the sharp valley (``D' = 7.2``, ``D = 0.95`` at ``x = 1``, ``eta = 0.2``);
+    measured final flat fraction 1.0, 0.98, 0.79 at ``dt`` = 0.05, 0.02, 0.01 against 0.4736, while the
+    transformed scheme gives 0.489, 0.470, 0.471 (4000 particles, +-0.008).
+    ``dt=None``: the discrete SGD of the model (ours), ``x_{k+1} = x_k - eta_k (L'(x_k) + sqrt(Delta L''^2 +
+    sigma0^2) xi_k)`` with ``eta_k = eta0 g(t_k)``, ``t_{k+1} = t_k + eta_k`` (the last step shortened to end at
+    ``t_end``): plain Euler-Maruyama in ``x`` with ``dt = eta_k``, since ``2 D_{eta_k} eta_k = eta_k^2 (Delta
+    L''^2 + sigma0^2)``. Walls at ``+-1.8`` mirror the particles however far they jump (``D`` reaches 42 at the
+    wall at ``eta = 0.2``). ``schedule=False``: a constant rate ``eta0``. Vectorised numpy, seeded.
+    Returns the fraction left of ``x_b``, its binomial standard error and the number of steps."""
+    m = model or TwoValley1D()
+    rng = np.random.default_rng(seed)
+    n = int(n_particles)
+    x = _fold(rng.normal(X0, X0_STD, size=n), *m.walls)
+    g = learning_rate_schedule(tau) if schedule else (lambda t: 1.0)
+    t, steps = 0.0, 0
+    if dt is None:
+        while t < t_end * (1 - 1e-12):
+            h = min(eta0 * g(t), t_end - t)
+            amp = h * np.sqrt(m.delta * m.curvature(x) ** 2 + m.sigma0_sq)
+            x = _fold(x - h * m.grad(x) + amp * rng.standard_normal(n), *m.walls)
+            t += h
+            steps += 1
+    else:
+        lam = _Lamperti(m, eta0)
+        y = lam.to_y(x)
+        while t < t_end * (1 - 1e-12):
+            h = min(float(dt), t_end - t)
+            gk = g(t)
+            y = _fold(y + h * lam.drift(y, gk) + math.sqrt(gk * h) * rng.standard_normal(n), 0.0, lam.Y)
+            t += h
+            steps += 1
+        x = lam.to_x(y)
+    f = float(np.mean(x < m.barrier))
+    return {"eta0": float(eta0), "final": f, "stderr": math.sqrt(f * (1 - f) / n), "n_particles": n,
+            "dt": None if dt is None else float(dt), "steps": steps, "seed": int(seed),
+            "method": "sgd" if dt is None else "sde"}
