@@ -260,3 +260,6 @@ def test_first_passage_probability():
     s = first_passage_probability(prob, p0, target, 600.0, n_save=7, dt=2.0, noise_schedule=F.learning_rate_schedule())
     assert s["probability"][-1] == pytest.approx(0.4834, abs=2e-3)
     assert s["probability"][-1] - s["probability"][-3] < 1e-4
+
+
+# freezing_headline(quick=True) and its plot are run and checked by tests/test_notebooks.py::test_transient_freezing

@@ -474,7 +474,7 @@ def freezing_headline(quick: bool = False, seed: int = 0) -> dict:
     import warnings
 
     t0 = time.perf_counter()
-    cells, dt = (360, 2.0) if quick else (720, 1.0)
+    cells, dt = (360, 4.0) if quick else (720, 1.0)
     etas = [0.1, 0.2, 0.3] if quick else [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4]
     out = {"model": {"loss": "1/4 (x^2-1)^2 (1+x/2)", "noise": "D = (eta/2)(Delta L''^2 + sigma0^2)",
                      **TwoValley1D().params(), "schedule": "eta(t) = eta0 / (1 + t/50)", "t_end": T_END,
@@ -489,7 +489,7 @@ def freezing_headline(quick: bool = False, seed: int = 0) -> dict:
         warnings.simplefilter("ignore", RuntimeWarning)          # the continuum warning: recorded per row instead
         for e in etas:
             r = transient_flat_fraction(e, cells=cells, dt=dt, n_save=61)
-            qs = quasi_static_freezing(e, n_times=31 if quick else 121, n=q // 10)
+            qs = quasi_static_freezing(e, n_times=21 if quick else 121, n=q // 10)
             rows.append({"eta0": e, "final": r["final"], "quasi_static_final": qs["final"],
                          "t_freeze": freezing_time_from(r["times"], r["flat_fraction"]),
                          "t_freeze_quasi_static": qs["t_freeze"], "mass_error": r["mass_error"],
@@ -500,11 +500,11 @@ def freezing_headline(quick: bool = False, seed: int = 0) -> dict:
     out["transient"] = rows
     out["time_step_error_eta0_0.2"] = {"dt": dt, "final": base, "final_half_dt": half, "difference": abs(base - half)}
     out["reference_solve_eta0_0.2"] = reference_transient_1d(0.2, cells=1500 if quick else 3000)
-    n_p, dt_p = (1000, 0.05) if quick else (4000, 0.02)
+    n_p, dt_p = (600, 0.05) if quick else (4000, 0.02)
     out["particles_eta0_0.2"] = particle_flat_fraction(0.2, n_particles=n_p, dt=dt_p, seed=seed)
-    out["sgd_eta0_0.2"] = particle_flat_fraction(0.2, n_particles=500 if quick else 2000, dt=None, seed=seed)
-    out["escape_by_t50"] = [escape_by_time(e, 50.0, n_particles=500 if quick else 2000, seed=seed,
-                                           cells=cells) for e in ((0.02, 0.05, 0.2) if quick else (0.01, 0.02, 0.05, 0.1, 0.2, 0.3))]
+    out["sgd_eta0_0.2"] = particle_flat_fraction(0.2, n_particles=200 if quick else 2000, dt=None, seed=seed)
+    out["escape_by_t50"] = [escape_by_time(e, 50.0, n_particles=200 if quick else 2000, seed=seed, cells=cells)
+                            for e in ((0.05, 0.2) if quick else (0.01, 0.02, 0.05, 0.1, 0.2, 0.3))]
     out["continuum_limit"] = CONTINUUM_LIMIT
     x, U, _ = effective_potential_1d(TwoValley1D.grad, lambda x: TwoValley1D().diffusion(x, 0.2), *WALLS, 1801)
     out["effective_potential_eta_0.2"] = {"x": x[::10].tolist(), "U_eff": U[::10].tolist()}
