@@ -205,12 +205,12 @@ def test_bad_schedules_are_one_line_errors(bad, match):
 def test_particles_constant_schedule_equals_scaled_noise_and_seed():
     land = fp.landscapes.Quadratic(np.eye(2))
     for noise in (fp.noise.Isotropic(0.3), fp.noise.Constant([[0.3, 0.1], [0.1, 0.2]]), fp.noise.HessianAligned(0.1)):
-        kw = dict(method="sde", n_particles=300, theta0=[0.5, 0.2], t_end=0.5, dt=0.01, seed=3)
+        kw = {"method": "sde", "n_particles": 300, "theta0": [0.5, 0.2], "t_end": 0.5, "dt": 0.01, "seed": 3}
         a = fp.simulate(land, fp.noise.scaled(noise, 0.25), **kw)
         b = fp.simulate(land, noise, noise_schedule=lambda t: 0.25, **kw)
         assert np.array_equal(a.positions, b.positions)
     g = lambda t: 1.0 / (1.0 + t)
-    kw = dict(method="sde", n_particles=300, theta0=[0.5, 0.2], t_end=0.5, dt=0.01, noise_schedule=g)
+    kw = {"method": "sde", "n_particles": 300, "theta0": [0.5, 0.2], "t_end": 0.5, "dt": 0.01, "noise_schedule": g}
     a, b = fp.simulate(land, fp.noise.Isotropic(0.3), seed=5, **kw), fp.simulate(land, fp.noise.Isotropic(0.3), seed=5, **kw)
     c = fp.simulate(land, fp.noise.Isotropic(0.3), seed=6, **kw)
     assert np.array_equal(a.positions, b.positions) and not np.array_equal(a.positions, c.positions)
@@ -230,7 +230,7 @@ def test_particles_schedule_ou_variance():
 
 def test_sgd_learning_rate_schedule():
     dv = fp.landscapes.DegenerateValley()
-    kw = dict(method="sgd", n_particles=200, theta0=[0.5, 0.2], sigma=0.05, t_end=2.0, seed=1)
+    kw = {"method": "sgd", "n_particles": 200, "theta0": [0.5, 0.2], "sigma": 0.05, "t_end": 2.0, "seed": 1}
     a = fp.simulate(dv, eta=0.02, **kw)
     b = fp.simulate(dv, eta=0.04, noise_schedule=lambda t: 0.5, **kw)          # eta_k = 0.02 every step
     assert np.max(np.abs(a.positions - b.positions)) < 1e-12 and b.n_steps == a.n_steps == 100
@@ -260,6 +260,21 @@ def test_first_passage_probability():
     s = first_passage_probability(prob, p0, target, 600.0, n_save=7, dt=2.0, noise_schedule=F.learning_rate_schedule())
     assert s["probability"][-1] == pytest.approx(0.4834, abs=2e-3)
     assert s["probability"][-1] - s["probability"][-3] < 1e-4
+
+
+def test_phase_diagram_2d():
+    # 2D PRL-type model (ours), coarse 48 x 20, dt 4: measured flat fractions 0.248 / 5e-7 at (0.15, B 1 / 4) and
+    # 0.809 / 0.0028 at (0.3, 1 / 4); 96 x 40 gives 0.233 and 0.816 (the grid error of this coarse test ~0.015)
+    r = F.phase_diagram_2d((0.15, 0.3), (1, 2), nx=48, ny=20, dt=4.0)
+    f = np.array(r["flat_fraction"])
+    assert f[0, 0] == pytest.approx(0.233, abs=0.03) and f[1, 0] == pytest.approx(0.816, abs=0.03)
+    assert f[1, 0] > f[0, 0] and f[1, 0] > f[1, 1] > f[0, 1]          # more eta / smaller batch: flatter
+    # only eta / B matters in the continuous limit: (0.3, B = 2) is (0.15, B = 1)
+    assert f[1, 1] == pytest.approx(f[0, 0], abs=1e-12)
+    # freezing later with more noise, by the rate criterion k (t + tau) = 1 (escape rates of the frozen noise)
+    tr = np.array(r["t_freeze_rate"])
+    assert tr[1, 0] > tr[0, 0] and tr[1, 0] > tr[1, 1]
+    assert all(r["discrete_stable"]) and r["continuum_parameter"][1][0] == pytest.approx(11.3 * 0.3, rel=0.01)
 
 
 # freezing_headline(quick=True) and its plot are run and checked by tests/test_notebooks.py::test_transient_freezing
