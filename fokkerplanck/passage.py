@@ -86,6 +86,9 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     where its band does not fit. ``info``: ``lu``, ``lu_layout``, ``condition``, ``gth``, ``residual``,
     ``relative_residual``, ``min_before_clip``, ``seconds``.
 
+    The backward equation needs a stationary generator: for a time-dependent noise (a learning-rate schedule) use
+    :func:`first_passage_probability`, the probability of having reached the target by each time.
+
     Raises ``ValueError`` when nothing can be reached (no target cells and no absorbing wall), when the target
     covers every cell (nothing to compute), or when some cells cannot reach it (a singular system).
     """

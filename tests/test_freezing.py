@@ -9,8 +9,9 @@ import pytest
 from scipy.integrate import solve_ivp, trapezoid
 
 import fokkerplanck as fp
-from fokkerplanck.passage import first_passage_probability
 from fokkerplanck.sgd import freezing as F
+
+first_passage_probability = F._first_passage_probability()
 
 
 @pytest.fixture(autouse=True)
@@ -278,3 +279,17 @@ def test_phase_diagram_2d():
 
 
 # freezing_headline(quick=True) and its plot are run and checked by tests/test_notebooks.py::test_transient_freezing
+
+
+def test_schedule_checkpoint_identity(tmp_path):
+    # the checkpoint names the schedule (a hash of g at every step): the same schedule resumes to the same densities,
+    # another one is refused
+    prob = _ou()
+    p0 = fp.Density.gaussian(prob.grid, mean=[1.0], cov=[[0.1]])
+    path = tmp_path / "run.npz"
+    g = lambda t: 1.0 / (1.0 + t)
+    a = fp.evolve(prob, p0, 1.0, dt=0.1, noise_schedule=g, checkpoint=path)
+    b = fp.evolve(prob, p0, 1.0, dt=0.1, noise_schedule=g, checkpoint=path, resume=True)
+    assert np.array_equal(a.values, b.values)
+    with pytest.raises(ValueError, match="noise_schedule"):
+        fp.evolve(prob, p0, 1.0, dt=0.1, noise_schedule=lambda t: 2.0, checkpoint=path, resume=True)

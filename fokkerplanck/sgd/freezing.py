@@ -431,15 +431,24 @@ def continuum_parameter(eta: float, model: TwoValley1D | None = None, x: float =
     return float(eta * abs(dc) / math.sqrt(c))
 
 
+def _first_passage_probability():
+    """``first_passage_probability`` wherever the package keeps it (the top level once exported; its module
+    ``passage`` before and during the move into subpackages)."""
+    import importlib
+
+    import fokkerplanck as fp
+    f = getattr(fp, "first_passage_probability", None) or getattr(getattr(fp, "passage", None),
+                                                                  "first_passage_probability", None)
+    return f if f is not None else importlib.import_module("fokkerplanck.passage").first_passage_probability
+
+
 def escape_by_time(eta: float, t: float = 50.0, *, n_particles: int = 2000, seed: int = 0, cells: int = 720,
                    model: TwoValley1D | None = None) -> dict:
     """Probability of reaching the flat minimum (``x <= -1``) by time ``t`` from ``N(1, 0.05^2)`` at a constant
     learning rate ``eta``: the continuous limit (``fp.passage.first_passage_probability``, ``cells`` cells) and
     the model's discrete SGD (``n_particles``, a path counts once it has stepped to ``x <= -1``)."""
     import fokkerplanck as fp
-    from fokkerplanck.passage import (
-        first_passage_probability,  # not in the top-level API (yet)
-    )
+    first_passage_probability = _first_passage_probability()
 
     m = model or TwoValley1D()
     prob = m.problem(eta, cells)
