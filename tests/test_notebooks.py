@@ -154,6 +154,7 @@ def test_transient_freezing(tmp_path, monkeypatch):
     assert ns["reference"] == pytest.approx(0.4736, abs=3e-4)    # independent solve, 1500 cells: 0.47354
     # more noise, later freezing (quick: 29.5 / 52 / 56) and more of the mass flat
     assert ns["t_freeze"][0] < ns["t_freeze"][1] < ns["t_freeze"][2]
+    assert ns["t_freeze_rate"][0] == 0.0 < ns["t_freeze_rate"][1] < ns["t_freeze_rate"][2]   # quick: 0 / 17 / 67
     # SDE particles (600, dt 0.05, seed 0) within statistics + step bias of the Fokker-Planck answer
     p = ns["particles"]
     assert abs(p["final"] - finals[0.2]) < 3 * p["stderr"] + 0.02
