@@ -23,13 +23,13 @@ from .solvers import linalg
 from .solvers.linalg import set_lu_backend
 from .solvers.steady import steady_state
 from .solvers.evolve import evolve
-from .solvers.passage import escape_rate, mean_first_passage_time
+from .solvers.passage import escape_rate, first_passage_probability, mean_first_passage_time
 from .particles import Ensemble, simulate
 from .results import io
 from .results.io import load
 from .results.compare import compare
 from .scale.sweep import SweepResult, sweep
-from .sgd import adiabatic, alignment, flatness, label_noise, phase_diagrams, theory
+from .sgd import adiabatic, alignment, flatness, freezing, label_noise, phase_diagrams, theory
 from .interface import config, plot
 from . import _compat
 

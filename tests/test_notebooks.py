@@ -180,3 +180,36 @@ def test_alignment_stability(tmp_path, monkeypatch):
     assert ns["trunc_slope"] == pytest.approx(-3.0, abs=0.1)              # tail |x|^-6: measured -2.98
     assert ns["p_within_sde"] == pytest.approx(0.8253, abs=0.01)           # 5000 particles: measured 0.8251
     assert ns["sgd_ex2_particles"] == pytest.approx(0.2, abs=0.025)        # discrete SGD, not 1/6: measured 0.2033
+
+def test_transient_freezing(tmp_path, monkeypatch):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="eta = .* too large for the continuous limit")
+        ns = run_notebook("08_transient_freezing.ipynb", tmp_path, monkeypatch)
+    finals = ns["finals"]
+    _finite(list(finals.values()), ns["t_freeze"], ns["mfpt_sf"], ns["mfpt_fs"], ns["flat_eq"])
+    # exact quadratures at eta = 0.2 (issue: 32.114 / 220.55 / 0.8776)
+    assert ns["mfpt_sf"] == pytest.approx(32.114, abs=1e-3)
+    assert ns["mfpt_fs"] == pytest.approx(220.55, abs=1e-2)
+    assert ns["flat_eq"] == pytest.approx(0.8776, abs=1e-4)
+    # final flat fraction, quick 360 cells, dt 4 (issue 0.0235 / 0.473 / 0.841; converged 0.02353 / 0.47358 / 0.84140)
+    assert finals[0.1] == pytest.approx(0.0235, abs=5e-4)
+    assert finals[0.2] == pytest.approx(0.4736, abs=1e-3)
+    assert finals[0.3] == pytest.approx(0.8414, abs=1e-3)
+    assert ns["dt_err"] < 6e-4                                   # quick: dt 4 vs 2, measured 3.1e-4
+    assert ns["reference"] == pytest.approx(0.4736, abs=3e-4)    # independent solve, 1500 cells: 0.47354
+    # more noise, later freezing (quick: 29.5 / 52 / 56) and more of the mass flat
+    assert ns["t_freeze"][0] < ns["t_freeze"][1] < ns["t_freeze"][2]
+    assert ns["t_freeze_rate"][0] == 0.0 < ns["t_freeze_rate"][1] < ns["t_freeze_rate"][2]   # quick: 0 / 17 / 67
+    # SDE particles (600, dt 0.05, seed 0) within statistics + step bias of the Fokker-Planck answer
+    p = ns["particles"]
+    assert abs(p["final"] - finals[0.2]) < 3 * p["stderr"] + 0.02
+    # the discrete SGD is not the continuous limit: all flat at eta0 = 0.2; escape by t = 50 at eta 0.05
+    assert ns["sgd_final"] > 0.95
+    cont, sgd = ns["escape_gap"][0.05]
+    assert cont < 2e-3 and sgd > 0.5
+    assert ns["warned"]
+    assert (tmp_path / "freezing_headline.png").stat().st_size > 10_000
+    # eta (U_eff(+1) - U_eff(-1)): the sharp valley raised, more by more noise (measured 0.347 / 0.716 at eta 0.1 / 0.3)
+    assert 0 < ns["U_at_minima"][0.1] < ns["U_at_minima"][0.2] < ns["U_at_minima"][0.3]

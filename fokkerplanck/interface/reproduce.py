@@ -33,6 +33,10 @@ HEADLINES = {
         "alignment", "alignment_headline", "plot_alignment_headline",
         "Wu, Wang & Su 2022: the exact linear-stability threshold of minibatch SGD against the alignment bound "
         "sqrt(B/mu)/eta, particles across it, and the power-law Fokker-Planck steady state"),
+    "freezing": Headline(
+        "freezing", "freezing_headline", "plot_freezing_headline",
+        "Yang et al. 2026: transient escape from the sharp valley and freezing under a decaying learning rate "
+        "(1D two-valley model of ours; final flat fraction against eta_0, exact MFPTs)"),
 }
 
 

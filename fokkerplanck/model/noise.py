@@ -243,3 +243,45 @@ def tensor_divergence(tensor: Callable, theta, step: float = 1e-6) -> np.ndarray
         tm[..., j] -= step
         out += (tensor(tp)[..., :, j] - tensor(tm)[..., :, j]) / (2 * step)
     return out
+
+
+class Scaled(Noise):
+    """``c D(theta)`` for a noise model ``D`` and a constant ``c >= 0`` (amplitude ``sqrt(c) g``): the noise of a
+    time-dependent schedule ``D(theta, t) = g(t) D(theta)`` frozen at one time (:func:`scaled`)."""
+
+    def __init__(self, base: Noise, c: float):
+        self.base, self.c = base, float(c)
+        self.kind = base.kind
+        self.needs_landscape = base.needs_landscape
+
+    def tensor(self, theta, landscape=None):
+        return self.c * self.base.tensor(theta, landscape)
+
+    def amplitude(self, theta, landscape=None):
+        return np.sqrt(self.c) * self.base.amplitude(theta, landscape)
+
+    def params(self):
+        return {"base": repr(self.base), "c": self.c}
+
+
+def scaled(model: Noise, c: float) -> Noise:
+    """The noise model ``c D`` (``c >= 0`` finite): the same class with its strength scaled where the class has
+    one (``Constant``, ``Isotropic``, ``HessianAligned``, ``HessianLinear``: the compiled particle kernels and the
+    generator's constant-tensor path still apply), else a :class:`Scaled` wrapper. ``c == 1`` returns ``model``."""
+    c = float(c)
+    if not (np.isfinite(c) and c >= 0):
+        raise ValueError(f"scaled noise: the factor must be finite and >= 0, got {c}")
+    if c == 1.0:
+        return model
+    t = type(model)
+    if t is Constant:
+        return Constant(c * model.D)
+    if t is Isotropic:
+        return Isotropic(c * model.T)
+    if t is HessianAligned:
+        return HessianAligned(c * model.delta_s)
+    if t is HessianLinear:
+        return HessianLinear(c * model.delta)
+    if t is Scaled:
+        return Scaled(model.base, c * model.c)
+    return Scaled(model, c)

@@ -288,7 +288,7 @@ def _seed_key(seed):
 def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, dt=None, eta=None, sigma=None,
              n_steps=None, shift="linear", T=None, grid=None, seed=0, record_every=None,
              divergence_threshold=1e6, progress=None, checkpoint=None, checkpoint_every=None,
-             resume=False) -> Ensemble:
+             resume=False, noise_schedule=None) -> Ensemble:
     """Simulate ``n_particles`` independent particles of a stochastic gradient dynamics.
 
     Parameters
@@ -342,6 +342,14 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         reproduces the uninterrupted one exactly (``np.array_equal`` positions, flags, event times and
         statistics). A checkpoint of a different run raises a ``ValueError``
         (:class:`fokkerplanck.solvers.checkpoint.CheckpointMismatch`) naming what differs.
+    noise_schedule : callable ``g(t) -> float``, optional
+        Time-dependent noise. ``sde``/``langevin``: ``D(theta, t) = g(t) D(theta)`` (``g >= 0``), Euler-Maruyama
+        with the amplitude ``sqrt(g(t_k)) G(theta)`` at the start of each step (Ito), ``t_k = k dt``.
+        ``sgd``: a learning-rate schedule ``eta_k = eta g(t_k)`` (``g > 0``) with ``t_{k+1} = t_k + eta_k``: each
+        step is the SGD step of learning rate ``eta_k`` (linear shift: noise ``sqrt(2 eta_k sigma) H``; exact
+        shift: the shift ``mu ~ N(0, 2 sigma)`` is unchanged), and the last step is shortened to end at
+        ``t_end`` exactly (with ``n_steps`` instead of ``t_end``: that many steps). In the continuous limit both
+        are ``fp.evolve(..., noise_schedule=g)``. Event times and ``Ensemble.time`` are the ``t_k``.
 
     Returns
     -------
@@ -392,7 +400,7 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         eta = _positive("eta", eta)
         sigma = _nonneg("sigma", sigma)
         step = eta
-        nsteps = step_count(t_end, n_steps, step, "method='sgd'")
+        nsteps = step_count(t_end, n_steps, step, "method='sgd'") if noise_schedule is None else None
         if shift == "linear":
             noise_model = _N.HessianAligned(eta * sigma)
             nk, npar = K.NOISE_HESS_ALIGNED, np.array([math.sqrt(2.0 * eta * sigma)])
@@ -446,6 +454,11 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
     if record_every is not None:
         record_every = _count("record_every", record_every)
     seed_int, key = _seed_key(seed)
+    sched_steps = sched_scales = None
+    if noise_schedule is not None:
+        sched_steps, sched_scales = schedule_steps(noise_schedule, method, step, nsteps, t_end, n_steps)
+        nsteps = sched_steps.size
+    step_times = None if sched_steps is None else np.concatenate([[0.0], np.cumsum(sched_steps)])
 
     packed_land = pack_landscape(landscape, d)
     if packed_land is not None and packed_land[0] == K.LAND_MULTI and int(packed_land[1][1]) != d:
@@ -462,7 +475,7 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
     def record(k):
         live = status == K.ALIVE
         p = pos[live]
-        times.append(k * step)
+        times.append(k * step if step_times is None else float(step_times[k]))
         if p.shape[0]:
             m = p.mean(axis=0)
             z = p - m
@@ -503,7 +516,8 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
                                    else _strip_addresses(repr(landscape))),
                      "noise": (ckpt_io.array_hash(np.int64(nk), npar) if use_numba
                                else _strip_addresses(repr(noise_model))),
-                     "theta0_hash": ckpt_io.array_hash(pos)}
+                     "theta0_hash": ckpt_io.array_hash(pos),
+                     "schedule": None if sched_steps is None else ckpt_io.array_hash(sched_steps, sched_scales)}
         if resume:
             got = ckpt_io.read_checkpoint(checkpoint, "simulate", ckpt_meta)
             if got is not None:
@@ -565,11 +579,17 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
                 m = min(m, record_every - done % record_every)
             if checkpoint is not None:
                 m = min(m, ckpt_every - done % ckpt_every)
+            h, par = step, npar
+            if sched_steps is not None:        # a run of steps with the same step size and noise factor
+                h, gk = float(sched_steps[done]), float(sched_scales[done])
+                same = (sched_steps[done:done + m] == h) & (sched_scales[done:done + m] == gk)
+                m = int(np.argmin(same)) if not same.all() else m
+                par = npar if nk == K.NOISE_SHIFT_EXACT else np.ascontiguousarray(npar * math.sqrt(gk))
             if use_2d:
-                K.run_chunk_2d(pos, status, event, np.int64(lk), lp, np.int64(nk), npar, float(step), np.int64(done),
+                K.run_chunk_2d(pos, status, event, np.int64(lk), lp, np.int64(nk), par, float(h), np.int64(done),
                                np.int64(m), key, lower, upper, bc, use_walls, float(thr), np.int64(n_blocks))
             else:
-                K.run_chunk(pos, status, event, np.int64(lk), lp, np.int64(ws), np.int64(nk), npar, float(step),
+                K.run_chunk(pos, status, event, np.int64(lk), lp, np.int64(ws), np.int64(nk), par, float(h),
                             np.int64(done), np.int64(m), key, lower, upper, bc, use_walls, float(thr),
                             np.int64(n_blocks))
             done += m
@@ -578,7 +598,8 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
             after_steps(done)
     else:
         _numpy_path(landscape, noise_model, method, shift, sigma, pos, status, event, step, nsteps, key,
-                    lower, upper, bc, use_walls, thr, after_steps, bar, start=done0)
+                    lower, upper, bc, use_walls, thr, after_steps, bar, start=done0, steps=sched_steps,
+                    scales=sched_scales)
     wall = _time.perf_counter() - t0
     if bar is not None:
         bar.close()
@@ -602,7 +623,59 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         info["checkpoint"] = str(checkpoint)
         if done0 or complete:
             info["resumed_from_step"] = done0
-    return Ensemble(pos, status, event, dt=step, n_steps=nsteps, times=times, stats=stats, info=info)
+    ens = Ensemble(pos, status, event, dt=step, n_steps=nsteps, times=times, stats=stats, info=info)
+    if step_times is not None:            # variable steps: times from the schedule, not step * dt
+        info["noise_schedule"] = {"min": float(sched_scales.min()) if nsteps else 1.0,
+                                  "max": float(sched_scales.max()) if nsteps else 1.0}
+        ev = np.where(event >= 0, step_times[np.clip(event, 0, nsteps)], np.nan)
+        ens.divergence_time = np.where(ens.diverged, ev, np.nan)
+        ens.absorption_time = np.where(ens.absorbed, ev, np.nan)
+        ens.time = float(step_times[-1])
+    return ens
+
+
+def schedule_steps(schedule, method: str, step: float, nsteps, t_end, n_steps):
+    """Per-step ``(step sizes, noise factors)`` of a run with ``noise_schedule`` (see :func:`simulate`)."""
+    if not callable(schedule):
+        raise ValueError(f"noise_schedule must be a callable g(t) -> float, got {type(schedule).__name__}")
+
+    def g_at(t):
+        try:
+            v = float(schedule(float(t)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"noise_schedule(t={t:g}) did not return a number ({exc})") from None
+        if not np.isfinite(v) or v < 0 or (method == "sgd" and v == 0):
+            need = "> 0 (a learning-rate factor)" if method == "sgd" else ">= 0"
+            raise ValueError(f"noise_schedule(t={t:g}) = {v!r}; it must be finite and {need}")
+        return v
+
+    if method != "sgd":
+        scales = np.array([g_at(k * step) for k in range(nsteps)])
+        return np.full(nsteps, step), scales
+    steps, scales = [], []
+    t = 0.0
+    if n_steps is not None:
+        for _ in range(_count("n_steps", n_steps, 0)):
+            gk = g_at(t)
+            steps.append(step * gk)
+            scales.append(gk)
+            t += step * gk
+        if t_end is not None and not math.isclose(t, float(t_end), rel_tol=1e-9, abs_tol=1e-12):
+            raise ValueError(f"method='sgd': t_end={t_end} and n_steps={n_steps} disagree under the schedule "
+                             f"(the steps end at {t:g}); give one of them")
+        return np.array(steps), np.array(scales)
+    if t_end is None:
+        raise ValueError("method='sgd': give t_end or n_steps")
+    t_end = _nonneg("t_end", t_end)
+    while t < t_end * (1 - 1e-12):
+        gk = g_at(t)
+        h = min(step * gk, t_end - t)
+        steps.append(h)
+        scales.append(h / step)                        # the last, shortened step: learning rate h
+        t += h
+        if len(steps) > 10**8:
+            raise ValueError("method='sgd': the noise schedule makes more than 1e8 steps; is it decaying to 0?")
+    return np.array(steps), np.array(scales)
 
 
 def _strip_addresses(text: str) -> str:
@@ -613,7 +686,7 @@ def _strip_addresses(text: str) -> str:
 
 
 def _numpy_path(landscape, noise, method, shift, sigma, pos, status, event, step, nsteps, key, lower, upper, bc,
-                use_walls, thr, after_step, bar, start=0):
+                use_walls, thr, after_step, bar, start=0, steps=None, scales=None):
     """Vectorised numpy Euler-Maruyama / SGD step for models the kernels do not know (Custom landscapes,
     Field noise). Same random stream as the compiled path; the per-step bookkeeping (divergence, walls) is
     the compiled :func:`~fokkerplanck.particles.kernels.finish_step`. Steps ``start .. nsteps-1``;
@@ -628,10 +701,15 @@ def _numpy_path(landscape, noise, method, shift, sigma, pos, status, event, step
         if packed is not None and packed[0] in (K.NOISE_CONSTANT, K.NOISE_ISOTROPIC):
             const_G = packed[1].reshape(d, d) if packed[0] == K.NOISE_CONSTANT else packed[1][0] * np.eye(d)
     for s in range(start, nsteps):
+        amp = 1.0
+        if steps is not None:          # a noise schedule: this step's size and noise factor
+            step = float(steps[s])
+            sqdt = math.sqrt(step)
+            amp = 1.0 if (method == "sgd" and shift == "exact") else math.sqrt(float(scales[s]))
         K.fill_normals(xi, key, np.int64(s), np.int64(0))
         live = status == K.ALIVE
         p = pos[live]
-        z = xi[live]
+        z = xi[live] if amp == 1.0 else amp * xi[live]
         with np.errstate(all="ignore"):
             if method == "sgd" and shift == "exact":
                 inc = -step * landscape.grad(p - math.sqrt(2.0 * sigma) * z)

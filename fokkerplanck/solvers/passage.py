@@ -100,6 +100,9 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     ``CONDITION_LIMIT``, a relative residual above 1e-10 or negative times, the times are recomputed by the
     subtraction-free band elimination (:func:`fokkerplanck.solvers.linalg.gth_first_passage`), or a warning is given
     where its band does not fit.
+
+    The backward equation needs a stationary generator: for a time-dependent noise (a learning-rate schedule) use
+    :func:`first_passage_probability`, the probability of having reached the target by each time.
     """
     t0 = time.perf_counter()
     gen = problem if isinstance(problem, Generator) else generator(problem, stencil_radius)
@@ -197,3 +200,46 @@ def escape_rate(problem: Problem | Generator, target=None, *, stencil_radius: in
                       "this grid (fokkerplanck.solvers.linalg.GTH_WORK_LIMIT); 1 / mean_first_passage_time is a check",
                       RuntimeWarning, stacklevel=2)
     return lam
+
+
+def first_passage_probability(problem: Problem | Generator, p0, target, t_end: float, *, n_save: int = 11,
+                              dt: float | None = None, noise_schedule=None, schedule_hold: int = 1,
+                              stencil_radius: int = DEFAULT_STENCIL_RADIUS) -> dict:
+    """Probability ``F(t)`` that the process started from ``p0`` has reached ``target`` by time ``t``.
+
+    The mean first-passage time (:func:`mean_first_passage_time`) needs a stationary generator: under a
+    time-dependent noise ``D(theta, t) = g(t) D(theta)`` (a learning-rate schedule) the escape statistics
+    depend on when the walk starts, and the time-resolved first-passage probability is the meaningful
+    quantity. It is computed forward: the target cells are made absorbing *and keep their mass* (their columns
+    of ``A`` are zeroed: no jump leaves them), so the generator still conserves mass, and ``F(t)`` is the mass
+    in the target, evolved by :func:`fokkerplanck.evolve.evolve` (with ``noise_schedule`` and ``schedule_hold``
+    as there: the generator of each group of steps is assembled for ``g`` at the group's midpoint and made
+    absorbing in the same way, :func:`fokkerplanck.evolve._absorbing`). Without a schedule the mean first-passage time from ``p0`` is
+    ``int_0^inf (1 - F) dt``, the check used in the tests.
+
+    ``target``: a callable ``theta -> bool`` on ``(..., d)`` points or a boolean mask of ``grid.shape``.
+    Returns ``{"times", "probability", "survival", "info"}`` (arrays; ``survival = 1 - probability``).
+    """
+    from .evolve import _absorbing, evolve
+
+    gen = problem if isinstance(problem, Generator) else generator(problem, stencil_radius)
+    grid = gen.grid
+    mask = _target_mask(grid, target)
+    if not mask.any():
+        raise ValueError("first_passage_probability: the target region holds no cell of the grid")
+    if mask.all():
+        raise ValueError("first_passage_probability: the target covers every cell of the grid")
+    keep = (~mask.ravel()).astype(float)
+
+    t_end = float(t_end)
+    times = np.linspace(0.0, t_end, int(n_save))
+    t0 = time.perf_counter()
+    tr = evolve(_absorbing(gen, keep), p0, t_end, save_times=times, dt=dt, noise_schedule=noise_schedule,
+                schedule_hold=schedule_hold)
+    vals = tr.values
+    mass_in = np.array([v.ravel()[mask.ravel()].sum() for v in vals]) * grid.cell_volume
+    total = np.array([v.sum() for v in vals]) * grid.cell_volume
+    prob = mass_in / total
+    return {"times": times, "probability": prob, "survival": 1.0 - prob,
+            "info": {"seconds": time.perf_counter() - t0, "target_cells": int(mask.sum()),
+                     "mass_error": float(np.max(np.abs(total - 1.0)))}}
