@@ -7,7 +7,7 @@
     fokkerplanck compare  [CONFIG] [--out DIR] [--quick]   solver vs particles vs theory, with distances
     fokkerplanck sweep    [CONFIG] [--out DIR] [--quick]   steady states across one or two parameters
     fokkerplanck phase-diagram {prl-fig5b,prl-fig5d,prl-fig3c} [--out DIR] [--quick] [--scheduler ADDRESS]
-    fokkerplanck reproduce {label-noise,alignment,freezing} [--out DIR] [--quick] [--seed N]
+    fokkerplanck reproduce {label-noise,alignment,freezing,freezing-2d} [--out DIR] [--quick] [--seed N]
                  [--workers N] [--cache DIR] [--etas ETA ...] [--sigmas SIGMA ...]
                                                            the PRL's (sigma, eta) phase diagrams
 

@@ -37,6 +37,10 @@ HEADLINES = {
         "freezing", "freezing_headline", "plot_freezing_headline",
         "Yang et al. 2026: transient escape from the sharp valley and freezing under a decaying learning rate "
         "(1D two-valley model of ours; final flat fraction against eta_0, exact MFPTs)"),
+    "freezing-2d": Headline(
+        "freezing", "freezing_2d_headline", "plot_freezing_2d_headline",
+        "Yang et al. 2026, 2D two-valley model of ours: final flat-valley fraction and freezing time over "
+        "(eta_0, B), with where the continuous limit fails for discrete SGD"),
 }
 
 
