@@ -225,6 +225,34 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
     t0 = time.perf_counter()
     gen = problem if isinstance(problem, Generator) else generator(problem, stencil_radius)
     grid = gen.grid
+    times = _check_arguments(grid, t_end, n_save, save_times, dt, scheme, linear_solver)
+    t_end = float(t_end)
+    p = _initial_values(grid, p0)
+    sched = None
+    if noise_schedule is not None:
+        sched = _schedule_values(noise_schedule, gen, scheme, times, dt if dt is not None else t_end / 200.0,
+                                 schedule_hold)
+    run = _Run(gen, times, p, {"scheme": scheme})
+    if checkpoint is not None:
+        run.checkpoint = _Checkpoint(checkpoint, checkpoint_every, _identity(gen, run, scheme, t_end, dt, cfl,
+                                                                             linear_solver, sched))
+        if resume:
+            run.resume()
+        run.info["checkpoint"] = str(checkpoint)
+    if scheme == "expm":
+        _by_expm(run)
+    else:
+        _by_steps(run, scheme, _step_sizes(gen, times, scheme, dt, t_end, cfl), linear_solver, sched, progress)
+    run.finish()
+    run.info["seconds"] = time.perf_counter() - t0
+    return Trajectory(grid, times, run.out, generator=gen, info=run.info)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the checks every scheme shares, the run's state and its checkpoint
+# ------------------------------------------------------------------------------------------------------------
+def _check_arguments(grid, t_end, n_save, save_times, dt, scheme, linear_solver) -> np.ndarray:
+    """The save times, after checking every argument; one-line ``ValueError`` otherwise."""
     if linear_solver not in ("auto", "direct", "iterative"):
         raise ValueError(f"evolve: unknown linear_solver {linear_solver!r}; expected auto, direct or iterative")
     if scheme not in SCHEMES:
@@ -244,160 +272,210 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
         raise ValueError(f"evolve: dt must be positive, got {dt}")
     from ..model import budget
     budget.check(8.0 * len(times) * grid.size, f"evolve: {len(times)} saved densities of {grid.size:,} cells")
-    p = _initial_values(grid, p0)
-    A = gen.A
-    sched = None
-    if noise_schedule is not None:
-        sched = _schedule_values(noise_schedule, gen, scheme, times, dt if dt is not None else t_end / 200.0,
-                                 schedule_hold)
-    N = grid.size
-    out = np.empty((len(times),) + grid.shape)
-    info = {"scheme": scheme}
+    return times
 
-    # ---- checkpointing: the problem's identity, and the state to resume from
-    ckpt = None
-    if checkpoint is not None:
 
-        if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or int(checkpoint_every) != checkpoint_every
-                                             or int(checkpoint_every) < 1):
-            raise ValueError(f"evolve: checkpoint_every must be a whole number of steps >= 1, got {checkpoint_every!r}")
-        Acsr = A.tocsr()
-        ckpt_meta = {"scheme": scheme, "t_end": t_end, "dt": None if dt is None else float(dt),
-                     "cfl": float(cfl) if scheme == "explicit" else None, "save_times": times.tolist(),
-                     "grid_shape": list(grid.shape),
-                     "A_hash": _io.array_hash(np.asarray(Acsr.shape), Acsr.indptr, Acsr.indices, Acsr.data),
-                     "p0_hash": _io.array_hash(p),
-                     "linear_solver": None if scheme in ("expm", "explicit") else linear_solver,
-                     # the LU back end: PARDISO and SuperLU agree to round-off, not bit for bit, so a resumed run
-                     # repeats an uninterrupted one only under the same back end
-                     "lu_backend": None if scheme in ("expm", "explicit") else lu_backend()}
-        if sched is not None:
-            ckpt_meta["noise_schedule_hash"] = _io.array_hash(sched)
-        ckpt = {"path": checkpoint, "meta": ckpt_meta, "io": _io}
-    state = None
-    if ckpt is not None and resume:
-        got = ckpt["io"].read_checkpoint(checkpoint, "evolve", ckpt["meta"])
-        if got is not None:
-            arrays, complete = got
-            state = {"k": int(arrays["k"]), "i": int(arrays["i"]), "done": int(arrays["done"]),
-                     "p": np.array(arrays["p"], dtype=float), "saved": arrays["saved"], "complete": complete}
-            if state["p"].shape != (N,) or state["saved"].shape[1:] != grid.shape or \
-                    state["saved"].shape[0] != state["k"] or not 0 <= state["k"] <= len(times):
-                raise ckpt["io"].CheckpointMismatch(f"checkpoint '{checkpoint}' holds arrays of the wrong shape")
-    k0, i0, done0 = 0, 0, 0
-    if state is not None:
-        k0, i0, done0, p = state["k"], state["i"], state["done"], state["p"]
-        out[:k0] = state["saved"]
-        info["resumed_from_step"] = done0
-    if ckpt is not None:
-        info["checkpoint"] = str(checkpoint)
+class _Run:
+    """The state of a run between steps: save interval ``k``, step ``i`` within it, steps ``done`` in all, the
+    density ``p`` and the densities saved so far (``out[:k]``). A checkpoint stores exactly that, so a resumed
+    run does the same floating-point operations in the same order as an uninterrupted one."""
 
-    def save_checkpoint(k, i, done, complete=False):
-        ckpt["io"].write_checkpoint(checkpoint, "evolve", ckpt["meta"],
-                                    {"p": p, "saved": out[:k], "k": np.int64(k), "i": np.int64(i),
-                                     "done": np.int64(done)}, complete=complete)
+    def __init__(self, gen: Generator, times: np.ndarray, p: np.ndarray, info: dict):
+        self.gen, self.times, self.p, self.info = gen, times, p, info
+        self.out = np.empty((len(times),) + gen.grid.shape)
+        self.k, self.i, self.done, self.total = 0, 0, 0, len(times)
+        self.checkpoint = None
+        self.complete = False
 
-    if scheme == "expm":
-        every = 1 if checkpoint_every is None else int(checkpoint_every)
-        t_prev = times[k0 - 1] if k0 > 0 else 0.0
-        for k in range(k0, len(times)):
-            t = times[k]
-            if t > t_prev:
-                p = spla.expm_multiply(A * (t - t_prev), p)
-                t_prev = t
-            out[k] = p.reshape(grid.shape)
-            if ckpt is not None and (k + 1) % every == 0 and k + 1 < len(times):
-                save_checkpoint(k + 1, 0, k + 1)
-        info["steps"] = len(times)
-        total = len(times)
-    else:
-        if scheme == "explicit":
-            step_max = cfl / gen.max_rate()
-        else:
-            step_max = dt if dt is not None else t_end / 200.0
-        # steps per save interval, so every save time is hit exactly
-        intervals = np.diff(np.concatenate([[0.0], times]))
-        nsteps = [int(np.ceil(iv / step_max - 1e-9)) if iv > 0 else 0 for iv in intervals]
-        total = int(sum(nsteps))
-        every = max(1, total // 20) if checkpoint_every is None else int(checkpoint_every)
-        bar = _progress(total, progress)
-        if bar is not None and done0:
-            bar.update(done0)
-        c = _GAMMA / 2 if scheme == "tr-bdf2" else 1.0
-        iterative = linear_solver == "iterative" or (linear_solver == "auto" and grid.ndim == 3 and N > 8_000)
-        info["linear_solver"] = "amg-gmres" if iterative else lu_backend()
-        solvers = {}
-        scaled = {"g": 1.0, "gen": gen, "count": 0}
+    def resume(self):
+        state = self.checkpoint.read(self.gen.grid, len(self.times))
+        if state is not None:
+            self.k, self.i, self.done, self.p = state["k"], state["i"], state["done"], state["p"]
+            self.out[:self.k] = state["saved"]
+            self.complete = state["complete"]
+            self.info["resumed_from_step"] = self.done
 
-        def at_step(done):
-            """The generator of step ``done`` under the noise schedule (the last one assembled is kept)."""
-            g = float(sched[done])
-            if g != scaled["g"]:
-                solvers.clear()
-                scaled["gen"] = gen if g == 1.0 else Generator(_scaled_problem(gen, g), gen.requested_radius,
-                                                               warn=scaled["count"] == 0)
-                keep = getattr(gen, "absorb_keep", None)      # fokkerplanck.passage.first_passage_probability
-                if keep is not None and g != 1.0:
-                    scaled["gen"] = _absorbing(scaled["gen"], keep)
-                scaled["g"] = g
-                scaled["count"] += 1
-            return scaled["gen"]
+    def save(self, k: int, i: int, done: int):
+        """Checkpoint after step ``done`` (``k``, ``i`` as in the class docstring), when one is due."""
+        if self.checkpoint is not None and done % self.checkpoint.every == 0 and done < self.total:
+            self.checkpoint.write(self.p, self.out[:k], k, i, done)
 
-        def solver(h):
-            """``x -> (I - c h A)^{-1} x``: one LU per step size, or AMG-preconditioned GMRES in 3D."""
-            key = round(h, 15)
-            if key not in solvers:
-                B = shifted(A, 1.0, c * h)
-                if iterative:
-                    solvers[key] = _iterative_solve(B, c * h * scaled["gen"].max_rate())
-                else:
-                    lu = LUFactor(B, grid_shape=grid.shape, many_solves=True, reproducible=True)
-                    info["lu_layout"] = lu.layout
-                    solvers[key] = lu.solve
-            return solvers[key]
+    def finish(self):
+        if self.checkpoint is not None and not self.complete:
+            self.checkpoint.write(self.p, self.out, len(self.times), 0, self.total, complete=True)
 
-        # The state between steps is (k, i, p): save interval k, i of its nsteps[k] steps done, density p;
-        # out[:k] holds the densities saved so far. A checkpoint stores exactly that, so a resumed run does
-        # the same floating-point operations in the same order as an uninterrupted one.
-        limiter = single_blas_thread()
-        limiter.__enter__()
-        done = done0
-        try:
-            for k in range(k0, len(times)):
-                iv, ns = intervals[k], nsteps[k]
-                i = i0 if k == k0 else 0
+
+def _identity(gen, run, scheme, t_end, dt, cfl, linear_solver, sched) -> dict:
+    """The parameters that identify a run; a checkpoint of another run is refused by naming those that differ."""
+    A = gen.A.tocsr()
+    meta = {"scheme": scheme, "t_end": t_end, "dt": None if dt is None else float(dt),
+            "cfl": float(cfl) if scheme == "explicit" else None, "save_times": run.times.tolist(),
+            "grid_shape": list(gen.grid.shape),
+            "A_hash": _io.array_hash(np.asarray(A.shape), A.indptr, A.indices, A.data),
+            "p0_hash": _io.array_hash(run.p),
+            "linear_solver": None if scheme in ("expm", "explicit") else linear_solver,
+            # the LU back end: PARDISO and SuperLU agree to round-off, not bit for bit, so a resumed run
+            # repeats an uninterrupted one only under the same back end
+            "lu_backend": None if scheme in ("expm", "explicit") else lu_backend()}
+    if sched is not None:
+        meta["noise_schedule_hash"] = _io.array_hash(sched)
+    return meta
+
+
+class _Checkpoint:
+    """A run's checkpoint file (:mod:`fokkerplanck.solvers.checkpoint`): its identity and how often it is written
+    (``every``: steps; for ``expm``, save times)."""
+
+    def __init__(self, path, every, meta: dict):
+        if every is not None and (isinstance(every, bool) or int(every) != every or int(every) < 1):
+            raise ValueError(f"evolve: checkpoint_every must be a whole number of steps >= 1, got {every!r}")
+        self.path, self.meta, self.requested = path, meta, every
+        self.every = 1 if every is None else int(every)
+
+    def read(self, grid, n_times: int):
+        got = _io.read_checkpoint(self.path, "evolve", self.meta)
+        if got is None:
+            return None
+        arrays, complete = got
+        state = {"k": int(arrays["k"]), "i": int(arrays["i"]), "done": int(arrays["done"]),
+                 "p": np.array(arrays["p"], dtype=float), "saved": arrays["saved"], "complete": complete}
+        if state["p"].shape != (grid.size,) or state["saved"].shape[1:] != grid.shape or \
+                state["saved"].shape[0] != state["k"] or not 0 <= state["k"] <= n_times:
+            raise _io.CheckpointMismatch(f"checkpoint '{self.path}' holds arrays of the wrong shape")
+        return state
+
+    def write(self, p, saved, k, i, done, complete=False):
+        _io.write_checkpoint(self.path, "evolve", self.meta,
+                             {"p": p, "saved": saved, "k": np.int64(k), "i": np.int64(i), "done": np.int64(done)},
+                             complete=complete)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the strategies: the matrix exponential between save times, or time steps of one of three schemes
+# ------------------------------------------------------------------------------------------------------------
+def _by_expm(run: _Run):
+    """``p(t_k) = exp((t_k - t_{k-1}) A) p(t_{k-1})`` by :func:`scipy.sparse.linalg.expm_multiply`."""
+    A, times, grid = run.gen.A, run.times, run.gen.grid
+    t_prev = times[run.k - 1] if run.k > 0 else 0.0
+    for k in range(run.k, len(times)):
+        if times[k] > t_prev:
+            run.p = spla.expm_multiply(A * (times[k] - t_prev), run.p)
+            t_prev = times[k]
+        run.out[k] = run.p.reshape(grid.shape)
+        if k + 1 < len(times):
+            run.save(k + 1, 0, k + 1)
+    run.info["steps"] = len(times)
+
+
+def _step_sizes(gen: Generator, times, scheme: str, dt, t_end: float, cfl: float) -> list[int]:
+    """Steps in each save interval, so that every save time is hit exactly: of at most ``dt`` (default
+    ``t_end / 200``), or ``cfl / max|A_nn|`` for the explicit scheme."""
+    step_max = cfl / gen.max_rate() if scheme == "explicit" else (dt if dt is not None else t_end / 200.0)
+    intervals = np.diff(np.concatenate([[0.0], times]))
+    return [int(np.ceil(iv / step_max - 1e-9)) if iv > 0 else 0 for iv in intervals]
+
+
+def _heun(A, solve, p, h):
+    """Explicit second-order Runge-Kutta (Heun): stable for ``h max|A_nn| <= 1``."""
+    p1 = p + h * (A @ p)
+    return 0.5 * p + 0.5 * (p1 + h * (A @ p1))
+
+
+def _implicit_euler(A, solve, p, h):
+    """``(I - h A) p_new = p``: first order, L-stable."""
+    return solve(p)
+
+
+def _tr_bdf2(A, solve, p, h):
+    """TR-BDF2 (Bank et al. 1985) with ``gamma = 2 - sqrt 2``: a trapezoidal stage to ``t + gamma h``, then BDF2;
+    second order, L-stable, both stages with the same matrix ``I - (gamma h / 2) A``."""
+    ps = solve(p + (_GAMMA * h / 2) * (A @ p))
+    return solve((ps - (1 - _GAMMA) ** 2 * p) / (_GAMMA * (2 - _GAMMA)))
+
+
+#: scheme -> one time step ``(A, solve, p, h) -> p_new``, ``solve(x) = (I - c h A)^{-1} x``
+STEPPERS = {"explicit": _heun, "implicit-euler": _implicit_euler, "tr-bdf2": _tr_bdf2}
+
+
+class _ImplicitSolves:
+    """``solve(h)``: ``x -> (I - c h A)^{-1} x`` for the current generator -- one LU per step size (PARDISO on one
+    thread, so runs repeat bit for bit), or AMG-preconditioned GMRES in 3D; under a noise schedule the generator
+    of each step (``at_step``), assembled again when ``g`` changes."""
+
+    def __init__(self, gen: Generator, scheme: str, linear_solver: str, sched, info: dict):
+        grid = gen.grid
+        self.base, self.sched, self.info = gen, sched, info
+        self.c = _GAMMA / 2 if scheme == "tr-bdf2" else 1.0
+        self.iterative = linear_solver == "iterative" or (linear_solver == "auto" and grid.ndim == 3
+                                                          and grid.size > 8_000)
+        info["linear_solver"] = "amg-gmres" if self.iterative else lu_backend()
+        self.gen, self.g, self.assemblies = gen, 1.0, 0
+        self.cache = {}
+
+    def at_step(self, done: int) -> Generator:
+        """The generator of step ``done`` under the noise schedule (the last one assembled is kept)."""
+        g = float(self.sched[done])
+        if g != self.g:
+            self.cache.clear()
+            self.gen = self.base if g == 1.0 else Generator(_scaled_problem(self.base, g), self.base.requested_radius,
+                                                            warn=self.assemblies == 0)
+            keep = getattr(self.base, "absorb_keep", None)      # fokkerplanck.solvers.passage.first_passage_probability
+            if keep is not None and g != 1.0:
+                self.gen = _absorbing(self.gen, keep)
+            self.g = g
+            self.assemblies += 1
+        return self.gen
+
+    def solve(self, h: float):
+        key = round(h, 15)
+        if key not in self.cache:
+            B = shifted(self.gen.A, 1.0, self.c * h)
+            if self.iterative:
+                self.cache[key] = _iterative_solve(B, self.c * h * self.gen.max_rate())
+            else:
+                lu = LUFactor(B, grid_shape=self.gen.grid.shape, many_solves=True, reproducible=True)
+                self.info["lu_layout"] = lu.layout
+                self.cache[key] = lu.solve
+        return self.cache[key]
+
+
+def _by_steps(run: _Run, scheme: str, nsteps: list[int], linear_solver: str, sched, progress):
+    """Time steps of ``scheme`` (:data:`STEPPERS`), ``nsteps[k]`` equal ones in save interval ``k``."""
+    grid, times = run.gen.grid, run.times
+    intervals = np.diff(np.concatenate([[0.0], times]))
+    run.total = int(sum(nsteps))
+    if run.checkpoint is not None and run.checkpoint.requested is None:
+        run.checkpoint.every = max(1, run.total // 20)
+    step = STEPPERS[scheme]
+    solves = _ImplicitSolves(run.gen, scheme, linear_solver, sched, run.info)
+    A = run.gen.A
+    bar = _progress(run.total, progress)
+    if bar is not None and run.done:
+        bar.update(run.done)
+    try:
+        with single_blas_thread():
+            for k in range(run.k, len(times)):
+                ns = nsteps[k]
+                i = run.i if k == run.k else 0
                 if i < ns:
-                    h = iv / ns
-                    solve = None if scheme == "explicit" else solver(h)
+                    h = intervals[k] / ns
+                    solve = None if scheme == "explicit" else solves.solve(h)
                     while i < ns:
                         if sched is not None:
-                            A = at_step(done).A
-                            solve = solver(h)
-                        if scheme == "explicit":
-                            p1 = p + h * (A @ p)
-                            p = 0.5 * p + 0.5 * (p1 + h * (A @ p1))
-                        elif scheme == "implicit-euler":
-                            p = solve(p)
-                        else:
-                            ps = solve(p + (_GAMMA * h / 2) * (A @ p))
-                            p = solve((ps - (1 - _GAMMA) ** 2 * p) / (_GAMMA * (2 - _GAMMA)))
+                            A = solves.at_step(run.done).A
+                            solve = solves.solve(h)
+                        run.p = step(A, solve, run.p, h)
                         i += 1
-                        done += 1
+                        run.done += 1
                         if bar is not None:
                             bar.update(1)
-                        if ckpt is not None and done % every == 0 and done < total:
-                            save_checkpoint(k, i, done)
-                out[k] = p.reshape(grid.shape)
-        finally:
-            limiter.__exit__(None, None, None)
-            if bar is not None:
-                bar.close()
-        if sched is not None:
-            info["noise_schedule"] = {"min": float(sched.min()), "max": float(sched.max()),
-                                      "assemblies": int(scaled["count"])}
-        info["steps"] = total
-        info["dt"] = float(min((iv / ns for iv, ns in zip(intervals, nsteps) if ns > 0), default=0.0))
-    if ckpt is not None and not (state is not None and state["complete"]):
-        save_checkpoint(len(times), 0, total, complete=True)
-    info["seconds"] = time.perf_counter() - t0
-    return Trajectory(grid, times, out, generator=gen, info=info)
+                        run.save(k, i, run.done)
+                run.out[k] = run.p.reshape(grid.shape)
+    finally:
+        if bar is not None:
+            bar.close()
+    if sched is not None:
+        run.info["noise_schedule"] = {"min": float(sched.min()), "max": float(sched.max()),
+                                      "assemblies": int(solves.assemblies)}
+    run.info["steps"] = run.total
+    run.info["dt"] = float(min((iv / ns for iv, ns in zip(intervals, nsteps) if ns > 0), default=0.0))
