@@ -40,6 +40,7 @@ is detected at the step ends only, so exit times carry an ``O(sqrt(dt))`` bias u
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 import sys
 import time as _time
 import warnings
@@ -355,13 +356,123 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
     -------
     Ensemble
     """
-    # ---- method and its parameters
+    # ---- the shared checks, then the method's own (METHOD_SETUPS)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     if not isinstance(landscape, _L.Landscape):
         raise ValueError(f"landscape must be a fokkerplanck.model.landscapes.Landscape, got {type(landscape).__name__}")
     n = _count("n_particles", n_particles)
+    pos, d = _initial_positions(theta0, n, landscape)
+    thr = _positive("divergence_threshold", divergence_threshold)
+    if shift not in SHIFTS:
+        raise ValueError(f"shift must be 'linear' or 'exact', got {shift!r}")
+    dyn = METHOD_SETUPS[method](d=d, noise=noise, t_end=t_end, dt=dt, eta=eta, sigma=sigma, n_steps=n_steps,
+                                shift=shift, T=T, scheduled=noise_schedule is not None)
+    lower, upper, bc, use_walls = _walls(grid, d, pos)
+    if record_every is not None:
+        record_every = _count("record_every", record_every)
+    seed_int, key = _seed_key(seed)
+    nsteps = dyn.nsteps
+    sched_steps = sched_scales = None
+    if noise_schedule is not None:
+        sched_steps, sched_scales = schedule_steps(noise_schedule, method, dyn.step, nsteps, t_end, n_steps)
+        nsteps = sched_steps.size
+    step_times = None if sched_steps is None else np.concatenate([[0.0], np.cumsum(sched_steps)])
+
+    packed_land = pack_landscape(landscape, d)
+    if packed_land is not None and packed_land[0] == K.LAND_MULTI and int(packed_land[1][1]) != d:
+        raise ValueError(f"theta0 is {d}-dimensional but the MultiValley is {int(packed_land[1][1])}-dimensional")
+    use_numba = packed_land is not None and dyn.nk is not None
+    use_2d = use_numba and d == 2 and not _FORCE_GENERIC and (
+        packed_land[0] in (K.LAND_QUADRATIC, K.LAND_DEGENERATE)
+        or (packed_land[0] == K.LAND_HIGHDIM and int(packed_land[1][0]) == 1 and int(packed_land[1][1]) == 1))
+    status = np.zeros(n, dtype=np.int8)
+    event = np.full(n, -1, dtype=np.int64)
+    rec = _Recorder(landscape, pos, status, d, dyn.step, step_times)
+
+    # ---- checkpointing: the run's identity, and the state to resume from
+    done0, complete = 0, False
+    ckpt = None
+    if checkpoint is not None:
+        meta = {"method": method, "n_particles": n, "dim": d, "step": dyn.step, "n_steps": nsteps,
+                "seed": seed_int, "shift": shift if method == "sgd" else None,
+                "sigma": sigma if method == "sgd" else None, "T": None if T is None else float(T),
+                "record_every": record_every, "divergence_threshold": thr,
+                "walls": ckpt_io.array_hash(lower, upper, bc) if use_walls else None,
+                "path": ("numba-2d" if use_2d else "numba") if use_numba else "numpy",
+                "landscape": (ckpt_io.array_hash(np.int64(packed_land[0]), packed_land[1]) if use_numba
+                              else _strip_addresses(repr(landscape))),
+                "noise": (ckpt_io.array_hash(np.int64(dyn.nk), dyn.npar) if use_numba
+                          else _strip_addresses(repr(dyn.noise_model))),
+                "theta0_hash": ckpt_io.array_hash(pos),
+                "schedule": None if sched_steps is None else ckpt_io.array_hash(sched_steps, sched_scales)}
+        ckpt = _ParticleCheckpoint(checkpoint, checkpoint_every, nsteps, meta, pos, status, event, rec)
+        if resume:
+            done0, complete = ckpt.resume()
+
+    def after_steps(done):
+        """Record and checkpoint at step ``done`` (the stream depends on the step index only, so where the
+        kernel calls are split changes nothing)."""
+        if record_every is not None and done % record_every == 0:
+            rec.record(done)
+        if ckpt is not None and done % ckpt.every == 0 and done < nsteps:
+            ckpt.save(done)
+
+    bar = _particle_progress(progress, n * (nsteps - done0), nsteps, done0, method)
+    t0 = _time.perf_counter()
+    if done0 == 0 and not complete:
+        rec.record(0)
+    if use_numba:
+        _run_compiled(packed_land, dyn, d, use_2d, pos, status, event, key, lower, upper, bc, use_walls, thr,
+                      done0, nsteps, record_every, None if ckpt is None else ckpt.every, sched_steps, sched_scales,
+                      after_steps, bar)
+    else:
+        _numpy_path(landscape, dyn.noise_model, method, shift, sigma, pos, status, event, dyn.step, nsteps, key,
+                    lower, upper, bc, use_walls, thr, after_steps, bar, start=done0, steps=sched_steps,
+                    scales=sched_scales)
+    wall = _time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    if not complete and (record_every is None or nsteps % record_every != 0 or nsteps == 0):
+        if nsteps > 0:
+            rec.record(nsteps)
+    if ckpt is not None and not complete:
+        ckpt.save(nsteps, final=True)
+
+    # ---- the ensemble
+    step = dyn.step
+    info = {"method": method, "path": "numba" if use_numba else "numpy", "seed": seed_int, "n_particles": n,
+            "n_steps": nsteps, "step": step, "wall_s": wall,
+            "particle_steps_per_s": (n * nsteps / wall) if wall > 0 else float("nan"),
+            "landscape": repr(landscape), "noise": repr(dyn.noise_model) if dyn.noise_model is not None else None}
+    if method == "sgd":
+        info.update(eta=eta, sigma=sigma, delta_s=eta * sigma, shift=shift)
+    elif method == "langevin":
+        info.update(T=float(T))
+    if grid is not None:
+        info["grid"] = grid.to_dict()
+    if checkpoint is not None:
+        info["checkpoint"] = str(checkpoint)
+        if done0 or complete:
+            info["resumed_from_step"] = done0
+    ens = Ensemble(pos, status, event, dt=step, n_steps=nsteps, times=rec.times, stats=rec.stats, info=info)
+    if step_times is not None:            # variable steps: times from the schedule, not step * dt
+        info["noise_schedule"] = {"min": float(sched_scales.min()) if nsteps else 1.0,
+                                  "max": float(sched_scales.max()) if nsteps else 1.0}
+        ev = np.where(event >= 0, step_times[np.clip(event, 0, nsteps)], np.nan)
+        ens.divergence_time = np.where(ens.diverged, ev, np.nan)
+        ens.absorption_time = np.where(ens.absorbed, ev, np.nan)
+        ens.time = float(step_times[-1])
+    return ens
+
+
+# ------------------------------------------------------------------------------------------------------------
+# what every method shares: the starting points, the walls, the record of statistics, the checkpoint
+# ------------------------------------------------------------------------------------------------------------
+def _initial_positions(theta0, n: int, landscape) -> tuple[np.ndarray, int]:
+    """``(n, d)`` starting positions from a point or an array of them, checked."""
     from ..model import budget
+
     d_guess = np.shape(theta0)[-1] if np.ndim(theta0) >= 1 else 1
     budget.check(80.0 * n * d_guess, f"simulate: {n:,} particles")   # ~10 numbers a coordinate: positions, normals
     theta0 = np.asarray(theta0, dtype=float)
@@ -384,98 +495,42 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
                          f"{landscape.dim}-dimensional")
     if not np.all(np.isfinite(pos)):
         raise ValueError("theta0 has non-finite entries")
-    thr = _positive("divergence_threshold", divergence_threshold)
-    if shift not in SHIFTS:
-        raise ValueError(f"shift must be 'linear' or 'exact', got {shift!r}")
+    return pos, d
 
-    if method == "sgd":
-        if eta is None or sigma is None:
-            raise ValueError("method='sgd' needs eta (learning rate) and sigma (shift variance parameter)")
-        if dt is not None:
-            raise ValueError("method='sgd' takes eta as its time step; do not pass dt")
-        if noise is not None:
-            raise ValueError("method='sgd' sets its own noise (D = eta*sigma*H^2); do not pass noise")
-        if T is not None:
-            raise ValueError("T is for method='langevin'")
-        eta = _positive("eta", eta)
-        sigma = _nonneg("sigma", sigma)
-        step = eta
-        nsteps = step_count(t_end, n_steps, step, "method='sgd'") if noise_schedule is None else None
-        if shift == "linear":
-            noise_model = _N.HessianAligned(eta * sigma)
-            nk, npar = K.NOISE_HESS_ALIGNED, np.array([math.sqrt(2.0 * eta * sigma)])
-        else:
-            noise_model = None
-            nk, npar = K.NOISE_SHIFT_EXACT, np.array([math.sqrt(2.0 * sigma)])
-    else:
-        if eta is not None or sigma is not None:
-            raise ValueError(f"eta and sigma are parameters of method='sgd', not of method={method!r}")
-        if shift != "linear":
-            raise ValueError("shift is a parameter of method='sgd'")
-        if dt is None:
-            raise ValueError(f"method={method!r} needs a time step dt")
-        step = _positive("dt", dt)
-        nsteps = step_count(t_end, n_steps, step, f"method={method!r}")
-        if method == "langevin":
-            if T is None:
-                raise ValueError("method='langevin' needs a temperature T")
-            if noise is not None:
-                raise ValueError("method='langevin' sets the noise D = T I; pass T, not noise (or use method='sde')")
-            noise_model = _N.Isotropic(_nonneg("T", T))
-        else:
-            if T is not None:
-                raise ValueError("T is for method='langevin'; for method='sde' pass noise=Isotropic(T)")
-            if noise is None:
-                raise ValueError("method='sde' needs a noise model (e.g. noise.Isotropic(T), noise.Constant(D))")
-            if not isinstance(noise, _N.Noise):
-                raise ValueError(f"noise must be a fokkerplanck.model.noise.Noise, got {type(noise).__name__}")
-            noise_model = noise
-        if type(noise_model) is _N.Constant and noise_model.D.shape[0] != d:
-            raise ValueError(f"Constant noise is {noise_model.D.shape[0]}-dimensional but theta0 is {d}-dimensional")
-        packed_noise = pack_noise(noise_model, d)
-        nk, npar = packed_noise if packed_noise is not None else (None, None)
 
-    # ---- walls
-    if grid is not None:
-        if not isinstance(grid, Grid):
-            raise ValueError(f"grid must be a fokkerplanck.Grid, got {type(grid).__name__}")
-        if grid.ndim != d:
-            raise ValueError(f"grid has {grid.ndim} axes but the particles are {d}-dimensional")
-        if grid.frame is not None:
-            raise ValueError("the particles' walls are those of a grid without frame: pass grid=None, or a grid "
-                             "whose box is in theta (histogram onto the framed grid afterwards)")
-        lower, upper, bc, use_walls = grid.lower.astype(float), grid.upper.astype(float), grid.bc_codes(), True
-        if np.any(~grid.contains(pos)):
-            raise ValueError("some theta0 lie outside the grid")
-    else:
-        lower, upper, bc, use_walls = np.zeros(d), np.zeros(d), np.zeros((d, 2), dtype=np.int64), False
-    bc = np.ascontiguousarray(bc, dtype=np.int64)
+def _walls(grid, d: int, pos: np.ndarray):
+    """``(lower, upper, bc codes, use_walls)`` of the grid's box, or no walls without a grid."""
+    if grid is None:
+        return np.zeros(d), np.zeros(d), np.zeros((d, 2), dtype=np.int64), False
+    if not isinstance(grid, Grid):
+        raise ValueError(f"grid must be a fokkerplanck.Grid, got {type(grid).__name__}")
+    if grid.ndim != d:
+        raise ValueError(f"grid has {grid.ndim} axes but the particles are {d}-dimensional")
+    if grid.frame is not None:
+        raise ValueError("the particles' walls are those of a grid without frame: pass grid=None, or a grid "
+                         "whose box is in theta (histogram onto the framed grid afterwards)")
+    if np.any(~grid.contains(pos)):
+        raise ValueError("some theta0 lie outside the grid")
+    bc = np.ascontiguousarray(grid.bc_codes(), dtype=np.int64)
+    return grid.lower.astype(float), grid.upper.astype(float), bc, True
 
-    if record_every is not None:
-        record_every = _count("record_every", record_every)
-    seed_int, key = _seed_key(seed)
-    sched_steps = sched_scales = None
-    if noise_schedule is not None:
-        sched_steps, sched_scales = schedule_steps(noise_schedule, method, step, nsteps, t_end, n_steps)
-        nsteps = sched_steps.size
-    step_times = None if sched_steps is None else np.concatenate([[0.0], np.cumsum(sched_steps)])
 
-    packed_land = pack_landscape(landscape, d)
-    if packed_land is not None and packed_land[0] == K.LAND_MULTI and int(packed_land[1][1]) != d:
-        raise ValueError(f"theta0 is {d}-dimensional but the MultiValley is {int(packed_land[1][1])}-dimensional")
-    use_numba = packed_land is not None and nk is not None
+class _Recorder:
+    """Ensemble statistics of the live particles at recorded steps: mean, covariance, mean ``|theta|``, mean loss,
+    and the fractions alive, diverged and absorbed."""
 
-    status = np.zeros(n, dtype=np.int8)
-    event = np.full(n, -1, dtype=np.int64)
-    stat_names = ("mean", "cov", "mean_abs", "loss", "alive", "diverged", "absorbed")
+    NAMES = ("mean", "cov", "mean_abs", "loss", "alive", "diverged", "absorbed")
 
-    # ---- recording
-    times, stats = [], {k: [] for k in stat_names}
+    def __init__(self, landscape, pos, status, d, step, step_times):
+        self.landscape, self.pos, self.status, self.d = landscape, pos, status, d
+        self.step, self.step_times = step, step_times
+        self.times, self.stats = [], {k: [] for k in self.NAMES}
 
-    def record(k):
-        live = status == K.ALIVE
-        p = pos[live]
-        times.append(k * step if step_times is None else float(step_times[k]))
+    def record(self, k: int):
+        live = self.status == K.ALIVE
+        p = self.pos[live]
+        d, stats = self.d, self.stats
+        self.times.append(k * self.step if self.step_times is None else float(self.step_times[k]))
         if p.shape[0]:
             m = p.mean(axis=0)
             z = p - m
@@ -483,155 +538,174 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
             stats["cov"].append(z.T @ z / max(p.shape[0] - 1, 1))
             stats["mean_abs"].append(np.abs(p).mean(axis=0))
             with np.errstate(all="ignore"):
-                stats["loss"].append(float(np.mean(landscape.loss(p))))
+                stats["loss"].append(float(np.mean(self.landscape.loss(p))))
         else:
             stats["mean"].append(np.full(d, np.nan))
             stats["cov"].append(np.full((d, d), np.nan))
             stats["mean_abs"].append(np.full(d, np.nan))
             stats["loss"].append(np.nan)
         stats["alive"].append(live.mean())
-        stats["diverged"].append(np.mean(status == K.DIVERGED))
-        stats["absorbed"].append(np.mean(status == K.ABSORBED))
+        stats["diverged"].append(np.mean(self.status == K.DIVERGED))
+        stats["absorbed"].append(np.mean(self.status == K.ABSORBED))
 
-    # ---- checkpointing: the run's identity, and the state to resume from
-    use_2d = False
-    if use_numba:
-        lk, lp = packed_land
-        use_2d = d == 2 and not _FORCE_GENERIC and (
-            lk in (K.LAND_QUADRATIC, K.LAND_DEGENERATE)
-            or (lk == K.LAND_HIGHDIM and int(lp[0]) == 1 and int(lp[1]) == 1))
-    done0, complete = 0, False
-    if checkpoint is not None:
-        if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
-                                             int(checkpoint_every) != checkpoint_every or int(checkpoint_every) < 1):
-            raise ValueError(f"checkpoint_every must be a whole number of steps >= 1, got {checkpoint_every!r}")
-        ckpt_every = max(1, nsteps // 20) if checkpoint_every is None else int(checkpoint_every)
-        ckpt_meta = {"method": method, "n_particles": n, "dim": d, "step": step, "n_steps": nsteps,
-                     "seed": seed_int, "shift": shift if method == "sgd" else None,
-                     "sigma": sigma if method == "sgd" else None, "T": None if T is None else float(T),
-                     "record_every": record_every, "divergence_threshold": thr,
-                     "walls": ckpt_io.array_hash(lower, upper, bc) if use_walls else None,
-                     "path": ("numba-2d" if use_2d else "numba") if use_numba else "numpy",
-                     "landscape": (ckpt_io.array_hash(np.int64(packed_land[0]), packed_land[1]) if use_numba
-                                   else _strip_addresses(repr(landscape))),
-                     "noise": (ckpt_io.array_hash(np.int64(nk), npar) if use_numba
-                               else _strip_addresses(repr(noise_model))),
-                     "theta0_hash": ckpt_io.array_hash(pos),
-                     "schedule": None if sched_steps is None else ckpt_io.array_hash(sched_steps, sched_scales)}
-        if resume:
-            got = ckpt_io.read_checkpoint(checkpoint, "simulate", ckpt_meta)
-            if got is not None:
-                arrays, complete = got
-                if arrays["pos"].shape != pos.shape or arrays["status"].shape != status.shape:
-                    raise ckpt_io.CheckpointMismatch(f"checkpoint '{checkpoint}' holds arrays of the wrong shape")
-                pos[...] = arrays["pos"]
-                status[...] = arrays["status"]
-                event[...] = arrays["event"]
-                done0 = int(arrays["done"])
-                times = [float(t) for t in arrays["times"]]
-                for k in stat_names:
-                    stats[k] = list(arrays["stat_" + k])
 
-    def save_checkpoint(done, final=False):
+class _ParticleCheckpoint:
+    """The checkpoint file of a run: positions, status flags, event steps, the step counter and the statistics
+    recorded so far, written every ``every`` steps (default about 5% of the run)."""
+
+    def __init__(self, path, every, nsteps: int, meta: dict, pos, status, event, rec: _Recorder):
+        if every is not None and (isinstance(every, bool) or int(every) != every or int(every) < 1):
+            raise ValueError(f"checkpoint_every must be a whole number of steps >= 1, got {every!r}")
+        self.every = max(1, nsteps // 20) if every is None else int(every)
+        self.path, self.meta, self.pos, self.status, self.event, self.rec = path, meta, pos, status, event, rec
+
+    def resume(self) -> tuple[int, bool]:
+        """Load the state in place; ``(steps done, complete)``, ``(0, False)`` without a file."""
+        got = ckpt_io.read_checkpoint(self.path, "simulate", self.meta)
+        if got is None:
+            return 0, False
+        arrays, complete = got
+        if arrays["pos"].shape != self.pos.shape or arrays["status"].shape != self.status.shape:
+            raise ckpt_io.CheckpointMismatch(f"checkpoint '{self.path}' holds arrays of the wrong shape")
+        self.pos[...] = arrays["pos"]
+        self.status[...] = arrays["status"]
+        self.event[...] = arrays["event"]
+        self.rec.times = [float(t) for t in arrays["times"]]
+        for k in _Recorder.NAMES:
+            self.rec.stats[k] = list(arrays["stat_" + k])
+        return int(arrays["done"]), complete
+
+    def save(self, done: int, final: bool = False):
         ckpt_io.write_checkpoint(
-            checkpoint, "simulate", ckpt_meta,
-            {"pos": pos, "status": status, "event": event, "done": np.int64(done),
-             "times": np.asarray(times, dtype=float),
-             **{"stat_" + k: np.asarray(stats[k], dtype=float) for k in stat_names}}, complete=final)
+            self.path, "simulate", self.meta,
+            {"pos": self.pos, "status": self.status, "event": self.event, "done": np.int64(done),
+             "times": np.asarray(self.rec.times, dtype=float),
+             **{"stat_" + k: np.asarray(self.rec.stats[k], dtype=float) for k in _Recorder.NAMES}}, complete=final)
 
-    # ---- chunks
-    if record_every is not None:
-        chunk = record_every
-    else:
-        chunk = max(1, min(max(nsteps, 1), _CHUNK_WORK // n))
-    work = n * (nsteps - done0)
+
+def _particle_progress(progress, work: int, nsteps: int, done0: int, method: str):
+    """A tqdm bar over steps, or None (``progress=None``: only for long runs on a terminal)."""
     if progress is None:
         progress = work > _PROGRESS_WORK and sys.stderr.isatty()
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=nsteps, initial=done0, desc=f"simulate[{method}]", unit="step", disable=not progress)
-        except ImportError:  # pragma: no cover - tqdm is a dependency
-            bar = None
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=nsteps, initial=done0, desc=f"simulate[{method}]", unit="step")
 
-    def after_steps(done):
-        """Record and checkpoint at step ``done`` (the stream depends on the step index only, so where the
-        kernel calls are split changes nothing)."""
-        if record_every is not None and done % record_every == 0:
-            record(done)
-        if checkpoint is not None and done % ckpt_every == 0 and done < nsteps:
-            save_checkpoint(done)
 
-    t0 = _time.perf_counter()
-    if done0 == 0 and not complete:
-        record(0)
-    if use_numba:
-        ws = K.scratch_size(lk, lp, d)
-        import numba
-        n_blocks = int(min(n, max(1, 8 * numba.get_num_threads())))
-        npar = np.ascontiguousarray(npar, dtype=float)
-        lp = np.ascontiguousarray(lp, dtype=float)
-        done = done0
-        while done < nsteps:
-            m = min(chunk, nsteps - done)
-            if record_every is not None:
-                m = min(m, record_every - done % record_every)
-            if checkpoint is not None:
-                m = min(m, ckpt_every - done % ckpt_every)
-            h, par = step, npar
-            if sched_steps is not None:        # a run of steps with the same step size and noise factor
-                h, gk = float(sched_steps[done]), float(sched_scales[done])
-                same = (sched_steps[done:done + m] == h) & (sched_scales[done:done + m] == gk)
-                m = int(np.argmin(same)) if not same.all() else m
-                par = npar if nk == K.NOISE_SHIFT_EXACT else np.ascontiguousarray(npar * math.sqrt(gk))
-            if use_2d:
-                K.run_chunk_2d(pos, status, event, np.int64(lk), lp, np.int64(nk), par, float(h), np.int64(done),
-                               np.int64(m), key, lower, upper, bc, use_walls, float(thr), np.int64(n_blocks))
-            else:
-                K.run_chunk(pos, status, event, np.int64(lk), lp, np.int64(ws), np.int64(nk), par, float(h),
-                            np.int64(done), np.int64(m), key, lower, upper, bc, use_walls, float(thr),
-                            np.int64(n_blocks))
-            done += m
-            if bar is not None:
-                bar.update(m)
-            after_steps(done)
-    else:
-        _numpy_path(landscape, noise_model, method, shift, sigma, pos, status, event, step, nsteps, key,
-                    lower, upper, bc, use_walls, thr, after_steps, bar, start=done0, steps=sched_steps,
-                    scales=sched_scales)
-    wall = _time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
-    if not complete and (record_every is None or nsteps % record_every != 0 or nsteps == 0):
-        if nsteps > 0:
-            record(nsteps)
-    if checkpoint is not None and not complete:
-        save_checkpoint(nsteps, final=True)
+# ------------------------------------------------------------------------------------------------------------
+# the methods: each resolves its step, its step count and its noise, with the checks of its own parameters
+# ------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Dynamics:
+    step: float              # dt, or eta for SGD
+    nsteps: int | None       # None: set by a noise schedule
+    noise_model: object      # the Noise model, or None (SGD with the exact shift)
+    nk: int | None           # the compiled kernels' noise kind, None: numpy fallback
+    npar: np.ndarray | None  # its parameters
 
-    info = {"method": method, "path": "numba" if use_numba else "numpy", "seed": seed_int, "n_particles": n,
-            "n_steps": nsteps, "step": step, "wall_s": wall,
-            "particle_steps_per_s": (n * nsteps / wall) if wall > 0 else float("nan"),
-            "landscape": repr(landscape), "noise": repr(noise_model) if noise_model is not None else None}
-    if method == "sgd":
-        info.update(eta=eta, sigma=sigma, delta_s=eta * sigma, shift=shift)
-    elif method == "langevin":
-        info.update(T=float(T))
-    if grid is not None:
-        info["grid"] = grid.to_dict()
-    if checkpoint is not None:
-        info["checkpoint"] = str(checkpoint)
-        if done0 or complete:
-            info["resumed_from_step"] = done0
-    ens = Ensemble(pos, status, event, dt=step, n_steps=nsteps, times=times, stats=stats, info=info)
-    if step_times is not None:            # variable steps: times from the schedule, not step * dt
-        info["noise_schedule"] = {"min": float(sched_scales.min()) if nsteps else 1.0,
-                                  "max": float(sched_scales.max()) if nsteps else 1.0}
-        ev = np.where(event >= 0, step_times[np.clip(event, 0, nsteps)], np.nan)
-        ens.divergence_time = np.where(ens.diverged, ev, np.nan)
-        ens.absorption_time = np.where(ens.absorbed, ev, np.nan)
-        ens.time = float(step_times[-1])
-    return ens
+
+def _sgd_setup(*, d, noise, t_end, dt, eta, sigma, n_steps, shift, T, scheduled) -> _Dynamics:
+    """Random-shift minibatch SGD: step ``eta``, noise ``D = eta sigma H^2`` (linear shift) or the exact shift."""
+    if eta is None or sigma is None:
+        raise ValueError("method='sgd' needs eta (learning rate) and sigma (shift variance parameter)")
+    if dt is not None:
+        raise ValueError("method='sgd' takes eta as its time step; do not pass dt")
+    if noise is not None:
+        raise ValueError("method='sgd' sets its own noise (D = eta*sigma*H^2); do not pass noise")
+    if T is not None:
+        raise ValueError("T is for method='langevin'")
+    eta = _positive("eta", eta)
+    sigma = _nonneg("sigma", sigma)
+    nsteps = step_count(t_end, n_steps, eta, "method='sgd'") if not scheduled else None
+    if shift == "linear":
+        return _Dynamics(eta, nsteps, _N.HessianAligned(eta * sigma), K.NOISE_HESS_ALIGNED,
+                         np.array([math.sqrt(2.0 * eta * sigma)]))
+    return _Dynamics(eta, nsteps, None, K.NOISE_SHIFT_EXACT, np.array([math.sqrt(2.0 * sigma)]))
+
+
+def _diffusion_setup(method, noise_model, *, d, t_end, dt, eta, sigma, n_steps, shift) -> _Dynamics:
+    """Euler-Maruyama of ``d theta = -grad L dt + sqrt(2 D) dW`` with step ``dt``."""
+    if eta is not None or sigma is not None:
+        raise ValueError(f"eta and sigma are parameters of method='sgd', not of method={method!r}")
+    if shift != "linear":
+        raise ValueError("shift is a parameter of method='sgd'")
+    if dt is None:
+        raise ValueError(f"method={method!r} needs a time step dt")
+    step = _positive("dt", dt)
+    nsteps = step_count(t_end, n_steps, step, f"method={method!r}")
+    if type(noise_model) is _N.Constant and noise_model.D.shape[0] != d:
+        raise ValueError(f"Constant noise is {noise_model.D.shape[0]}-dimensional but theta0 is {d}-dimensional")
+    packed = pack_noise(noise_model, d)
+    nk, npar = packed if packed is not None else (None, None)
+    return _Dynamics(step, nsteps, noise_model, nk, npar)
+
+
+def _langevin_setup(*, d, noise, t_end, dt, eta, sigma, n_steps, shift, T, scheduled) -> _Dynamics:
+    """Langevin dynamics: isotropic noise ``D = T I``."""
+    if T is None:
+        raise ValueError("method='langevin' needs a temperature T")
+    if noise is not None:
+        raise ValueError("method='langevin' sets the noise D = T I; pass T, not noise (or use method='sde')")
+    return _diffusion_setup("langevin", _N.Isotropic(_nonneg("T", T)), d=d, t_end=t_end, dt=dt, eta=eta,
+                            sigma=sigma, n_steps=n_steps, shift=shift)
+
+
+def _sde_setup(*, d, noise, t_end, dt, eta, sigma, n_steps, shift, T, scheduled) -> _Dynamics:
+    """The Ito SDE of any noise model."""
+    if T is not None:
+        raise ValueError("T is for method='langevin'; for method='sde' pass noise=Isotropic(T)")
+    if noise is None:
+        raise ValueError("method='sde' needs a noise model (e.g. noise.Isotropic(T), noise.Constant(D))")
+    if not isinstance(noise, _N.Noise):
+        raise ValueError(f"noise must be a fokkerplanck.model.noise.Noise, got {type(noise).__name__}")
+    return _diffusion_setup("sde", noise, d=d, t_end=t_end, dt=dt, eta=eta, sigma=sigma, n_steps=n_steps,
+                            shift=shift)
+
+
+#: method -> its setup
+METHOD_SETUPS = {"sgd": _sgd_setup, "langevin": _langevin_setup, "sde": _sde_setup}
+
+
+def _run_compiled(packed_land, dyn: _Dynamics, d, use_2d, pos, status, event, key, lower, upper, bc, use_walls, thr,
+                  done, nsteps, record_every, ckpt_every, sched_steps, sched_scales, after_steps, bar):
+    """The numba kernels, in chunks of steps that end at every record and checkpoint step (and, under a noise
+    schedule, at every change of step size or noise factor)."""
+    import numba
+
+    lk, lp = packed_land
+    ws = K.scratch_size(lk, lp, d)
+    n = pos.shape[0]
+    n_blocks = int(min(n, max(1, 8 * numba.get_num_threads())))
+    npar = np.ascontiguousarray(dyn.npar, dtype=float)
+    lp = np.ascontiguousarray(lp, dtype=float)
+    chunk = record_every if record_every is not None else max(1, min(max(nsteps, 1), _CHUNK_WORK // n))
+    while done < nsteps:
+        m = min(chunk, nsteps - done)
+        if record_every is not None:
+            m = min(m, record_every - done % record_every)
+        if ckpt_every is not None:
+            m = min(m, ckpt_every - done % ckpt_every)
+        h, par = dyn.step, npar
+        if sched_steps is not None:        # a run of steps with the same step size and noise factor
+            h, gk = float(sched_steps[done]), float(sched_scales[done])
+            same = (sched_steps[done:done + m] == h) & (sched_scales[done:done + m] == gk)
+            m = int(np.argmin(same)) if not same.all() else m
+            par = npar if dyn.nk == K.NOISE_SHIFT_EXACT else np.ascontiguousarray(npar * math.sqrt(gk))
+        if use_2d:
+            K.run_chunk_2d(pos, status, event, np.int64(lk), lp, np.int64(dyn.nk), par, float(h), np.int64(done),
+                           np.int64(m), key, lower, upper, bc, use_walls, float(thr), np.int64(n_blocks))
+        else:
+            K.run_chunk(pos, status, event, np.int64(lk), lp, np.int64(ws), np.int64(dyn.nk), par, float(h),
+                        np.int64(done), np.int64(m), key, lower, upper, bc, use_walls, float(thr),
+                        np.int64(n_blocks))
+        done += m
+        if bar is not None:
+            bar.update(m)
+        after_steps(done)
 
 
 def schedule_steps(schedule, method: str, step: float, nsteps, t_end, n_steps):
