@@ -268,6 +268,8 @@ def step_count(t_end, n_steps, step, who) -> int:
     if t_end is None:
         raise ValueError(f"{who}: give t_end or n_steps")
     t = _nonneg("t_end", t_end)
+    if not math.isfinite(t / step):
+        raise ValueError(f"{who}: t_end={t:g} takes more steps of {step:g} than can be counted")
     n = int(round(t / step))
     if t > 0 and n == 0:
         raise ValueError(f"{who}: t_end={t:g} is shorter than half a step ({step:g}): no step would be taken")
@@ -426,6 +428,7 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
             raise ValueError(f"Constant noise is {noise_model.D.shape[0]}-dimensional but theta0 is {d}-dimensional")
         packed_noise = pack_noise(noise_model, d)
         nk, npar = packed_noise if packed_noise is not None else (None, None)
+    budget.check_work(nsteps, n, "particle-steps", f"simulate ({method})")   # dt = 1e-300 asked for 1e302 steps
 
     # ---- walls
     if grid is not None:

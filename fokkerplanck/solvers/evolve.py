@@ -231,6 +231,10 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
             step_max = dt if dt is not None else t_end / 200.0
         # steps per save interval, so every save time is hit exactly
         intervals = np.diff(np.concatenate([[0.0], times]))
+        with np.errstate(over="ignore"):
+            planned = float(np.sum(np.ceil(intervals / step_max - 1e-9)))
+        budget.check_work(planned, N, "explicit cell-steps" if scheme == "explicit" else "cell-steps",
+                          f"evolve ({scheme})")        # before any step: dt = 1e-9 asked for 5e10 steps
         nsteps = [int(np.ceil(iv / step_max - 1e-9)) if iv > 0 else 0 for iv in intervals]
         total = int(sum(nsteps))
         every = max(1, total // 20) if checkpoint_every is None else int(checkpoint_every)
