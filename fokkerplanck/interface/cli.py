@@ -10,9 +10,14 @@
                  [--workers N] [--cache DIR] [--etas ETA ...] [--sigmas SIGMA ...]
                                                            the PRL's (sigma, eta) phase diagrams
 
-``evolve`` and ``simulate`` checkpoint into ``DIR/checkpoint.npz`` (atomically, every ``--checkpoint-every``
-steps; default about 5% of the run) and ``--resume`` continues an interrupted run from it, with the same
-result as an uninterrupted run; the checkpoint is removed once ``result.json`` is written.
+A run is written into ``DIR.partial`` beside ``DIR`` and moved into place whole when it is done, under a lock that
+stops a second run into the same ``DIR`` with one line (:mod:`fokkerplanck.results.outdir`): rerunning a command
+into its own earlier folder replaces that run; a folder holding anything else is refused unless ``--overwrite``.
+``evolve`` and ``simulate`` checkpoint into ``DIR.partial/checkpoint.npz`` (atomically, every
+``--checkpoint-every`` steps; default about 5% of the run) and ``--resume`` continues an interrupted run from it,
+with the same result as an uninterrupted run; ``DIR`` keeps the previous complete run meanwhile, and the
+checkpoint is removed once the run is saved. A run estimated beyond three days of work (steps x particles or
+cells, :mod:`fokkerplanck.interface.workload`) is refused before it starts unless ``FOKKERPLANCK_ALLOW_LONG=1``.
 
 Each command reads a TOML configuration (see :mod:`fokkerplanck.interface.config`; none = the command's built-in
 default), writes ``DIR/result.json``, ``DIR/arrays.npz``, ``DIR/config.toml`` (the configuration actually run)
@@ -35,6 +40,7 @@ from ..numerics.operator import DEFAULT_STENCIL_RADIUS
 from ..model.budget import TooLarge
 from .config import MESSAGE_LIMIT, ConfigError, build_problem, load_config, set_path, to_toml
 from ..results.io import CheckpointMismatch
+from ..results.outdir import OutputError, OutputFolder
 
 COMMANDS = {
     "demo": "PRL 2D model (Eq. 11 setting) end to end: solver steady state, Monte Carlo particles, "
@@ -57,6 +63,10 @@ PHASE_DIAGRAMS = {
     "prl-fig3c": "PRL Fig. 3(c): high-dimensional valley (Eq. 5, N_S = 5, N_F = 100): time-averaged steady-state "
                  "flatness <F(x)>, the divergence region and the theory transition sigma*(eta)",
 }
+
+
+_OVERWRITE_HELP = ("write into an output folder that holds files of no fokkerplanck run (the run's files replace "
+                   "those of the same names; the others stay); a previous run's folder is replaced whole without it")
 
 
 class UserError(Exception):
@@ -92,13 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
         s.add_argument("--print-config", action="store_true",
                        help="print the validated configuration as TOML and exit")
+        s.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
         if name in ("evolve", "simulate"):
             s.add_argument("--resume", action="store_true",
-                           help="continue an interrupted run from DIR/checkpoint.npz (the same final result as "
+                           help="continue an interrupted run from DIR.partial/checkpoint.npz (the same final result as "
                                 "an uninterrupted run; starts afresh when there is no checkpoint; refuses a "
                                 "checkpoint of a different configuration)")
             s.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                           help="time steps between checkpoints in DIR/checkpoint.npz (default: about 5%% of the "
+                           help="time steps between checkpoints in DIR.partial/checkpoint.npz (default: about 5%% of the "
                                 "run); the checkpoint is removed after a successful run")
         if name == "sweep":
             s.add_argument("--scheduler", metavar="ADDRESS", default=None,
@@ -117,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true",
                    help="few particles and short runs (seconds; for tests and smoke checks)")
     s.add_argument("--no-figures", action="store_true", help="skip the PNG heat map")
+    s.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     s.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="'serial', 'local' (a Dask LocalCluster) or the address of a running Dask scheduler, "
                         "tcp://host:port (default: a LocalCluster when dask.distributed is installed, else serial)")
@@ -244,7 +256,7 @@ class _Run:
         self.figures, self.notes, self.summary = [], [], []
         self.seed = None
         self.options = {}
-        self.checkpoint = None           # DIR/checkpoint.npz of evolve / simulate, removed after saving
+        self.checkpoint = None           # DIR.partial/checkpoint.npz of evolve / simulate, removed after saving
         self.t0 = time.perf_counter()
 
     def checkpointing(self) -> dict:
@@ -634,6 +646,15 @@ def _environment_problem() -> str | None:
     return None
 
 
+def _preflight(cfg, command) -> None:
+    """Refuse (:class:`~fokkerplanck.model.budget.TooLong`) a run estimated beyond the time limit, announce one
+    beyond an hour on stderr (:mod:`fokkerplanck.interface.workload`)."""
+    from .workload import preflight
+
+    for note in preflight(cfg, command):
+        print(f"note: {note}", file=sys.stderr)
+
+
 def _runner_options_problem(args) -> str | None:
     """One line when ``--workers`` or ``--scheduler`` cannot work (checked before any work: ``--workers -1``
     used to hang the LocalCluster, an unknown scheduler to end in a traceback), else None."""
@@ -676,10 +697,6 @@ def cmd_phase_diagram(args) -> int:
     :func:`~fokkerplanck.sgd.phase_diagrams.prl_search_diagram` (Fig. 5d) or :func:`~fokkerplanck.sgd.phase_diagrams.highdim_phase_diagram`
     (Fig. 3c), write ``result.json`` (tables indexed
     ``[sigma, eta]``), ``arrays.npz`` and ``phase_diagram.png``, print the table."""
-    from . import plot
-    from ..sgd.phase_diagrams import (PRL_FIG5B_ETAS, PRL_FIG5B_SIGMAS, highdim_phase_diagram, prl_phase_diagram,
-                                     prl_search_diagram, save_phase_diagram)
-
     t0 = time.perf_counter()
     which = args.figure
     for name in ("etas", "sigmas"):
@@ -692,9 +709,21 @@ def cmd_phase_diagram(args) -> int:
     if problem:
         return _fail(problem)
     out = Path(args.out) if args.out else Path("fokkerplanck-out") / f"phase-diagram-{which}"
-    problem = _prepare_out(out)
-    if problem:
-        return _fail(problem)
+    folder = OutputFolder(out, overwrite=args.overwrite, outside={"--cache": args.cache})
+    try:
+        with folder:
+            return _phase_diagram_into(folder, args, t0)
+    except OutputError as e:
+        return _fail(f"error: {e}")
+
+
+def _phase_diagram_into(folder, args, t0) -> int:
+    """The phase diagram of ``args.figure`` written into ``folder``'s staging folder, then moved into place."""
+    from . import plot
+    from ..sgd.phase_diagrams import (PRL_FIG5B_ETAS, PRL_FIG5B_SIGMAS, highdim_phase_diagram, prl_phase_diagram,
+                                     prl_search_diagram, save_phase_diagram)
+
+    which, out = args.figure, folder.staging
     axes = {k: v for k, v in (("etas", args.etas), ("sigmas", args.sigmas)) if v is not None}
     common = dict(cache_dir=args.cache, scheduler=args.scheduler, n_workers=args.workers, quick=args.quick)
     notes, figures, timings = [], [], {}
@@ -761,6 +790,8 @@ def cmd_phase_diagram(args) -> int:
                          "workers": args.workers, "cache": args.cache}
     timings["total_s"] = round(time.perf_counter() - t0, 4)
     path = save_phase_diagram(res, out, command="phase-diagram", figures=figures, notes=notes, timings=timings)
+    folder.publish()
+    path = Path(folder.shown) / path.name
     print(f"fokkerplanck phase-diagram: {summary[0]}")
     for line in summary[1:]:
         print(line)
@@ -805,11 +836,23 @@ def main(argv=None) -> int:
     problem = _runner_options_problem(args) or _environment_problem()
     if problem:
         return _fail(problem)
+    try:
+        _preflight(cfg, command)
+    except TooLarge as e:
+        return _fail(f"error: {e}")
     out = Path(args.out) if args.out else Path("fokkerplanck-out") / command
-    problem = _prepare_out(out)
-    if problem:
-        return _fail(problem)
-    run = _Run(command, cfg, out)
+    folder = OutputFolder(out, overwrite=args.overwrite, resume=bool(getattr(args, "resume", False)),
+                          outside={"[sweep] cache_dir": cfg.get("sweep", {}).get("cache_dir")})
+    try:
+        with folder:
+            return _run_into(folder, command, cfg, args)
+    except OutputError as e:
+        return _fail(f"error: {e}")
+
+
+def _run_into(folder, command, cfg, args) -> int:
+    """Run ``command`` into ``folder``'s staging folder, save, move it into place, print the summary."""
+    run = _Run(command, cfg, folder.staging)
     run.options = {k: getattr(args, k) for k in ("scheduler", "workers", "resume", "checkpoint_every")
                    if hasattr(args, k)}
     with warnings.catch_warnings(record=True) as caught:
@@ -844,6 +887,8 @@ def main(argv=None) -> int:
         from ..results.io import remove_checkpoint
 
         remove_checkpoint(run.checkpoint)
+    folder.publish()
+    path = Path(folder.shown) / path.name
     print(f"fokkerplanck {command}: " + (run.summary[0] if run.summary else "done"))
     for line in run.summary[1:]:
         print(line)
