@@ -162,8 +162,9 @@ def _theory_for(cfg, prob, grid):
 
     land, noise = cfg["landscape"], cfg["noise"]
     d = grid.ndim
+    placed = _placed(cfg)          # a rotated or framed landscape: the closed forms below are of the unplaced one
     try:
-        if land["kind"] == "quadratic" and noise["kind"] in ("constant", "isotropic"):
+        if land["kind"] == "quadratic" and noise["kind"] in ("constant", "isotropic") and not placed:
             A = prob.landscape.A
             D = prob.noise.tensor(np.zeros(d))
             S = theory.ou_stationary_cov(A, D)
@@ -171,7 +172,7 @@ def _theory_for(cfg, prob, grid):
             return "Ornstein-Uhlenbeck N(c, Sigma)", dens, {"theory_cov": S.tolist()}, None
         if noise["kind"] == "isotropic" and noise["T"] > 0:
             return "Boltzmann exp(-L/T)", theory.boltzmann(grid, prob.landscape, noise["T"]), {}, None
-        if land["kind"] == "degenerate-valley" and land["eps"] == 0 and noise["kind"] == "constant":
+        if land["kind"] == "degenerate-valley" and land["eps"] == 0 and noise["kind"] == "constant" and not placed:
             D = prob.noise.D
             if D[0, 1] == 0 and D[0, 0] > 0 and D[1, 1] > 0:
                 Delta, kappa = float(D[1, 1]), float(D[1, 1] / D[0, 0])
@@ -180,6 +181,12 @@ def _theory_for(cfg, prob, grid):
     except (ValueError, np.linalg.LinAlgError) as e:
         return None, None, {}, f"no closed form used: {str(e).splitlines()[0]}"
     return None, None, {}, None
+
+
+def _placed(cfg) -> bool:
+    """The landscape is placed by a frame (``rotation``, ``frame`` or ``origin`` in ``[landscape]``): it is a
+    ``Transformed`` landscape, without the attributes (``A``, ``center``) of its base."""
+    return any(k in cfg["landscape"] for k in ("rotation", "frame", "origin"))
 
 
 def _sample_theta0(pcfg, grid, n):
@@ -477,7 +484,8 @@ def cmd_evolve(run: _Run, figures: bool):
     run.summary.append(f"mass {traj.mass[0]:.6f} -> {traj.mass[-1]:.6f}, min P {traj.minimum.min():.2e}, "
                        f"final mean {np.array2string(final.mean(), precision=4)}")
     run.note_resumed(traj.info)
-    if cfg["landscape"]["kind"] == "quadratic" and cfg["noise"]["kind"] in ("constant", "isotropic"):
+    if cfg["landscape"]["kind"] == "quadratic" and cfg["noise"]["kind"] in ("constant", "isotropic") and \
+            not _placed(cfg):
         A, D = prob.landscape.A, prob.noise.tensor(np.zeros(grid.ndim))
         S = theory.ou_cov_at(traj.times[-1], A, D, cov)
         rel = float(np.linalg.norm(final.cov() - S) / np.linalg.norm(S))
