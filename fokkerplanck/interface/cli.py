@@ -218,6 +218,19 @@ def _run_particles(cfg, prob, grid, **checkpointing):
     return ens
 
 
+def _histogram(ens, grid):
+    """``(Density, None)``: the particles' histogram on ``grid``; ``(None, reason)`` when no live particle is
+    left in it (all diverged or were absorbed: ``histogram`` refuses, and that ended in a traceback)."""
+    if ens.alive.any():
+        try:
+            return ens.histogram(grid), None
+        except ValueError as e:
+            if "live particle" not in str(e):
+                raise
+    return None, (f"no live particle inside the grid at t = {ens.time:g} ({ens.diverged.mean():.3g} diverged, "
+                  f"{ens.absorbed.mean():.3g} absorbed); a smaller time step or weaker noise keeps them")
+
+
 def _wall_ratio(d) -> float:
     """Largest density on a non-periodic wall layer over the peak density."""
     v, worst = d.values, 0.0
@@ -390,7 +403,9 @@ def cmd_compare(run: _Run, figures: bool, demo: bool = False):
     hist = None
     run.seed = cfg["particles"]["seed"]
     ens = run.timed("particles_s", _run_particles, cfg, prob, grid)
-    hist = ens.histogram(grid)
+    hist, why = _histogram(ens, grid)
+    if hist is None:
+        raise UserError(f"[particles] nothing to compare with: {why}")
     run.densities["particles"] = hist
     run.metrics["particles"] = {"n_particles": int(ens.n_particles), "time": float(ens.time),
                                 "diverged_fraction": float(ens.diverged.mean()),
@@ -512,13 +527,16 @@ def cmd_simulate(run: _Run, figures: bool):
     grid = prob.grid
     run.seed = cfg["particles"]["seed"]
     ens = run.timed("particles_s", _run_particles, cfg, prob, grid, **run.checkpointing())
-    hist = ens.histogram(grid)
-    run.densities["particles"] = hist
+    hist, why = _histogram(ens, grid)
+    if hist is None:               # every particle diverged or left: a result (the SGD's divergence), not a mistake
+        run.notes.append(f"no histogram: {why}")
+    else:
+        run.densities["particles"] = hist
     run.arrays["positions"] = ens.positions.astype(np.float32) if ens.n_particles > 200_000 else ens.positions
     run.arrays["diverged"] = ens.diverged
     pm = {"n_particles": int(ens.n_particles), "n_steps": int(ens.n_steps), "time": float(ens.time),
           "diverged_fraction": float(ens.diverged.mean()), "absorbed_fraction": float(ens.absorbed.mean()),
-          "outside_fraction": hist.info.get("outside"),
+          "outside_fraction": hist.info.get("outside") if hist is not None else None,
           "particle_steps_per_s": ens.info.get("particle_steps_per_s")}
     if ens.alive.any():
         pm["mean"], pm["cov"] = ens.mean().tolist(), ens.cov().tolist()
@@ -529,7 +547,8 @@ def cmd_simulate(run: _Run, figures: bool):
     if "mean" in pm:
         run.summary.append(f"mean {np.array2string(np.asarray(pm['mean']), precision=4)}")
     run.note_resumed(ens.info)
-    label, th, tmetrics, note = _theory_for(cfg, prob, grid) if grid.conserves_mass else (None, None, {}, None)
+    label, th, tmetrics, note = _theory_for(cfg, prob, grid) if grid.conserves_mass and hist is not None \
+        else (None, None, {}, None)
     if note:
         run.notes.append(note)
     curves = {"particles": hist}
@@ -538,7 +557,7 @@ def cmd_simulate(run: _Run, figures: bool):
         run.metrics["particles_vs_theory"] = compare(hist, th)
         curves[label] = th
         run.summary.append(f"{label}: L1 distance particles-theory {run.metrics['particles_vs_theory']['l1']:.3e}")
-    if figures:
+    if figures and hist is not None:
         t = time.perf_counter()
         if grid.ndim == 2:
             run.figure("heatmap_particles.png", plot.density_heatmap(hist, prob.landscape, title="particle histogram"))

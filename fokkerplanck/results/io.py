@@ -21,9 +21,10 @@
 Densities are stored as arrays (their values, and ``<name>__stderr`` when they carry standard errors) plus
 their grid in ``result.json``; :func:`load` rebuilds them as :class:`~fokkerplanck.model.density.Density`.
 :func:`load` refuses a ``result.json`` beside the ``arrays.npz`` of another run (their ``run_id`` differ), and
-warns when a ``checkpoint.npz`` newer than ``result.json`` lies beside it (a rerun of the package's earlier
-layout was interrupted there: the result is the previous run's, the checkpoint another's). The command line
-writes a run into a folder of its own and moves it into place whole (:mod:`fokkerplanck.results.outdir`).
+warns when a later run into the folder was interrupted: its checkpoint is in ``DIR.partial`` (the command line
+writes a run there and moves it into place whole, :mod:`fokkerplanck.results.outdir`), or, in the package's
+earlier layout, a ``checkpoint.npz`` newer than ``result.json`` lies beside it. The result is then the earlier,
+complete run's.
 
 Checkpoints (``checkpoint=`` of :func:`~fokkerplanck.solvers.evolve.evolve` and :func:`~fokkerplanck.particles.simulate`,
 ``DIR.partial/checkpoint.npz`` of the command line) are one ``.npz`` file: the state arrays plus ``__meta__``, a JSON
@@ -59,6 +60,7 @@ NETCDF_FILE = "densities.nc"
 _DEPENDENCIES = ("numpy", "scipy", "numba", "matplotlib", "tqdm", "pyamg", "xarray", "pypardiso", "mkl")
 
 CHECKPOINT_FILE = "checkpoint.npz"
+STAGING_SUFFIX = ".partial"      # the command line writes DIR.partial, then moves it to DIR (results.outdir)
 _RUN_ID = "__run_id__"          # the key of the run id in arrays.npz (names with '__' are reserved)
 
 __all__ = ["save", "load", "Result", "versions", "to_jsonable", "write_checkpoint", "read_checkpoint",
@@ -244,4 +246,8 @@ def load(path) -> Result:
     if ck.is_file() and ck.stat().st_mtime > rj.stat().st_mtime:
         warnings.warn(f"io.load: {ck} is newer than {rj}: a rerun into {str(p)!r} was interrupted; this result "
                       "is the earlier run's", RuntimeWarning, stacklevel=2)
+    staged = p.with_name(p.name + STAGING_SUFFIX) / CHECKPOINT_FILE
+    if p.name and staged.is_file():
+        warnings.warn(f"io.load: a later run into {str(p)!r} was interrupted (its checkpoint is {staged}; rerun it "
+                      "with --resume); this result is the earlier, complete run's", RuntimeWarning, stacklevel=2)
     return Result(p, doc, arrays)

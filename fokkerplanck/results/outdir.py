@@ -36,11 +36,10 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-from .io import ARRAYS_FILE, CHECKPOINT_FILE, FORMAT, NETCDF_FILE, RESULT_FILE
+from .io import ARRAYS_FILE, CHECKPOINT_FILE, FORMAT, NETCDF_FILE, RESULT_FILE, STAGING_SUFFIX
 
 __all__ = ["OutputError", "OutputFolder", "foreign_entries", "STAGING_SUFFIX"]
 
-STAGING_SUFFIX = ".partial"
 _FIXED = {RESULT_FILE, ARRAYS_FILE, NETCDF_FILE, "config.toml", CHECKPOINT_FILE, ".write-test"}
 
 
