@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from fokkerplanck.cli import main  # noqa: E402
@@ -227,8 +227,25 @@ _SETTINGS = dict(deadline=None, derandomize=True, database=None, print_blob=True
                                         HealthCheck.data_too_large])
 
 
+def _found(command, **sections):
+    """A case the fuzz found (a traceback before): the command's base configuration with ``sections`` merged in."""
+    cfg = {sec: dict(body) for sec, body in BASES[command].items()}
+    for sec, body in sections.items():
+        cfg[sec] = dict(body) if "kind" in body else {**cfg.get(sec, {}), **body}
+    return command, _document(cfg)
+
+
 @settings(max_examples=300, **_SETTINGS)
 @given(case=configs())
+@example(case=_found("compare", landscape={"rotation": 0}))                      # AttributeError: Transformed.A
+@example(case=_found("evolve", landscape={"rotation": 0.3}))                     # likewise, in the OU check
+@example(case=_found("steady", landscape={"kind": "degenerate-valley", "lambdas": [1.0, 1.0], "eps": 0.0,
+                                          "rotation": 0.3}, noise={"kind": "constant", "D": [0.1, 0.2]}))
+@example(case=_found("steady", solver={"tol": 1}))                               # ValueError in steady_state
+@example(case=_found("compare", noise={"T": 10**15}))                            # histogram: no live particles
+@example(case=_found("simulate", noise={"T": 10**15}))
+@example(case=_found("compare", noise={"T": 8.858241569560983e-102}, solver={"method": "iterative", "tol": 1e-8}))
+@example(case=_found("steady", noise={"T": 0}, solver={"method": "gth"}))          # the chain is not irreducible
 def test_generated_configs_exit_0_or_2_with_one_line(case, cheap_budgets, capsys):
     command, text = case
     _check(cheap_budgets, capsys, command, text)

@@ -263,8 +263,20 @@ def _steady(cfg, prob, warn=True):
         raise ConfigError("[grid] bc: a steady state needs reflecting or periodic walls (absorbing walls let all "
                           "mass leave); use 'fokkerplanck evolve'")
     s = cfg.get("solver", {})
-    return steady_state(prob, method=s.get("method", "auto"), tol=s.get("tol", 1e-10),
-                        stencil_radius=s.get("stencil_radius", DEFAULT_STENCIL_RADIUS), warn=warn)
+    return _solve_steady(steady_state, prob, s, warn=warn)
+
+
+def _solve_steady(steady_state, prob, s, **kw):
+    """``steady_state`` with the ``[solver]`` section ``s``; a solver that cannot solve this problem -- noise so
+    weak that the chain is degenerate (``T = 0`` with ``gth``, ``T = 1e-102`` singular in the AMG coarse solve),
+    a method whose limits the grid exceeds -- is one line naming the method (these were tracebacks)."""
+    method = s.get("method", "auto")
+    try:
+        return steady_state(prob, method=method, tol=s.get("tol", 1e-10),
+                            stencil_radius=s.get("stencil_radius", DEFAULT_STENCIL_RADIUS), **kw)
+    except (ValueError, RuntimeError, np.linalg.LinAlgError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"steady state ([solver] method = {method!r}) failed: {first}") from None
 
 
 class _Run:
@@ -604,8 +616,7 @@ def cmd_sweep(run: _Run, figures: bool):
 
     def point(**params):
         prob, solver = points[(params[p1], params.get(p2) if p2 else None)]
-        ss = steady_state(prob, method=solver.get("method", "auto"), tol=solver.get("tol", 1e-10),
-                          stencil_radius=solver.get("stencil_radius", DEFAULT_STENCIL_RADIUS))
+        ss = _solve_steady(steady_state, prob, solver)
         return {sw["observable"]: float(obs(ss)), "mean": ss.mean().tolist(),
                 "residual": ss.info.get("residual"), "wall_ratio": ss.info.get("wall_ratio")}
 
