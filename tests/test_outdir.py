@@ -144,6 +144,24 @@ def test_a_foreign_folder_is_refused_unless_overwrite(tmp_path, capsys):
     assert "cache_dir" in _one_line(capsys.readouterr().err)
 
 
+def test_a_publish_that_died_between_its_renames_is_repaired(tmp_path, capsys):
+    """Killed after renaming DIR to .DIR.old-PID and before moving DIR.partial into place: the next run puts
+    the old run back first (and then replaces it whole); a link as --out is written where it points."""
+    from fokkerplanck.results.outdir import OutputFolder
+
+    out = tmp_path / "o"
+    assert main(["steady", "--quick", "--no-figures", "--out", str(out)]) == 0
+    before = _run_id(out)
+    out.rename(tmp_path / ".o.old-99999")
+    with OutputFolder(out) as staging:
+        assert _run_id(out) == before and staging == tmp_path / "o.partial"
+    assert _leftovers(tmp_path) == []
+    link = tmp_path / "link"
+    link.symlink_to(out)
+    assert main(["steady", "--quick", "--no-figures", "--out", str(link)]) == 0
+    assert link.is_symlink() and _run_id(link) == _run_id(out) != before
+
+
 def test_load_refuses_files_of_two_runs_and_warns_of_a_newer_checkpoint(tmp_path):
     g = fp.Grid([(-1, 1, 6)])
     d = fp.Density.gaussian(g, [0.0], [[0.1]])
