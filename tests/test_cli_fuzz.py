@@ -246,6 +246,7 @@ def _found(command, **sections):
 @example(case=_found("simulate", noise={"T": 10**15}))
 @example(case=_found("compare", noise={"T": 8.858241569560983e-102}, solver={"method": "iterative", "tol": 1e-8}))
 @example(case=_found("steady", noise={"T": 0}, solver={"method": "gth"}))          # the chain is not irreducible
+@example(case=_found("compare", grid={"frame": [[0, 0], [0, 1e300]]}))           # OverflowError in Frame
 def test_generated_configs_exit_0_or_2_with_one_line(case, cheap_budgets, capsys):
     command, text = case
     _check(cheap_budgets, capsys, command, text)
