@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from fokkerplanck.cli import main  # noqa: E402
-from fokkerplanck.config import MESSAGE_LIMIT, SCHEMA, LANDSCAPES, NOISES  # noqa: E402
+from fokkerplanck.config import LANDSCAPES, MESSAGE_LIMIT, NOISES, SCHEMA  # noqa: E402
 from fokkerplanck.model import budget  # noqa: E402
 
 _GRID = {"axes": [[-1.0, 1.0, 8], [-1.0, 1.0, 6]], "bc": "reflecting"}

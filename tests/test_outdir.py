@@ -139,7 +139,8 @@ def test_a_foreign_folder_is_refused_unless_overwrite(tmp_path, capsys):
     assert main(["steady", "--quick", "--out", str(tmp_path / "afile")]) == 2
     assert "not a folder" in _one_line(capsys.readouterr().err)
     cfg = tmp_path / "s.toml"
-    cfg.write_text(f'[sweep]\nparameter = "noise.delta_s"\nvalues = [1e-3, 2e-3]\ncache_dir = "{tmp_path / "s" / "c"}"\n')
+    cache = tmp_path / "s" / "c"
+    cfg.write_text(f'[sweep]\nparameter = "noise.delta_s"\nvalues = [1e-3, 2e-3]\ncache_dir = "{cache}"\n')
     assert main(["sweep", str(cfg), "--quick", "--out", str(tmp_path / "s")]) == 2
     assert "cache_dir" in _one_line(capsys.readouterr().err)
 

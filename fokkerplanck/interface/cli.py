@@ -105,12 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
         if name in ("evolve", "simulate"):
             s.add_argument("--resume", action="store_true",
-                           help="continue an interrupted run from DIR.partial/checkpoint.npz (the same final result as "
-                                "an uninterrupted run; starts afresh when there is no checkpoint; refuses a "
-                                "checkpoint of a different configuration)")
+                           help="continue an interrupted run from DIR.partial/checkpoint.npz (the same final "
+                                "result as an uninterrupted run; starts afresh when there is no checkpoint; refuses "
+                                "a checkpoint of a different configuration)")
             s.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                           help="time steps between checkpoints in DIR.partial/checkpoint.npz (default: about 5%% of the "
-                                "run); the checkpoint is removed after a successful run")
+                           help="time steps between checkpoints in DIR.partial/checkpoint.npz (default: about "
+                                "5%% of the run); the checkpoint is removed after a successful run")
         if name == "sweep":
             s.add_argument("--scheduler", metavar="ADDRESS", default=None,
                            help="'serial', 'local' (a Dask LocalCluster) or the address of a running Dask "
@@ -274,6 +274,8 @@ def _solve_steady(steady_state, prob, s, **kw):
     try:
         return steady_state(prob, method=method, tol=s.get("tol", 1e-10),
                             stencil_radius=s.get("stencil_radius", DEFAULT_STENCIL_RADIUS), **kw)
+    except TooLarge:
+        raise
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"steady state ([solver] method = {method!r}) failed: {first}") from None

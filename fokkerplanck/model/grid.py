@@ -23,10 +23,9 @@ diagonal on the grid, which any stencil resolves.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
-
-import math
 
 import numpy as np
 
