@@ -221,8 +221,9 @@ def test_cli_killed_mid_run_then_resumed(command, every, array, tmp_path, capsys
     r = _killed_run([command, "--quick", "--no-figures", "--out", str(dir_), "--checkpoint-every", every],
                     tmp_path, kill_after=3)
     assert r.returncode == -9, r.stderr                    # killed, no clean-up ran
-    assert not (dir_ / "result.json").exists() and (dir_ / "checkpoint.npz").is_file() and _no_tmp(dir_)
-    (dir_ / ".checkpoint.npz.x1y2z3.tmp").write_bytes(b"PK\x03\x04")   # as left by a kill during a write
+    staging = tmp_path / "killed.partial"                   # the run is written there, then moved into place
+    assert not dir_.exists() and (staging / "checkpoint.npz").is_file() and _no_tmp(staging)
+    (staging / ".checkpoint.npz.x1y2z3.tmp").write_bytes(b"PK\x03\x04")   # as left by a kill during a write
     capsys.readouterr()
     assert main([command, "--quick", "--no-figures", "--out", str(dir_), "--resume"]) == 0
     assert f"resumed from the checkpoint at step {3 * int(every)}" in capsys.readouterr().out
@@ -230,6 +231,7 @@ def test_cli_killed_mid_run_then_resumed(command, every, array, tmp_path, capsys
     assert np.array_equal(a[array].values if array == "final" else a[array],
                           b[array].values if array == "final" else b[array])
     assert [p.name for p in dir_.iterdir() if "checkpoint" in p.name] == []   # removed after result.json
+    assert not staging.exists()
     if command == "evolve":
         assert np.array_equal(a.arrays["trajectory"], b.arrays["trajectory"])
         # a checkpoint of another configuration: exit code 2 and one line

@@ -377,14 +377,15 @@ def test_ctrl_c_is_one_line_keeps_the_checkpoint_and_exits_130(tmp_path):
                              "--no-figures", "--quick", "--checkpoint-every", "20"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = _time.time() + 120
-    while not (out / "checkpoint.npz").is_file() and proc.poll() is None and _time.time() < deadline:
+    ckpt = tmp_path / "o.partial" / "checkpoint.npz"       # the run is written beside out, then moved into place
+    while not ckpt.is_file() and proc.poll() is None and _time.time() < deadline:
         _time.sleep(0.05)
     assert proc.poll() is None, "the run ended before its first checkpoint"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.count("\n") == 1 and "interrupted" in err and "--resume" in err
-    assert (out / "checkpoint.npz").is_file() and not (out / "result.json").exists()
+    assert ckpt.is_file() and not (out / "result.json").exists()
 
 
 @pytest.mark.parametrize("command,text", [

@@ -11,9 +11,14 @@
                  [--workers N] [--cache DIR] [--etas ETA ...] [--sigmas SIGMA ...]
                                                            the PRL's (sigma, eta) phase diagrams
 
-``evolve`` and ``simulate`` checkpoint into ``DIR/checkpoint.npz`` (atomically, every ``--checkpoint-every``
-steps; default about 5% of the run) and ``--resume`` continues an interrupted run from it, with the same
-result as an uninterrupted run; the checkpoint is removed once ``result.json`` is written.
+A run is written into ``DIR.partial`` beside ``DIR`` and moved into place whole when it is done, under a lock that
+stops a second run into the same ``DIR`` with one line (:mod:`fokkerplanck.results.outdir`): rerunning a command
+into its own earlier folder replaces that run; a folder holding anything else is refused unless ``--overwrite``.
+``evolve`` and ``simulate`` checkpoint into ``DIR.partial/checkpoint.npz`` (atomically, every
+``--checkpoint-every`` steps; default about 5% of the run) and ``--resume`` continues an interrupted run from it,
+with the same result as an uninterrupted run; ``DIR`` keeps the previous complete run meanwhile, and the
+checkpoint is removed once the run is saved. A run estimated beyond three days of work (steps x particles or
+cells, :mod:`fokkerplanck.interface.workload`) is refused before it starts unless ``FOKKERPLANCK_ALLOW_LONG=1``.
 
 Each command reads a TOML configuration (see :mod:`fokkerplanck.interface.config`; none = the command's built-in
 default), writes ``DIR/result.json``, ``DIR/arrays.npz``, ``DIR/config.toml`` (the configuration actually run)
@@ -36,6 +41,7 @@ from ..numerics.operator import DEFAULT_STENCIL_RADIUS
 from ..model.budget import TooLarge
 from .config import MESSAGE_LIMIT, ConfigError, build_problem, load_config, set_path, to_toml
 from ..results.io import CheckpointMismatch
+from ..results.outdir import OutputError, OutputFolder
 
 COMMANDS = {
     "demo": "PRL 2D model (Eq. 11 setting) end to end: solver steady state, Monte Carlo particles, "
@@ -58,6 +64,10 @@ PHASE_DIAGRAMS = {
     "prl-fig3c": "PRL Fig. 3(c): high-dimensional valley (Eq. 5, N_S = 5, N_F = 100): time-averaged steady-state "
                  "flatness <F(x)>, the divergence region and the theory transition sigma*(eta)",
 }
+
+
+_OVERWRITE_HELP = ("write into an output folder that holds files of no fokkerplanck run (the run's files replace "
+                   "those of the same names; the others stay); a previous run's folder is replaced whole without it")
 
 
 class UserError(Exception):
@@ -93,14 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
         s.add_argument("--print-config", action="store_true",
                        help="print the validated configuration as TOML and exit")
+        s.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
         if name in ("evolve", "simulate"):
             s.add_argument("--resume", action="store_true",
-                           help="continue an interrupted run from DIR/checkpoint.npz (the same final result as "
-                                "an uninterrupted run; starts afresh when there is no checkpoint; refuses a "
-                                "checkpoint of a different configuration)")
+                           help="continue an interrupted run from DIR.partial/checkpoint.npz (the same final "
+                                "result as an uninterrupted run; starts afresh when there is no checkpoint; refuses "
+                                "a checkpoint of a different configuration)")
             s.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                           help="time steps between checkpoints in DIR/checkpoint.npz (default: about 5%% of the "
-                                "run); the checkpoint is removed after a successful run")
+                           help="time steps between checkpoints in DIR.partial/checkpoint.npz (default: about "
+                                "5%% of the run); the checkpoint is removed after a successful run")
         if name == "sweep":
             s.add_argument("--scheduler", metavar="ADDRESS", default=None,
                            help="'serial', 'local' (a Dask LocalCluster) or the address of a running Dask "
@@ -119,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true",
                    help="few particles and short runs (seconds; for tests and smoke checks)")
     s.add_argument("--no-figures", action="store_true", help="skip the PNG heat map")
+    s.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     s.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="'serial', 'local' (a Dask LocalCluster) or the address of a running Dask scheduler, "
                         "tcp://host:port (default: a LocalCluster when dask.distributed is installed, else serial)")
@@ -152,8 +164,9 @@ def _theory_for(cfg, prob, grid):
 
     land, noise = cfg["landscape"], cfg["noise"]
     d = grid.ndim
+    placed = _placed(cfg)          # a rotated or framed landscape: the closed forms below are of the unplaced one
     try:
-        if land["kind"] == "quadratic" and noise["kind"] in ("constant", "isotropic"):
+        if land["kind"] == "quadratic" and noise["kind"] in ("constant", "isotropic") and not placed:
             A = prob.landscape.A
             D = prob.noise.tensor(np.zeros(d))
             S = theory.ou_stationary_cov(A, D)
@@ -161,7 +174,7 @@ def _theory_for(cfg, prob, grid):
             return "Ornstein-Uhlenbeck N(c, Sigma)", dens, {"theory_cov": S.tolist()}, None
         if noise["kind"] == "isotropic" and noise["T"] > 0:
             return "Boltzmann exp(-L/T)", theory.boltzmann(grid, prob.landscape, noise["T"]), {}, None
-        if land["kind"] == "degenerate-valley" and land["eps"] == 0 and noise["kind"] == "constant":
+        if land["kind"] == "degenerate-valley" and land["eps"] == 0 and noise["kind"] == "constant" and not placed:
             D = prob.noise.D
             if D[0, 1] == 0 and D[0, 0] > 0 and D[1, 1] > 0:
                 Delta, kappa = float(D[1, 1]), float(D[1, 1] / D[0, 0])
@@ -170,6 +183,12 @@ def _theory_for(cfg, prob, grid):
     except (ValueError, np.linalg.LinAlgError) as e:
         return None, None, {}, f"no closed form used: {str(e).splitlines()[0]}"
     return None, None, {}, None
+
+
+def _placed(cfg) -> bool:
+    """The landscape is placed by a frame (``rotation``, ``frame`` or ``origin`` in ``[landscape]``): it is a
+    ``Transformed`` landscape, without the attributes (``A``, ``center``) of its base."""
+    return any(k in cfg["landscape"] for k in ("rotation", "frame", "origin"))
 
 
 def _sample_theta0(pcfg, grid, n):
@@ -199,6 +218,19 @@ def _run_particles(cfg, prob, grid, **checkpointing):
     ens = simulate(prob.landscape, noise, method=p["method"], n_particles=n, theta0=_sample_theta0(p, grid, n),
                    grid=grid, seed=p["seed"], **kw, **checkpointing)
     return ens
+
+
+def _histogram(ens, grid):
+    """``(Density, None)``: the particles' histogram on ``grid``; ``(None, reason)`` when no live particle is
+    left in it (all diverged or were absorbed: ``histogram`` refuses, and that ended in a traceback)."""
+    if ens.alive.any():
+        try:
+            return ens.histogram(grid), None
+        except ValueError as e:
+            if "live particle" not in str(e):
+                raise
+    return None, (f"no live particle inside the grid at t = {ens.time:g} ({ens.diverged.mean():.3g} diverged, "
+                  f"{ens.absorbed.mean():.3g} absorbed); a smaller time step or weaker noise keeps them")
 
 
 def _wall_ratio(d) -> float:
@@ -233,8 +265,22 @@ def _steady(cfg, prob, warn=True):
         raise ConfigError("[grid] bc: a steady state needs reflecting or periodic walls (absorbing walls let all "
                           "mass leave); use 'fokkerplanck evolve'")
     s = cfg.get("solver", {})
-    return steady_state(prob, method=s.get("method", "auto"), tol=s.get("tol", 1e-10),
-                        stencil_radius=s.get("stencil_radius", DEFAULT_STENCIL_RADIUS), warn=warn)
+    return _solve_steady(steady_state, prob, s, warn=warn)
+
+
+def _solve_steady(steady_state, prob, s, **kw):
+    """``steady_state`` with the ``[solver]`` section ``s``; a solver that cannot solve this problem -- noise so
+    weak that the chain is degenerate (``T = 0`` with ``gth``, ``T = 1e-102`` singular in the AMG coarse solve),
+    a method whose limits the grid exceeds -- is one line naming the method (these were tracebacks)."""
+    method = s.get("method", "auto")
+    try:
+        return steady_state(prob, method=method, tol=s.get("tol", 1e-10),
+                            stencil_radius=s.get("stencil_radius", DEFAULT_STENCIL_RADIUS), **kw)
+    except TooLarge:
+        raise
+    except (ValueError, RuntimeError, np.linalg.LinAlgError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"steady state ([solver] method = {method!r}) failed: {first}") from None
 
 
 class _Run:
@@ -246,7 +292,7 @@ class _Run:
         self.figures, self.notes, self.summary = [], [], []
         self.seed = None
         self.options = {}
-        self.checkpoint = None           # DIR/checkpoint.npz of evolve / simulate, removed after saving
+        self.checkpoint = None           # DIR.partial/checkpoint.npz of evolve / simulate, removed after saving
         self.t0 = time.perf_counter()
 
     def checkpointing(self) -> dict:
@@ -373,7 +419,9 @@ def cmd_compare(run: _Run, figures: bool, demo: bool = False):
     hist = None
     run.seed = cfg["particles"]["seed"]
     ens = run.timed("particles_s", _run_particles, cfg, prob, grid)
-    hist = ens.histogram(grid)
+    hist, why = _histogram(ens, grid)
+    if hist is None:
+        raise UserError(f"[particles] nothing to compare with: {why}")
     run.densities["particles"] = hist
     run.metrics["particles"] = {"n_particles": int(ens.n_particles), "time": float(ens.time),
                                 "diverged_fraction": float(ens.diverged.mean()),
@@ -467,7 +515,8 @@ def cmd_evolve(run: _Run, figures: bool):
     run.summary.append(f"mass {traj.mass[0]:.6f} -> {traj.mass[-1]:.6f}, min P {traj.minimum.min():.2e}, "
                        f"final mean {np.array2string(final.mean(), precision=4)}")
     run.note_resumed(traj.info)
-    if cfg["landscape"]["kind"] == "quadratic" and cfg["noise"]["kind"] in ("constant", "isotropic"):
+    if cfg["landscape"]["kind"] == "quadratic" and cfg["noise"]["kind"] in ("constant", "isotropic") and \
+            not _placed(cfg):
         A, D = prob.landscape.A, prob.noise.tensor(np.zeros(grid.ndim))
         S = theory.ou_cov_at(traj.times[-1], A, D, cov)
         rel = float(np.linalg.norm(final.cov() - S) / np.linalg.norm(S))
@@ -494,13 +543,16 @@ def cmd_simulate(run: _Run, figures: bool):
     grid = prob.grid
     run.seed = cfg["particles"]["seed"]
     ens = run.timed("particles_s", _run_particles, cfg, prob, grid, **run.checkpointing())
-    hist = ens.histogram(grid)
-    run.densities["particles"] = hist
+    hist, why = _histogram(ens, grid)
+    if hist is None:               # every particle diverged or left: a result (the SGD's divergence), not a mistake
+        run.notes.append(f"no histogram: {why}")
+    else:
+        run.densities["particles"] = hist
     run.arrays["positions"] = ens.positions.astype(np.float32) if ens.n_particles > 200_000 else ens.positions
     run.arrays["diverged"] = ens.diverged
     pm = {"n_particles": int(ens.n_particles), "n_steps": int(ens.n_steps), "time": float(ens.time),
           "diverged_fraction": float(ens.diverged.mean()), "absorbed_fraction": float(ens.absorbed.mean()),
-          "outside_fraction": hist.info.get("outside"),
+          "outside_fraction": hist.info.get("outside") if hist is not None else None,
           "particle_steps_per_s": ens.info.get("particle_steps_per_s")}
     if ens.alive.any():
         pm["mean"], pm["cov"] = ens.mean().tolist(), ens.cov().tolist()
@@ -511,7 +563,8 @@ def cmd_simulate(run: _Run, figures: bool):
     if "mean" in pm:
         run.summary.append(f"mean {np.array2string(np.asarray(pm['mean']), precision=4)}")
     run.note_resumed(ens.info)
-    label, th, tmetrics, note = _theory_for(cfg, prob, grid) if grid.conserves_mass else (None, None, {}, None)
+    label, th, tmetrics, note = _theory_for(cfg, prob, grid) if grid.conserves_mass and hist is not None \
+        else (None, None, {}, None)
     if note:
         run.notes.append(note)
     curves = {"particles": hist}
@@ -520,7 +573,7 @@ def cmd_simulate(run: _Run, figures: bool):
         run.metrics["particles_vs_theory"] = compare(hist, th)
         curves[label] = th
         run.summary.append(f"{label}: L1 distance particles-theory {run.metrics['particles_vs_theory']['l1']:.3e}")
-    if figures:
+    if figures and hist is not None:
         t = time.perf_counter()
         if grid.ndim == 2:
             run.figure("heatmap_particles.png", plot.density_heatmap(hist, prob.landscape, title="particle histogram"))
@@ -567,8 +620,7 @@ def cmd_sweep(run: _Run, figures: bool):
 
     def point(**params):
         prob, solver = points[(params[p1], params.get(p2) if p2 else None)]
-        ss = steady_state(prob, method=solver.get("method", "auto"), tol=solver.get("tol", 1e-10),
-                          stencil_radius=solver.get("stencil_radius", DEFAULT_STENCIL_RADIUS))
+        ss = _solve_steady(steady_state, prob, solver)
         return {sw["observable"]: float(obs(ss)), "mean": ss.mean().tolist(),
                 "residual": ss.info.get("residual"), "wall_ratio": ss.info.get("wall_ratio")}
 
@@ -634,6 +686,15 @@ def _environment_problem() -> str | None:
     if name == "pardiso" and importlib.util.find_spec("pypardiso") is None:
         return "error: FOKKERPLANCK_LU=pardiso needs pypardiso (Intel MKL, x86-64): pip install 'fokkerplanck[pardiso]'"
     return None
+
+
+def _preflight(cfg, command) -> None:
+    """Refuse (:class:`~fokkerplanck.model.budget.TooLong`) a run estimated beyond the time limit, announce one
+    beyond an hour on stderr (:mod:`fokkerplanck.interface.workload`)."""
+    from .workload import preflight
+
+    for note in preflight(cfg, command):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _runner_options_problem(args) -> str | None:
@@ -715,10 +776,6 @@ def cmd_phase_diagram(args) -> int:
     :func:`~fokkerplanck.sgd.phase_diagrams.prl_search_diagram` (Fig. 5d) or :func:`~fokkerplanck.sgd.phase_diagrams.highdim_phase_diagram`
     (Fig. 3c), write ``result.json`` (tables indexed
     ``[sigma, eta]``), ``arrays.npz`` and ``phase_diagram.png``, print the table."""
-    from . import plot
-    from ..sgd.phase_diagrams import (PRL_FIG5B_ETAS, PRL_FIG5B_SIGMAS, highdim_phase_diagram, prl_phase_diagram,
-                                     prl_search_diagram, save_phase_diagram)
-
     t0 = time.perf_counter()
     which = args.figure
     for name in ("etas", "sigmas"):
@@ -731,9 +788,21 @@ def cmd_phase_diagram(args) -> int:
     if problem:
         return _fail(problem)
     out = Path(args.out) if args.out else Path("fokkerplanck-out") / f"phase-diagram-{which}"
-    problem = _prepare_out(out)
-    if problem:
-        return _fail(problem)
+    folder = OutputFolder(out, overwrite=args.overwrite, outside={"--cache": args.cache})
+    try:
+        with folder:
+            return _phase_diagram_into(folder, args, t0)
+    except OutputError as e:
+        return _fail(f"error: {e}")
+
+
+def _phase_diagram_into(folder, args, t0) -> int:
+    """The phase diagram of ``args.figure`` written into ``folder``'s staging folder, then moved into place."""
+    from . import plot
+    from ..sgd.phase_diagrams import (PRL_FIG5B_ETAS, PRL_FIG5B_SIGMAS, highdim_phase_diagram, prl_phase_diagram,
+                                     prl_search_diagram, save_phase_diagram)
+
+    which, out = args.figure, folder.staging
     axes = {k: v for k, v in (("etas", args.etas), ("sigmas", args.sigmas)) if v is not None}
     common = dict(cache_dir=args.cache, scheduler=args.scheduler, n_workers=args.workers, quick=args.quick)
     notes, figures, timings = [], [], {}
@@ -800,6 +869,8 @@ def cmd_phase_diagram(args) -> int:
                          "workers": args.workers, "cache": args.cache}
     timings["total_s"] = round(time.perf_counter() - t0, 4)
     path = save_phase_diagram(res, out, command="phase-diagram", figures=figures, notes=notes, timings=timings)
+    folder.publish()
+    path = Path(folder.shown) / path.name
     print(f"fokkerplanck phase-diagram: {summary[0]}")
     for line in summary[1:]:
         print(line)
@@ -846,11 +917,23 @@ def main(argv=None) -> int:
     problem = _runner_options_problem(args) or _environment_problem()
     if problem:
         return _fail(problem)
+    try:
+        _preflight(cfg, command)
+    except TooLarge as e:
+        return _fail(f"error: {e}")
     out = Path(args.out) if args.out else Path("fokkerplanck-out") / command
-    problem = _prepare_out(out)
-    if problem:
-        return _fail(problem)
-    run = _Run(command, cfg, out)
+    folder = OutputFolder(out, overwrite=args.overwrite, resume=bool(getattr(args, "resume", False)),
+                          outside={"[sweep] cache_dir": cfg.get("sweep", {}).get("cache_dir")})
+    try:
+        with folder:
+            return _run_into(folder, command, cfg, args)
+    except OutputError as e:
+        return _fail(f"error: {e}")
+
+
+def _run_into(folder, command, cfg, args) -> int:
+    """Run ``command`` into ``folder``'s staging folder, save, move it into place, print the summary."""
+    run = _Run(command, cfg, folder.staging)
     run.options = {k: getattr(args, k) for k in ("scheduler", "workers", "resume", "checkpoint_every")
                    if hasattr(args, k)}
     with warnings.catch_warnings(record=True) as caught:
@@ -885,6 +968,8 @@ def main(argv=None) -> int:
         from ..results.io import remove_checkpoint
 
         remove_checkpoint(run.checkpoint)
+    folder.publish()
+    path = Path(folder.shown) / path.name
     print(f"fokkerplanck {command}: " + (run.summary[0] if run.summary else "done"))
     for line in run.summary[1:]:
         print(line)

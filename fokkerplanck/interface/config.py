@@ -93,6 +93,13 @@ def _positive(v):
     return v
 
 
+def _unit_interval(v):
+    v = _number(v)
+    if not 0 < v < 1:
+        raise _Bad(f"expected a number in (0, 1), got {v:g}")
+    return v
+
+
 def _nonneg(v):
     v = _number(v)
     if v < 0:
@@ -281,7 +288,7 @@ SCHEMA = {
     "noise": {"kind": Key(_string(tuple(NOISES)), required=True, doc="noise model")},
     "solver": {
         "method": Key(_string(("auto", "direct", "iterative", "gth")), "auto", "steady-state linear solver"),
-        "tol": Key(_positive, 1e-10, "relative residual of the iterative solver"),
+        "tol": Key(_unit_interval, 1e-10, "relative residual of the iterative solver, in (0, 1)"),
         "stencil_radius": Key(_integer(1), DEFAULT_STENCIL_RADIUS, "longest diffusion-stencil jump, in cells"),
         "convention": Key(_string(("ito", "stratonovich", "hanggi-klimontovich")), "ito",
                           "interpretation of multiplicative noise"),

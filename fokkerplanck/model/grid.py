@@ -23,6 +23,7 @@ diagonal on the grid, which any stencil resolves.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -77,8 +78,12 @@ class Frame:
             raise ValueError(f"Frame: matrix must be square, 1x1 to 3x3, got shape {M.shape}")
         if not np.all(np.isfinite(M)):
             raise ValueError("Frame: matrix must be finite")
-        det = float(np.linalg.det(M))
-        if not abs(det) > 1e-12 * max(1.0, float(np.abs(M).max()) ** M.shape[0]):
+        with np.errstate(over="ignore"):
+            det = float(np.linalg.det(M))
+        if not math.isfinite(det):
+            raise ValueError("Frame: matrix entries too large (the determinant overflows)")
+        scale = float(np.abs(M).max())          # relative to the entries' size (1e300 overflowed the power)
+        if not abs(float(np.linalg.det(M / scale)) if scale > 1.0 else det) > 1e-12:
             raise ValueError("Frame: matrix must be invertible")
         c = np.zeros(M.shape[0]) if origin is None else np.asarray(origin, dtype=float).reshape(-1)
         if c.shape != (M.shape[0],) or not np.all(np.isfinite(c)):

@@ -47,6 +47,7 @@ import warnings
 
 import numpy as np
 
+from ..model import budget
 from ..solvers import checkpoint as ckpt_io
 from . import kernels as K
 from ..model import landscapes as _L
@@ -269,6 +270,8 @@ def step_count(t_end, n_steps, step, who) -> int:
     if t_end is None:
         raise ValueError(f"{who}: give t_end or n_steps")
     t = _nonneg("t_end", t_end)
+    if not math.isfinite(t / step):
+        raise ValueError(f"{who}: t_end={t:g} takes more steps of {step:g} than can be counted")
     n = int(round(t / step))
     if t > 0 and n == 0:
         raise ValueError(f"{who}: t_end={t:g} is shorter than half a step ({step:g}): no step would be taken")
@@ -378,6 +381,7 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         sched_steps, sched_scales = schedule_steps(noise_schedule, method, dyn.step, nsteps, t_end, n_steps)
         nsteps = sched_steps.size
     step_times = None if sched_steps is None else np.concatenate([[0.0], np.cumsum(sched_steps)])
+    budget.check_work(nsteps, n, "particle-steps", f"simulate ({method})")   # dt = 1e-300 asked for 1e302 steps
 
     packed_land = pack_landscape(landscape, d)
     if packed_land is not None and packed_land[0] == K.LAND_MULTI and int(packed_land[1][1]) != d:
@@ -471,8 +475,6 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
 # ------------------------------------------------------------------------------------------------------------
 def _initial_positions(theta0, n: int, landscape) -> tuple[np.ndarray, int]:
     """``(n, d)`` starting positions from a point or an array of them, checked."""
-    from ..model import budget
-
     d_guess = np.shape(theta0)[-1] if np.ndim(theta0) >= 1 else 1
     budget.check(80.0 * n * d_guess, f"simulate: {n:,} particles")   # ~10 numbers a coordinate: positions, normals
     theta0 = np.asarray(theta0, dtype=float)

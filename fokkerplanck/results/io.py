@@ -14,14 +14,20 @@
       "densities": {"steady": {"grid": {"axes": [...], "bc": [...]}}, ...},
       "arrays": {"steady": [200, 100], ...}, # every array in arrays.npz and its shape
       "figures": ["heatmap.png", ...],
-      "notes": [...]                         # warnings and remarks of the run
+      "notes": [...],                        # warnings and remarks of the run
+      "run_id": "3f2a...",                   # also in arrays.npz (as __run_id__): the two files belong together
     }
 
 Densities are stored as arrays (their values, and ``<name>__stderr`` when they carry standard errors) plus
 their grid in ``result.json``; :func:`load` rebuilds them as :class:`~fokkerplanck.model.density.Density`.
+:func:`load` refuses a ``result.json`` beside the ``arrays.npz`` of another run (their ``run_id`` differ), and
+warns when a later run into the folder was interrupted: its checkpoint is in ``DIR.partial`` (the command line
+writes a run there and moves it into place whole, :mod:`fokkerplanck.results.outdir`), or, in the package's
+earlier layout, a ``checkpoint.npz`` newer than ``result.json`` lies beside it. The result is then the earlier,
+complete run's.
 
 Checkpoints (``checkpoint=`` of :func:`~fokkerplanck.solvers.evolve.evolve` and :func:`~fokkerplanck.particles.simulate`,
-``DIR/checkpoint.npz`` of the command line) are one ``.npz`` file: the state arrays plus ``__meta__``, a JSON
+``DIR.partial/checkpoint.npz`` of the command line) are one ``.npz`` file: the state arrays plus ``__meta__``, a JSON
 string with ``format`` (``fokkerplanck-checkpoint/1``), ``kind`` (``evolve`` | ``simulate``), ``complete``
 (the run finished) and the parameters that identify the problem. :func:`write_checkpoint` is atomic: it
 writes a temporary file ``.NAME.XXXX.tmp`` in the same directory, flushes it to disk and ``os.replace``-s it
@@ -36,6 +42,8 @@ import datetime as _dt
 import json
 import platform
 import sys
+import uuid
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -52,6 +60,8 @@ NETCDF_FILE = "densities.nc"
 _DEPENDENCIES = ("numpy", "scipy", "numba", "matplotlib", "tqdm", "pyamg", "xarray", "pypardiso", "mkl")
 
 CHECKPOINT_FILE = "checkpoint.npz"
+STAGING_SUFFIX = ".partial"      # the command line writes DIR.partial, then moves it to DIR (results.outdir)
+_RUN_ID = "__run_id__"          # the key of the run id in arrays.npz (names with '__' are reserved)
 
 __all__ = ["save", "load", "Result", "versions", "to_jsonable", "write_checkpoint", "read_checkpoint",
            "remove_checkpoint", "array_hash", "CheckpointMismatch", "CHECKPOINT_FILE"]
@@ -109,7 +119,8 @@ def save(out_dir, *, command: str, parameters: dict | None = None, metrics: dict
         store[name] = np.asarray(a)
     for k, a in store.items():
         shapes[k] = list(a.shape)
-    np.savez_compressed(out / ARRAYS_FILE, **store)
+    run_id = uuid.uuid4().hex
+    np.savez_compressed(out / ARRAYS_FILE, **store, **{_RUN_ID: np.array(run_id)})
     netcdf = _write_netcdf(out / NETCDF_FILE, densities or {})
     doc = {
         "format": FORMAT,
@@ -125,6 +136,7 @@ def save(out_dir, *, command: str, parameters: dict | None = None, metrics: dict
         "figures": [str(Path(f).name) for f in figures],
         "netcdf": netcdf,
         "notes": list(notes),
+        "run_id": run_id,
     }
     if extra:
         doc.update(extra)
@@ -226,4 +238,16 @@ def load(path) -> Result:
     if npz.is_file():
         with np.load(npz, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
+    stamp = arrays.pop(_RUN_ID, None)
+    if doc.get("run_id") is not None and (stamp is None or str(stamp) != doc["run_id"]):
+        raise ValueError(f"io.load: {rj} and {npz} were written by different runs (run_id {doc['run_id']!r} vs "
+                         f"{None if stamp is None else str(stamp)!r}); rerun the command")
+    ck = p / CHECKPOINT_FILE
+    if ck.is_file() and ck.stat().st_mtime > rj.stat().st_mtime:
+        warnings.warn(f"io.load: {ck} is newer than {rj}: a rerun into {str(p)!r} was interrupted; this result "
+                      "is the earlier run's", RuntimeWarning, stacklevel=2)
+    staged = p.with_name(p.name + STAGING_SUFFIX) / CHECKPOINT_FILE
+    if p.name and staged.is_file():
+        warnings.warn(f"io.load: a later run into {str(p)!r} was interrupted (its checkpoint is {staged}; rerun it "
+                      "with --resume); this result is the earlier, complete run's", RuntimeWarning, stacklevel=2)
     return Result(p, doc, arrays)

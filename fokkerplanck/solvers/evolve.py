@@ -370,8 +370,14 @@ def _by_expm(run: _Run):
 def _step_sizes(gen: Generator, times, scheme: str, dt, t_end: float, cfl: float) -> list[int]:
     """Steps in each save interval, so that every save time is hit exactly: of at most ``dt`` (default
     ``t_end / 200``), or ``cfl / max|A_nn|`` for the explicit scheme."""
+    from ..model import budget
+
     step_max = cfl / gen.max_rate() if scheme == "explicit" else (dt if dt is not None else t_end / 200.0)
     intervals = np.diff(np.concatenate([[0.0], times]))
+    with np.errstate(over="ignore"):
+        planned = float(np.sum(np.ceil(intervals / step_max - 1e-9)))
+    budget.check_work(planned, gen.grid.size, "explicit cell-steps" if scheme == "explicit" else "cell-steps",
+                      f"evolve ({scheme})")        # before any step: dt = 1e-9 asked for 5e10 steps
     return [int(np.ceil(iv / step_max - 1e-9)) if iv > 0 else 0 for iv in intervals]
 
 
