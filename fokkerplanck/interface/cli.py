@@ -710,18 +710,6 @@ def _runner_options_problem(args) -> str | None:
     return None
 
 
-def _prepare_out(out: Path) -> str | None:
-    """Create ``out`` and check that it is writable; an error line, or None."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        return f"error: cannot write to output directory '{out}': {e.strerror or e}"
-    return None
-
-
 def _table_lines(sigmas, etas, Z, D, threshold, fmt="{:.4f}") -> list[str]:
     """``Z[sigma, eta]`` as text, ``div`` where the diverged fraction ``D`` reaches ``threshold``."""
     lines = ["  sigma \\ eta " + "".join(f"{e:>9.3g}" for e in etas)]
@@ -746,19 +734,23 @@ def _add_reproduce_parser(sub) -> None:
     s.add_argument("--quick", action="store_true", help="fewer particles and shorter runs (seconds to a minute)")
     s.add_argument("--no-figures", action="store_true", help="skip the PNG figure")
     s.add_argument("--seed", type=int, default=0, help="seed of the particles (default 0)")
+    s.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
 
 
 def cmd_reproduce(args) -> int:
-    """``fokkerplanck reproduce HEADLINE``: :func:`fokkerplanck.interface.reproduce.run`, one line on a mistake."""
+    """``fokkerplanck reproduce HEADLINE``: :func:`fokkerplanck.interface.reproduce.run` into a locked staging
+    folder moved into place whole; one line on a mistake."""
     from . import reproduce
 
     out = Path(args.out) if args.out else Path("fokkerplanck-out") / f"reproduce-{args.headline}"
-    problem = _prepare_out(out)
-    if problem:
-        return _fail(problem)
+    folder = OutputFolder(out, overwrite=args.overwrite)
     try:
-        path, summary, notes = reproduce.run(args.headline, out, quick=args.quick, seed=args.seed,
-                                             figures=not args.no_figures)
+        with folder:
+            path, summary, notes = reproduce.run(args.headline, folder.staging, quick=args.quick, seed=args.seed,
+                                                 figures=not args.no_figures)
+            folder.publish()
+    except OutputError as e:
+        return _fail(f"error: {e}")
     except (ValueError, OSError, TooLarge) as e:
         return _fail(f"error: {e}")
     except KeyboardInterrupt:
@@ -767,7 +759,7 @@ def cmd_reproduce(args) -> int:
     print(f"fokkerplanck reproduce: {summary[0]}")
     for line in summary[1:] + [f"note: {n}" for n in notes]:
         print(line)
-    print(f"wrote {path}")
+    print(f"wrote {out / path.name}")
     return 0
 
 
