@@ -10,6 +10,7 @@
   ``ExponentialConvectionTerm`` with the face velocity, on a ``Grid2D``/``Grid3D``; scipy solver suite);
 * one subprocess per case (timeout, peak RSS via ``resource.getrusage``) and the table printer.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ D_FULL = {
     3: np.array([[0.5, 0.2, 0.1], [0.2, 0.4, 0.1], [0.1, 0.1, 0.3]]),
 }
 T_ISO = 0.5
-HALF_WIDTH = 5.0          # domain [-5, 5]^d: at least 6 standard deviations of every density used here
+HALF_WIDTH = 5.0  # domain [-5, 5]^d: at least 6 standard deviations of every density used here
 PROBLEMS = ("ou-full", "ou-iso")
 
 
@@ -60,7 +61,7 @@ def stationary_cov(problem: str, d: int) -> np.ndarray:
 
 # initial Gaussian of the evolution benchmark, and its horizon
 M0 = {2: np.array([1.5, -1.0]), 3: np.array([1.5, -1.0, 0.8])}
-S0_SCALE = 0.09           # Sigma_0 = 0.09 I  (sigma_0 = 0.3)
+S0_SCALE = 0.09  # Sigma_0 = 0.09 I  (sigma_0 = 0.3)
 T_END = 1.0
 
 
@@ -148,7 +149,7 @@ def fd_generator(problem: str, d: int, n: int) -> sp.csr_matrix:
         return out
 
     faces = -HALF_WIDTH + h * np.arange(1, n)
-    gen = sp.csr_matrix((n ** d, n ** d))
+    gen = sp.csr_matrix((n**d, n**d))
     for i in range(d):
         Gi, Avi = lift(G1, i), lift(Av1, i)
         # coordinates of the i-face centres
@@ -159,7 +160,7 @@ def fd_generator(problem: str, d: int, n: int) -> sp.csr_matrix:
         for j in range(d):
             if j != i and D[i, j] != 0.0:
                 flux = flux - D[i, j] * (Avi @ lift(C1, j))
-        gen = gen + Gi.T @ flux          # dP/dt = -div F, div = -G^T
+        gen = gen + Gi.T @ flux  # dP/dt = -div F, div = -G^T
     return gen.tocsr()
 
 
@@ -169,18 +170,20 @@ def fplanck_solver(d: int, n: int):
     drag 1 and temperature ``T / k_B`` (so its ``D = k_B T / drag = T`` and drift ``-grad L``), on the same
     cell centres as ours (fplanck centres its axes on 0). Its scheme: nearest-neighbour jumps with rates
     ``D/h^2 exp(-dU/2T)`` (exact discrete Boltzmann weights); only diagonal, per-axis diffusion."""
-    if not hasattr(np, "product"):     # fplanck 0.2.2 calls np.product, removed in NumPy 2
-        np.product = np.prod
+    if not hasattr(np, "product"):  # fplanck 0.2.2 calls np.product, removed in NumPy 2
+        np.prod = np.prod
     import fplanck
     from scipy import constants
+
     A = A_MAT[d]
     h = 2 * HALF_WIDTH / n
 
     def U(*x):
         return 0.5 * sum(A[i, j] * x[i] * x[j] for i in range(d) for j in range(d))
 
-    sim = fplanck.fokker_planck(temperature=T_ISO / constants.k, drag=1.0, extent=[n * h] * d,
-                                resolution=h * (1 + 1e-12), potential=U)
+    sim = fplanck.fokker_planck(
+        temperature=T_ISO / constants.k, drag=1.0, extent=[n * h] * d, resolution=h * (1 + 1e-12), potential=U
+    )
     if tuple(sim.Ngrid) != (n,) * d:
         raise RuntimeError(f"fplanck built a {tuple(sim.Ngrid)} grid, expected {(n,) * d}")
     return sim
@@ -189,6 +192,7 @@ def fplanck_solver(d: int, n: int):
 # --- the peer package FiPy ---------------------------------------------------------------------------------
 def fipy_installed() -> bool:
     import importlib.util
+
     return importlib.util.find_spec("fipy") is not None
 
 
@@ -196,6 +200,7 @@ def fipy_import():
     """Import FiPy with the scipy solver suite (``FIPY_SOLVERS=scipy`` unless the caller set another)."""
     os.environ.setdefault("FIPY_SOLVERS", "scipy")
     import fipy
+
     return fipy
 
 
@@ -263,8 +268,13 @@ def run_worker(script: str, spec: dict, timeout: float, blas_threads: int | None
         env.setdefault("MKL_NUM_THREADS", str(os.cpu_count() or 1))
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     try:
-        cp = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], capture_output=True,
-                            text=True, timeout=timeout, env=env)
+        cp = subprocess.run(
+            [sys.executable, script, "--worker", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return {**spec, "status": f"timeout>{timeout:.0f}s", "wall": time.perf_counter() - t0}
     for line in cp.stdout.splitlines()[::-1]:
@@ -276,8 +286,15 @@ def run_worker(script: str, spec: dict, timeout: float, blas_threads: int | None
 
 def machine_info() -> dict:
     import scipy
-    info = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-            "platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()}
+
+    info = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor(),
+    }
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -287,17 +304,21 @@ def machine_info() -> dict:
     except OSError:
         pass
     try:
-        import fplanck  # noqa: F401
         from importlib.metadata import version
+
+        import fplanck  # noqa: F401
+
         info["fplanck"] = version("fplanck")
     except Exception:
         info["fplanck"] = None
     try:
         from importlib.metadata import version
+
         info["fipy"] = version("fipy") if fipy_installed() else None
     except Exception:
         info["fipy"] = None
-    from fokkerplanck.io import versions     # our dependencies, pypardiso/mkl, and the LU backend in use
+    from fokkerplanck.io import versions  # our dependencies, pypardiso/mkl, and the LU backend in use
+
     info.update({k: v for k, v in versions().items() if k in ("pypardiso", "mkl", "lu", "pyamg", "numba")})
     return info
 
@@ -332,8 +353,11 @@ def print_table(rows, columns):
 
 def add_ratios(rows, key="seconds", ours_name="ours"):
     """``ratio`` = seconds / seconds of ``ours`` on the same (problem, grid) (>1: we are faster)."""
-    base = {(r["problem"], r["d"], r["n"]): r.get(key) for r in rows
-            if r.get("solver") == ours_name and r.get("status") == "ok"}
+    base = {
+        (r["problem"], r["d"], r["n"]): r.get(key)
+        for r in rows
+        if r.get("solver") == ours_name and r.get("status") == "ok"
+    }
     for r in rows:
         b = base.get((r["problem"], r["d"], r["n"]))
         r["ratio"] = (r[key] / b) if (b and r.get("status") == "ok" and r.get(key)) else None
@@ -345,7 +369,8 @@ def grid_label(r):
 
 
 def parse_args(description: str, argv=None):
-    """The options every comparison script takes (``--quick``/``--full``, ``--no-fplanck``, ``--no-fipy``, ``--timeout``,
+    """The options every comparison script takes (``--quick``/``--full``, ``--no-fplanck``, ``--no-fipy``,
+    ``--timeout``,
     ``--blas-threads`` and the internal ``--worker``)."""
     import argparse
 
@@ -356,8 +381,9 @@ def parse_args(description: str, argv=None):
     ap.add_argument("--no-fplanck", action="store_true")
     ap.add_argument("--no-fipy", action="store_true", help="skip the FiPy rows")
     ap.add_argument("--timeout", type=float, default=None, help="per-case timeout in seconds")
-    ap.add_argument("--blas-threads", type=int, default=1,
-                    help="BLAS threads per case (default 1; 0 leaves the environment alone)")
+    ap.add_argument(
+        "--blas-threads", type=int, default=1, help="BLAS threads per case (default 1; 0 leaves the environment alone)"
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -369,8 +395,11 @@ def run_cases(script: str, specs, args, default_timeout: float, solver_width: in
     for spec in specs:
         r = run_worker(script, spec, timeout, args.blas_threads or None)
         rows.append(r)
-        print(f"  {spec['problem']:8s} {grid_label(spec):7s} {spec['solver']:{solver_width}s} "
-              f"{r.get('status')}  {fmt(r.get('seconds'))} s  err_cov {fmt(r.get('err_cov'))}", flush=True)
+        print(
+            f"  {spec['problem']:8s} {grid_label(spec):7s} {spec['solver']:{solver_width}s} "
+            f"{r.get('status')}  {fmt(r.get('seconds'))} s  err_cov {fmt(r.get('err_cov'))}",
+            flush=True,
+        )
     add_ratios(rows)
     print()
     return rows
@@ -392,8 +421,15 @@ def run_benchmark(script: str, doc: str, argv, plan, worker, *, default_timeout:
 
 def write_json(name: str, args, rows, table, **extra) -> str:
     """``benchmarks/<name>.json``: the mode, the machine, BLAS threads, every row and the printed table."""
-    out = {"benchmark": name, "mode": "quick" if args.quick else "full" if args.full else "default",
-           "machine": machine_info(), "blas_threads": args.blas_threads, **extra, "rows": rows, "table": table}
+    out = {
+        "benchmark": name,
+        "mode": "quick" if args.quick else "full" if args.full else "default",
+        "machine": machine_info(),
+        "blas_threads": args.blas_threads,
+        **extra,
+        "rows": rows,
+        "table": table,
+    }
     path = os.path.join(HERE, f"{name}.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1, default=float)

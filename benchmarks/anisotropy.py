@@ -54,6 +54,7 @@ not positive); ``seconds``.
 
 Writes ``benchmarks/anisotropy.json`` (``--json PATH`` to change).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,9 @@ for path in (ROOT, HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-import fokkerplanck as fp  # noqa: E402
 import _common as C  # noqa: E402
+
+import fokkerplanck as fp  # noqa: E402
 from fokkerplanck.noise import tensor_divergence  # noqa: E402
 from fokkerplanck.theory import invariant_measure_drift, ou_stationary_cov, rotated_tensor  # noqa: E402
 
@@ -106,7 +108,7 @@ def make_problem(name: str, n: int):
     if name == "nonrev-ou":
         A = np.array([[1.0, 2.0], [-0.5, 1.5]])
         D = rotated_tensor(0.6, (1.0, 1.0 / 100.0))
-        S = ou_stationary_cov(A, D)                          # A S + S A^T = 2 D
+        S = ou_stationary_cov(A, D)  # A S + S A^T = 2 D
         half = 5.5 * np.sqrt(np.diag(S).max())
         grid = fp.Grid([(-half, half, n), (-half, half, n)], bc="reflecting")
         prob = fp.Problem(grid, drift=lambda th: -th @ A.T, noise=fp.noise.Constant(D))
@@ -116,11 +118,11 @@ def make_problem(name: str, n: int):
 
         def psi(t):
             x, y = t[..., 0], t[..., 1]
-            return 0.5 * x ** 2 + y ** 2 + 0.1 * x ** 4
+            return 0.5 * x**2 + y**2 + 0.1 * x**4
 
         def gpsi(t):
             x, y = t[..., 0], t[..., 1]
-            return np.stack([x + 0.4 * x ** 3, 2 * y], -1)
+            return np.stack([x + 0.4 * x**3, 2 * y], -1)
 
         def Dfun(t):
             return rotated_tensor(0.8 * t[..., 0] + 0.4 * t[..., 1], (0.5, 0.5 / aniso))
@@ -167,16 +169,22 @@ def centred_generator(prob) -> sp.csr_matrix:
         return sp.diags([-e, e], [-1, 1], shape=(n, n), format="csr")
 
     def d2(n, h):
-        return sp.diags([np.ones(n - 1), -2 * np.ones(n), np.ones(n - 1)], [-1, 0, 1], shape=(n, n),
-                        format="csr") / h ** 2
+        return (
+            sp.diags([np.ones(n - 1), -2 * np.ones(n), np.ones(n - 1)], [-1, 0, 1], shape=(n, n), format="csr") / h**2
+        )
 
     I0, I1 = sp.identity(n0, format="csr"), sp.identity(n1, format="csr")
     Dx, Dy = sp.kron(d1(n0, h0), I1, format="csr"), sp.kron(I0, d1(n1, h1), format="csr")
     Dxx, Dyy = sp.kron(d2(n0, h0), I1, format="csr"), sp.kron(I0, d2(n1, h1), format="csr")
-    Dxy = Dx @ Dy                                         # the 4-corner centred cross difference
+    Dxy = Dx @ Dy  # the 4-corner centred cross difference
     diag = sp.diags
-    L = (Dxx @ diag(D[:, 0, 0]) + Dyy @ diag(D[:, 1, 1]) + 2.0 * (Dxy @ diag(D[:, 0, 1]))
-         - Dx @ diag(v[:, 0]) - Dy @ diag(v[:, 1]))
+    L = (
+        Dxx @ diag(D[:, 0, 0])
+        + Dyy @ diag(D[:, 1, 1])
+        + 2.0 * (Dxy @ diag(D[:, 0, 1]))
+        - Dx @ diag(v[:, 0])
+        - Dy @ diag(v[:, 1])
+    )
     return L.tocsr()
 
 
@@ -198,6 +206,7 @@ def solve_centred(prob):
 def fipy_import():
     os.environ.setdefault("FIPY_SOLVERS", "scipy")
     import fipy
+
     return fipy
 
 
@@ -208,21 +217,25 @@ def solve_fipy(prob, name):
     h0, h1 = g.spacing
     t0 = time.perf_counter()
     mesh = F.Grid2D(dx=h0, dy=h1, nx=n0, ny=n1) + [[g.lower[0]], [g.lower[1]]]
-    fc = np.asarray(mesh.faceCenters).T                     # (nfaces, 2)
+    fc = np.asarray(mesh.faceCenters).T  # (nfaces, 2)
     Df = prob.diffusion(fc).reshape(-1, 2, 2)
     b = prob.ito_velocity(fc).reshape(-1, 2)
-    if name == "field":                                      # conservative drift b = v - div D
+    if name == "field":  # conservative drift b = v - div D
         b = b - tensor_divergence(prob.diffusion, fc)
     Dface = F.FaceVariable(mesh=mesh, rank=2, value=np.transpose(Df, (1, 2, 0)))
     bface = F.FaceVariable(mesh=mesh, rank=1, value=b.T)
     N = mesh.numberOfCells
     var = F.CellVariable(mesh=mesh, value=1.0 / N)
-    r = (n1 // 2) * n0 + n0 // 2                            # the centre cell (x fastest)
+    r = (n1 // 2) * n0 + n0 // 2  # the centre cell (x fastest)
     mask = F.CellVariable(mesh=mesh, value=0.0)
     mask[r] = 1.0
-    c = 2.0 * float(np.max(Df[:, [0, 1], [0, 1]])) * (1 / h0 ** 2 + 1 / h1 ** 2)
-    eq = (F.DiffusionTerm(coeff=(Dface,)) - F.ExponentialConvectionTerm(coeff=bface)
-          - F.ImplicitSourceTerm(coeff=c * mask) + c * mask * (1.0 / N))
+    c = 2.0 * float(np.max(Df[:, [0, 1], [0, 1]])) * (1 / h0**2 + 1 / h1**2)
+    eq = (
+        F.DiffusionTerm(coeff=(Dface,))
+        - F.ExponentialConvectionTerm(coeff=bface)
+        - F.ImplicitSourceTerm(coeff=c * mask)
+        + c * mask * (1.0 / N)
+    )
     solver = F.LinearLUSolver(tolerance=1e-12, iterations=10)
     res, change = [], None
     for _ in range(FIPY_MAX_SWEEPS):
@@ -233,7 +246,7 @@ def solve_fipy(prob, name):
         if len(res) > 1 and res[-1] < FIPY_TOL * res[0]:
             break
     dt = time.perf_counter() - t0
-    p = np.asarray(var.value).reshape(n1, n0).T              # back to our (axis 0 = theta_1) layout
+    p = np.asarray(var.value).reshape(n1, n0).T  # back to our (axis 0 = theta_1) layout
     rel = res[-1] / res[0] if res[0] > 0 else 0.0
     info = {"sweeps": len(res), "residual": rel, "last_change": change}
     if rel >= FIPY_TOL:
@@ -245,6 +258,7 @@ def solve_fipy(prob, name):
 def fipy_version():
     try:
         from importlib.metadata import version
+
         return version("fipy")
     except Exception:
         return None
@@ -265,9 +279,15 @@ def run_case(name, n, solver):
         row.update(measure(prob, exact, p))
         row["seconds"] = dt
         row.update(info)
-    except Exception as exc:   # record, don't crash (FiPy in particular)
-        row.update({"L1": float("nan"), "min_over_max": float("nan"), "seconds": float("nan"),
-                    "note": (str(exc).strip().splitlines() or [repr(exc)])[0][:160]})
+    except Exception as exc:  # record, don't crash (FiPy in particular)
+        row.update(
+            {
+                "L1": float("nan"),
+                "min_over_max": float("nan"),
+                "seconds": float("nan"),
+                "note": (str(exc).strip().splitlines() or [repr(exc)])[0][:160],
+            }
+        )
     return row
 
 
@@ -275,9 +295,18 @@ def print_table(rows):
     def note(r):
         return r.get("note") or (f"{r['sweeps']} sweeps" if "sweeps" in r else (r.get("method") or ""))
 
-    return C.print_table(rows, [("problem", "problem", "s"), ("n", "n", "d"), ("solver", "solver", "s"),
-                                ("L1", "L1", ".2e"), ("minP/maxP", "min_over_max", ".1e"),
-                                ("seconds", "seconds", ".3g"), ("note", note, "s")])
+    return C.print_table(
+        rows,
+        [
+            ("problem", "problem", "s"),
+            ("n", "n", "d"),
+            ("solver", "solver", "s"),
+            ("L1", "L1", ".2e"),
+            ("minP/maxP", "min_over_max", ".1e"),
+            ("seconds", "seconds", ".3g"),
+            ("note", note, "s"),
+        ],
+    )
 
 
 def main(argv=None):
@@ -301,11 +330,11 @@ def main(argv=None):
         print(note)
 
     t_start = time.perf_counter()
-    with warnings.catch_warnings():            # load / compile the numba kernels of every problem type
+    with warnings.catch_warnings():  # load / compile the numba kernels of every problem type
         warnings.simplefilter("ignore")
         for name in PROBLEMS:
             fp.steady_state(make_problem(name, 8)[0])
-    if "fipy" in solvers:                      # FiPy's imports and first-call caches
+    if "fipy" in solvers:  # FiPy's imports and first-call caches
         run_case("rot-ou", 8, "fipy")
 
     rows = []
@@ -314,21 +343,38 @@ def main(argv=None):
             for solver in solvers:
                 r = run_case(name, n, solver)
                 rows.append(r)
-                print(f"  {name:9s} {n:4d} {solver:8s} L1 {C.fmt(r['L1'], '.2e')}  "
-                      f"min/max {C.fmt(r['min_over_max'], '.1e')}  {C.fmt(r['seconds'], '.3g')} s"
-                      + (f"  ({r['note']})" if r.get("note") else ""), flush=True)
+                print(
+                    f"  {name:9s} {n:4d} {solver:8s} L1 {C.fmt(r['L1'], '.2e')}  "
+                    f"min/max {C.fmt(r['min_over_max'], '.1e')}  {C.fmt(r['seconds'], '.3g')} s"
+                    + (f"  ({r['note']})" if r.get("note") else ""),
+                    flush=True,
+                )
     print()
     table = print_table(rows)
     total = time.perf_counter() - t_start
     print(f"\ntotal wall time {total:.0f} s")
 
-    meta = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-            "fipy": fipy_version(), "fokkerplanck": getattr(fp, "__version__", None),
-            "platform": platform.platform(), "cpus": os.cpu_count(),
-            "date": datetime.datetime.now().isoformat(timespec="seconds")}
-    out = {"benchmark": "anisotropy", "mode": "quick" if args.quick else "default", "sizes": sizes,
-           "solvers": solvers, "machine": meta, "notes": notes, "total_seconds": total,
-           "rows": rows, "table": table}
+    meta = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "fipy": fipy_version(),
+        "fokkerplanck": getattr(fp, "__version__", None),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    out = {
+        "benchmark": "anisotropy",
+        "mode": "quick" if args.quick else "default",
+        "sizes": sizes,
+        "solvers": solvers,
+        "machine": meta,
+        "notes": notes,
+        "total_seconds": total,
+        "rows": rows,
+        "table": table,
+    }
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1, default=float)
     print(f"wrote {args.json}")

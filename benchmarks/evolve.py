@@ -7,7 +7,8 @@ From the Gaussian ``N(m0, 0.09 I)`` (sampled at the cell centres, the same vecto
 
 Solvers:
 
-* ``ours``: ``fp.evolve(prob, p0, 1.0, n_save=2, dt=0.01, scheme="tr-bdf2")`` (100 steps; one sparse LU in 2D, iterative stage solves in 3D).
+* ``ours``: ``fp.evolve(prob, p0, 1.0, n_save=2, dt=0.01, scheme="tr-bdf2")`` (100 steps; one sparse LU in 2D,
+iterative stage solves in 3D).
   ``factor/setup`` is the sparse LU of ``I - gamma dt/2 A`` timed separately.
 * ``ours-expm``: ``scheme="expm"`` (``scipy.sparse.linalg.expm_multiply`` on our generator).
 * ``scipy-fd-cn``: the textbook centred finite-volume generator (scipy.sparse), Crank-Nicolson with the same
@@ -34,6 +35,7 @@ Solvers:
 
 Writes ``benchmarks/evolve.json``.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,6 +59,7 @@ def _p0(d, n):
 
 def _ours(problem, d, n, scheme, phases):
     import scipy.sparse as sp
+
     import fokkerplanck as fp
     from fokkerplanck.linalg import LUFactor
 
@@ -76,13 +79,19 @@ def _ours(problem, d, n, scheme, phases):
         kw = {} if scheme == "expm" else {"dt": C.T_END / N_STEPS}
         traj = fp.evolve(prob, p0, C.T_END, n_save=2, scheme=scheme, progress=False, **kw)
         t2 = time.perf_counter()
-    out = {"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "steps": traj.info.get("steps"),
-           "p": traj.final.values if hasattr(traj, "final") else traj[-1].values}
+    out = {
+        "seconds": t2 - t0,
+        "assembly": t1 - t0,
+        "solve": t2 - t1,
+        "steps": traj.info.get("steps"),
+        "p": traj.final.values if hasattr(traj, "final") else traj[-1].values,
+    }
     if phases and scheme != "expm":
         A = gen.A
         t = time.perf_counter()
-        lu = LUFactor(sp.identity(A.shape[0], format="csr") - (GAMMA * C.T_END / N_STEPS / 2) * A,
-                      grid_shape=gen.grid.shape)        # the factorisation fp.evolve makes
+        lu = LUFactor(
+            sp.identity(A.shape[0], format="csr") - (GAMMA * C.T_END / N_STEPS / 2) * A, grid_shape=gen.grid.shape
+        )  # the factorisation fp.evolve makes
         out["ph_factor"] = time.perf_counter() - t
         x = np.asarray(p0, float).ravel()
         lu.solve(x)
@@ -98,6 +107,7 @@ def _ours(problem, d, n, scheme, phases):
 def _scipy_fd(problem, d, n, scheme):
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
+
     rss0 = C.peak_rss_mb()
     p = _p0(d, n).ravel()
     t0 = time.perf_counter()
@@ -106,7 +116,7 @@ def _scipy_fd(problem, d, n, scheme):
     if scheme == "expm":
         p = spla.expm_multiply(G * C.T_END, p)
         out = {}
-    else:   # Crank-Nicolson
+    else:  # Crank-Nicolson
         h = C.T_END / N_STEPS
         I = sp.identity(G.shape[0], format="csc")
         t = time.perf_counter()
@@ -116,8 +126,9 @@ def _scipy_fd(problem, d, n, scheme):
         for _ in range(N_STEPS):
             p = lu.solve(B @ p)
     t2 = time.perf_counter()
-    out.update({"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "p": p,
-                "rss_delta_mb": C.peak_rss_mb() - rss0})
+    out.update(
+        {"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "p": p, "rss_delta_mb": C.peak_rss_mb() - rss0}
+    )
     return out
 
 
@@ -130,8 +141,7 @@ def _fplanck(problem, d, n):
     t1 = time.perf_counter()
     p = sim.propagate(lambda *x: p0.copy(), C.T_END)
     t2 = time.perf_counter()
-    return {"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "p": p,
-            "rss_delta_mb": C.peak_rss_mb() - rss0}
+    return {"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "p": p, "rss_delta_mb": C.peak_rss_mb() - rss0}
 
 
 def _fipy_run(F, problem, d, n, n_steps):
@@ -141,8 +151,10 @@ def _fipy_run(F, problem, d, n, n_steps):
     if d == 2:
         solver, sname = F.LinearLUSolver(tolerance=1e-12, iterations=10), "lu"
     else:
-        solver, sname = F.LinearBicgstabSolver(tolerance=1e-10, iterations=2000,
-                                                precon=F.JacobiPreconditioner()), "bicgstab+jacobi"
+        solver, sname = (
+            F.LinearBicgstabSolver(tolerance=1e-10, iterations=2000, precon=F.JacobiPreconditioner()),
+            "bicgstab+jacobi",
+        )
     dt = C.T_END / N_STEPS
     for _ in range(n_steps):
         var.updateOld()
@@ -154,15 +166,22 @@ def _fipy(problem, d, n):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         F = C.fipy_import()
-        _fipy_run(F, problem, d, 6, 2)                         # imports, first-call caches
+        _fipy_run(F, problem, d, 6, 2)  # imports, first-call caches
         rss0 = C.peak_rss_mb()
         t0 = time.perf_counter()
         var, sname = _fipy_run(F, problem, d, n, N_STEPS)
         t1 = time.perf_counter()
     p = C.fipy_to_grid(var.value, d, n)
-    return {"seconds": t1 - t0, "solve": t1 - t0, "steps": N_STEPS, "method": sname,
-            "solver_suite": F.solvers.solver_suite, "mass_drift": float(p.sum() - 1.0), "p": p,
-            "rss_delta_mb": C.peak_rss_mb() - rss0}
+    return {
+        "seconds": t1 - t0,
+        "solve": t1 - t0,
+        "steps": N_STEPS,
+        "method": sname,
+        "solver_suite": F.solvers.solver_suite,
+        "mass_drift": float(p.sum() - 1.0),
+        "p": p,
+        "rss_delta_mb": C.peak_rss_mb() - rss0,
+    }
 
 
 def worker(spec):
@@ -205,13 +224,15 @@ def plan(args):
                 if expm_ok:
                     cases.append(dict(problem=problem, d=d, n=n, solver="ours-expm"))
                 # sparse LU of the 3D reference: 32^3 only (40^3 under --full)
-                if (d == 2 and (args.full or n < 512 or problem == "ou-full")) or (
-                        d == 3 and args.full and n <= 40):
+                if (d == 2 and (args.full or n < 512 or problem == "ou-full")) or (d == 3 and args.full and n <= 40):
                     cases.append(dict(problem=problem, d=d, n=n, solver="scipy-fd-cn"))
                 if expm_ok:
                     cases.append(dict(problem=problem, d=d, n=n, solver="scipy-fd-expm"))
-                if problem == "ou-iso" and not args.no_fplanck and (
-                        (d == 2 and n <= (512 if args.full else 256)) or (d == 3 and n <= (40 if args.full else 32))):
+                if (
+                    problem == "ou-iso"
+                    and not args.no_fplanck
+                    and ((d == 2 and n <= (512 if args.full else 256)) or (d == 3 and n <= (40 if args.full else 32)))
+                ):
                     cases.append(dict(problem=problem, d=d, n=n, solver="fplanck"))
                 if fipy_planned(problem, d, n, args):
                     cases += [dict(problem=problem, d=d, n=n, solver=s) for s in ("ours-ie", "fipy")]
@@ -241,16 +262,26 @@ NOTES = [
 
 
 def main(argv=None):
-    args, rows, t_start = C.run_benchmark(SCRIPT, __doc__, argv, plan, worker, default_timeout=90.0,
-                                          solver_width=14)
-    if rows is None:        # a --worker process: its one case is done
+    args, rows, t_start = C.run_benchmark(SCRIPT, __doc__, argv, plan, worker, default_timeout=90.0, solver_width=14)
+    if rows is None:  # a --worker process: its one case is done
         return
-    cols = [("problem", "problem", ""), ("grid", C.grid_label, ""), ("solver", "solver", ""),
-            ("seconds", "seconds", ".3g"), ("assembly", "assembly", ".3g"), ("solve", "solve", ".3g"),
-            ("LU", "ph_factor", ".3g"), ("tri-solves~", "ph_trisolve", ".3g"),
-            ("err_cov", "err_cov", ".2e"), ("err_mean", "err_mean", ".2e"), ("err_L1", "err_L1", ".2e"),
-            ("min/max", "min_value", ".1e"), ("peak MB", "peak_rss_mb", ".0f"), ("ratio", "ratio", ".3g"),
-            ("status", lambda r: "" if r["status"] == "ok" else r["status"], "")]
+    cols = [
+        ("problem", "problem", ""),
+        ("grid", C.grid_label, ""),
+        ("solver", "solver", ""),
+        ("seconds", "seconds", ".3g"),
+        ("assembly", "assembly", ".3g"),
+        ("solve", "solve", ".3g"),
+        ("LU", "ph_factor", ".3g"),
+        ("tri-solves~", "ph_trisolve", ".3g"),
+        ("err_cov", "err_cov", ".2e"),
+        ("err_mean", "err_mean", ".2e"),
+        ("err_L1", "err_L1", ".2e"),
+        ("min/max", "min_value", ".1e"),
+        ("peak MB", "peak_rss_mb", ".0f"),
+        ("ratio", "ratio", ".3g"),
+        ("status", lambda r: "" if r["status"] == "ok" else r["status"], ""),
+    ]
     table = C.print_table(rows, cols)
     print("\nNotes:\n  " + "\n  ".join(NOTES))
     print(f"\ntotal wall time {time.perf_counter() - t_start:.0f} s")

@@ -10,6 +10,7 @@ generators (the counter-based hash + ziggurat used by the simulators, hash + Box
 
 Writes ``benchmarks/sde_throughput.json`` next to this file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,12 @@ def main(argv=None):
     rows.append(("numpy vectorised EM", t_np, None))
     for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
         numba.set_num_threads(threads)
-        t_nb, ens = best_of(lambda: simulate(land, nz, method="sde", n_particles=n, theta0=[0.0, 0.0], dt=dt,
-                                             n_steps=m, seed=1, progress=False), args.repeat)
+        t_nb, ens = best_of(
+            lambda: simulate(
+                land, nz, method="sde", n_particles=n, theta0=[0.0, 0.0], dt=dt, n_steps=m, seed=1, progress=False
+            ),
+            args.repeat,
+        )
         rows.append((f"numba EM, {threads} thread(s)", t_nb, threads))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
@@ -88,8 +93,15 @@ def main(argv=None):
     for name, tt, threads in rows:
         rate = work / tt
         print(f"{name:32s} {tt:10.3f} {rate / 1e6:10.1f} {t_np / tt:8.1f}x")
-        table.append({"simulator": name, "threads": threads, "seconds": tt, "particle_steps_per_s": rate,
-                      "ratio_vs_numpy": t_np / tt})
+        table.append(
+            {
+                "simulator": name,
+                "threads": threads,
+                "seconds": tt,
+                "particle_steps_per_s": rate,
+                "ratio_vs_numpy": t_np / tt,
+            }
+        )
 
     # normal generators
     key = np.uint64(K.seed_key(np.uint64(1)))
@@ -109,12 +121,21 @@ def main(argv=None):
     for name, rate in gens:
         print(f"{name:34s} {rate / 1e6:12.1f}")
 
-    out = {"problem": "2D OU, A=[[2,0.5],[0.5,1]], D=[[0.5,0.2],[0.2,0.3]]", "n_particles": n, "n_steps": m,
-           "dt": dt, "warmup_s": warm, "simulators": table,
-           "normals_per_s": {name: rate for name, rate in gens},
-           "numba_threads": numba.config.NUMBA_NUM_THREADS, "cpu_count": os.cpu_count(),
-           "machine": platform.processor() or platform.machine(), "numba": numba.__version__,
-           "numpy": np.__version__, "load_average": os.getloadavg()}
+    out = {
+        "problem": "2D OU, A=[[2,0.5],[0.5,1]], D=[[0.5,0.2],[0.2,0.3]]",
+        "n_particles": n,
+        "n_steps": m,
+        "dt": dt,
+        "warmup_s": warm,
+        "simulators": table,
+        "normals_per_s": {name: rate for name, rate in gens},
+        "numba_threads": numba.config.NUMBA_NUM_THREADS,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+        "load_average": os.getloadavg(),
+    }
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sde_throughput.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=2)

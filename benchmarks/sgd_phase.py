@@ -12,6 +12,7 @@ runs are not converged near the boundary.
 
 Writes ``benchmarks/sgd_phase.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,23 +45,53 @@ def main(argv=None):
         for sigma in args.sigmas:
             n_steps = int(round(args.time / eta))
             rec = max(1, n_steps // 20)
-            ens = simulate(land, method="sgd", n_particles=args.particles, theta0=[1.5, 1.5], eta=eta, sigma=sigma,
-                           n_steps=n_steps, seed=0, record_every=rec, shift=args.shift)
+            ens = simulate(
+                land,
+                method="sgd",
+                n_particles=args.particles,
+                theta0=[1.5, 1.5],
+                eta=eta,
+                sigma=sigma,
+                n_steps=n_steps,
+                seed=0,
+                record_every=rec,
+                shift=args.shift,
+            )
             tail = ens.times >= 0.75 * ens.time
             ma = ens.stats["mean_abs"][tail]
             mx = float(np.nanmean(ma[:, 0])) if np.any(np.isfinite(ma)) else float("nan")
             my = float(np.nanmean(ma[:, 1])) if np.any(np.isfinite(ma)) else float("nan")
             div = float(ens.diverged.mean())
-            rows.append({"eta": eta, "sigma": sigma, "delta_s": eta * sigma, "mean_abs_x": mx, "mean_abs_y": my,
-                         "diverged": div, "n_steps": n_steps})
+            rows.append(
+                {
+                    "eta": eta,
+                    "sigma": sigma,
+                    "delta_s": eta * sigma,
+                    "mean_abs_x": mx,
+                    "mean_abs_y": my,
+                    "diverged": div,
+                    "n_steps": n_steps,
+                }
+            )
             print(f"{eta:6.3f} {sigma:6.3f} {eta * sigma:9.2e} {mx:7.3f} {my:8.2e} {div:9.3f}")
     wall = time.perf_counter() - t0
     print(f"({args.particles} particles per point, t = {args.time:g} per point, shift={args.shift}, {wall:.1f} s)")
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sgd_phase.json")
     with open(path, "w") as f:
-        json.dump({"landscape": land.params(), "theta0": [1.5, 1.5], "particles": args.particles,
-                   "time": args.time, "shift": args.shift, "delta_s_star": 5e-4, "rows": rows, "wall_s": wall},
-                  f, indent=2)
+        json.dump(
+            {
+                "landscape": land.params(),
+                "theta0": [1.5, 1.5],
+                "particles": args.particles,
+                "time": args.time,
+                "shift": args.shift,
+                "delta_s_star": 5e-4,
+                "rows": rows,
+                "wall_s": wall,
+            },
+            f,
+            indent=2,
+        )
     print(f"wrote {path}")
 
 

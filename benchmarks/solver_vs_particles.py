@@ -42,6 +42,7 @@ particle curve; a power-law fit beyond its ends, flagged ``extrap``) divided by 
 Default ~70 s on 2 cores, ``--quick`` ~12 s, ``--full`` adds N = 1e6 (ou) and 3e5 (prl): ~5-8 min.
 Writes ``benchmarks/solver_vs_particles.json`` (and ``benchmarks/solver_vs_particles.png`` with ``--png``).
 """
+
 from __future__ import annotations
 
 import os
@@ -87,15 +88,15 @@ S_OU = sla.solve_continuous_lyapunov(A_OU, 2.0 * D_OU)
 LAMBDA_MIN = float(np.linalg.eigvalsh(A_OU).min())
 OU_BOX = [(-C.HALF_WIDTH, C.HALF_WIDTH)] * 2
 OU_M = (32, 32)
-OU_BIAS_COEF = 0.88        # relative covariance bias of Euler-Maruyama ~ 0.88 dt (exact one is reported per row)
+OU_BIAS_COEF = 0.88  # relative covariance bias of Euler-Maruyama ~ 0.88 dt (exact one is reported per row)
 
 # --- case (b): PRL Eq. (11) setting ----------------------------------------------------------------------
 DELTA, KAPPA = 0.05, 3.0
 PRL_BOX = [(-2.0, 2.0), (-1.0, 1.0)]
 PRL_M = (32, 20)
-PRL_TAU = 1.0 / 0.0262     # slowest relaxation time: spectral gap of the generator (64 x 40 grid, eigs)
-PRL_D0 = 0.5               # L1 distance (x-marginal) of the uniform start from the stationary density, roughly
-PRL_BIAS_L1X, PRL_BIAS_L1 = 0.5, 0.55   # EM bias per unit dt (calibrated, see the docstring)
+PRL_TAU = 1.0 / 0.0262  # slowest relaxation time: spectral gap of the generator (64 x 40 grid, eigs)
+PRL_D0 = 0.5  # L1 distance (x-marginal) of the uniform start from the stationary density, roughly
+PRL_BIAS_L1X, PRL_BIAS_L1 = 0.5, 0.55  # EM bias per unit dt (calibrated, see the docstring)
 
 
 def prl_models():
@@ -122,7 +123,7 @@ def gauss_cell_masses(box, shape, S, order=8):
         e = np.linspace(lo, hi, n + 1)
         h = (hi - lo) / n
         c = 0.5 * (e[:-1] + e[1:])
-        pts.append((c[:, None] + 0.5 * h * xg[None, :]))          # (n, order)
+        pts.append((c[:, None] + 0.5 * h * xg[None, :]))  # (n, order)
         wts.append(0.5 * h * wg)
     P = np.linalg.inv(S)
     X = pts[0][:, None, :, None]
@@ -180,10 +181,20 @@ def run_solver(land, noise, box, shape):
 
 
 def run_particles(land, noise, box, N, dt, t_burn, theta0, seed):
-    grid = grid_of(box, (8, 8))        # only its walls are used
+    grid = grid_of(box, (8, 8))  # only its walls are used
     t0 = time.perf_counter()
-    ens = fp.simulate(land, noise, method="sde", n_particles=N, theta0=theta0, dt=dt, t_end=t_burn,
-                      grid=grid, seed=seed, progress=False)
+    ens = fp.simulate(
+        land,
+        noise,
+        method="sde",
+        n_particles=N,
+        theta0=theta0,
+        dt=dt,
+        t_end=t_burn,
+        grid=grid,
+        seed=seed,
+        progress=False,
+    )
     return ens, time.perf_counter() - t0
 
 
@@ -194,8 +205,18 @@ def warm_up():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fp.steady_state(fp.Problem(grid_of(box, (8, 8)), landscape=land, noise=noise), warn=False)
-        fp.simulate(land, noise, method="sde", n_particles=64, theta0=[0.0, 0.0], dt=1e-2, n_steps=3,
-                    grid=grid_of(box, (8, 8)), seed=0, progress=False)
+        fp.simulate(
+            land,
+            noise,
+            method="sde",
+            n_particles=64,
+            theta0=[0.0, 0.0],
+            dt=1e-2,
+            n_steps=3,
+            grid=grid_of(box, (8, 8)),
+            seed=0,
+            progress=False,
+        )
     return time.perf_counter() - t0
 
 
@@ -208,10 +229,20 @@ def case_ou(grids, Ns):
     for n in grids:
         grid, p, sec, info = run_solver(land, noise, OU_BOX, (n, n))
         pm = coarsen(p, OU_M)
-        rows.append({"case": "ou", "method": "solver", "size": f"{n}x{n}", "cells": n * n, "h": 2 * C.HALF_WIDTH / n,
-                     "seconds": sec, "err_L1": float(np.abs(pm - q2).sum()),
-                     "err_L1x": float(np.abs(pm.sum(1) - qx).sum()),
-                     "err_cov": rel_cov_err(density_cov(p, grid), S_OU), "solver_method": info.get("method")})
+        rows.append(
+            {
+                "case": "ou",
+                "method": "solver",
+                "size": f"{n}x{n}",
+                "cells": n * n,
+                "h": 2 * C.HALF_WIDTH / n,
+                "seconds": sec,
+                "err_L1": float(np.abs(pm - q2).sum()),
+                "err_L1x": float(np.abs(pm.sum(1) - qx).sum()),
+                "err_cov": rel_cov_err(density_cov(p, grid), S_OU),
+                "solver_method": info.get("method"),
+            }
+        )
         print(f"  ou solver {n}x{n}: {sec:.3g} s", flush=True)
     t_burn = 5.0 / LAMBDA_MIN
     for k, N in enumerate(Ns):
@@ -228,13 +259,26 @@ def case_ou(grids, Ns):
         S_dt = sla.solve_discrete_lyapunov(Mdt, 2.0 * D_OU * dt)
         q2_dt = gauss_cell_masses(OU_BOX, OU_M, S_dt)
         qx_dt = gauss_marginal_masses(OU_BOX[0], OU_M[0], S_dt[0, 0])
-        rows.append({"case": "ou", "method": "particles", "size": f"N={N:.0e}", "N": N, "dt": dt, "t_burn": t_burn,
-                     "n_steps": ens.n_steps, "seconds": sec,
-                     "err_L1": float(np.abs(pm - q2).sum()), "err_L1x": float(np.abs(pm.sum(1) - qx).sum()),
-                     "err_cov": rel_cov_err(S_hat, S_OU),
-                     "noise_L1": l1_noise(q2, N), "noise_L1x": l1_noise(qx, N),
-                     "dt_bias_L1": float(np.abs(q2_dt - q2).sum()), "dt_bias_L1x": float(np.abs(qx_dt - qx).sum()),
-                     "dt_bias_cov": rel_cov_err(S_dt, S_OU)})
+        rows.append(
+            {
+                "case": "ou",
+                "method": "particles",
+                "size": f"N={N:.0e}",
+                "N": N,
+                "dt": dt,
+                "t_burn": t_burn,
+                "n_steps": ens.n_steps,
+                "seconds": sec,
+                "err_L1": float(np.abs(pm - q2).sum()),
+                "err_L1x": float(np.abs(pm.sum(1) - qx).sum()),
+                "err_cov": rel_cov_err(S_hat, S_OU),
+                "noise_L1": l1_noise(q2, N),
+                "noise_L1x": l1_noise(qx, N),
+                "dt_bias_L1": float(np.abs(q2_dt - q2).sum()),
+                "dt_bias_L1x": float(np.abs(qx_dt - qx).sum()),
+                "dt_bias_cov": rel_cov_err(S_dt, S_OU),
+            }
+        )
         print(f"  ou particles N={N:.0e} dt={dt:.2g} steps={ens.n_steps}: {sec:.3g} s", flush=True)
     return rows, {}
 
@@ -253,10 +297,21 @@ def case_prl(ref_shape, grids, Ns):
         grid, p, sec, info = run_solver(land, noise, PRL_BOX, shape)
         pm = coarsen(p, PRL_M)
         own = coarsen(pref, shape)
-        rows.append({"case": "prl", "method": "solver", "size": f"{shape[0]}x{shape[1]}", "cells": shape[0] * shape[1],
-                     "h": 4.0 / shape[0], "seconds": sec, "err_L1": float(np.abs(pm - q2).sum()),
-                     "err_L1x": float(np.abs(pm.sum(1) - qx).sum()), "err_cov": rel_cov_err(density_cov(p, grid), S_ref),
-                     "err_L1_own": float(np.abs(p - own).sum()), "solver_method": info.get("method")})
+        rows.append(
+            {
+                "case": "prl",
+                "method": "solver",
+                "size": f"{shape[0]}x{shape[1]}",
+                "cells": shape[0] * shape[1],
+                "h": 4.0 / shape[0],
+                "seconds": sec,
+                "err_L1": float(np.abs(pm - q2).sum()),
+                "err_L1x": float(np.abs(pm.sum(1) - qx).sum()),
+                "err_cov": rel_cov_err(density_cov(p, grid), S_ref),
+                "err_L1_own": float(np.abs(p - own).sum()),
+                "solver_method": info.get("method"),
+            }
+        )
         print(f"  prl solver {shape[0]}x{shape[1]}: {sec:.3g} s", flush=True)
     own_grid = {}
     for k, N in enumerate(Ns):
@@ -273,21 +328,37 @@ def case_prl(ref_shape, grids, Ns):
         pm = histogram_masses(pos, PRL_BOX, PRL_M)
         S_hat = np.cov(pos, rowvar=False)
         sec += time.perf_counter() - t1
-        rows.append({"case": "prl", "method": "particles", "size": f"N={N:.0e}", "N": N, "dt": dt, "t_burn": t_burn,
-                     "n_steps": ens.n_steps, "seconds": sec,
-                     "err_L1": float(np.abs(pm - q2).sum()), "err_L1x": float(np.abs(pm.sum(1) - qx).sum()),
-                     "err_cov": rel_cov_err(S_hat, S_ref), "noise_L1": l1_noise(q2, N), "noise_L1x": nx,
-                     "dt_bias_L1": PRL_BIAS_L1 * dt, "dt_bias_L1x": PRL_BIAS_L1X * dt, "dt_bias_is_estimate": True})
+        rows.append(
+            {
+                "case": "prl",
+                "method": "particles",
+                "size": f"N={N:.0e}",
+                "N": N,
+                "dt": dt,
+                "t_burn": t_burn,
+                "n_steps": ens.n_steps,
+                "seconds": sec,
+                "err_L1": float(np.abs(pm - q2).sum()),
+                "err_L1x": float(np.abs(pm.sum(1) - qx).sum()),
+                "err_cov": rel_cov_err(S_hat, S_ref),
+                "noise_L1": l1_noise(q2, N),
+                "noise_L1x": nx,
+                "dt_bias_L1": PRL_BIAS_L1 * dt,
+                "dt_bias_L1x": PRL_BIAS_L1X * dt,
+                "dt_bias_is_estimate": True,
+            }
+        )
         # the same particles histogrammed on every solver grid (error vs the reference summed onto that grid)
         own_grid[N] = {}
         for shape in grids:
             ph = histogram_masses(pos, PRL_BOX, shape)
             own_grid[N][f"{shape[0]}x{shape[1]}"] = float(np.abs(ph - coarsen(pref, shape)).sum())
-        print(f"  prl particles N={N:.0e} dt={dt:.2g} t_burn={t_burn:.0f} steps={ens.n_steps}: {sec:.3g} s",
-              flush=True)
-    extra = {"reference": {"shape": list(ref_shape), "seconds": sec_ref, "cov": S_ref.tolist()},
-             "particles_on_solver_grids": {f"{N:.0e}": v for N, v in own_grid.items()},
-             "setup_seconds": time.perf_counter() - t0}
+        print(f"  prl particles N={N:.0e} dt={dt:.2g} t_burn={t_burn:.0f} steps={ens.n_steps}: {sec:.3g} s", flush=True)
+    extra = {
+        "reference": {"shape": list(ref_shape), "seconds": sec_ref, "cov": S_ref.tolist()},
+        "particles_on_solver_grids": {f"{N:.0e}": v for N, v in own_grid.items()},
+        "setup_seconds": time.perf_counter() - t0,
+    }
     return rows, extra
 
 
@@ -319,20 +390,33 @@ def analyse(rows):
         par = [r for r in rows if r["case"] == case and r["method"] == "particles"]
         if not sol or not par:
             continue
-        res = {"solver_order_in_h": {m: slope([r["h"] for r in sol], [r[m] for r in sol])
-                                     for m in ("err_L1", "err_L1x", "err_cov")},
-               "particle_order_in_N": {m: slope([r["N"] for r in par], [r[m] for r in par])
-                                       for m in ("err_L1", "err_L1x", "err_cov")},
-               "particle_order_in_seconds": {m: slope([r["seconds"] for r in par], [r[m] for r in par])
-                                             for m in ("err_L1", "err_L1x", "err_cov")},
-               "ratios": {}}
+        res = {
+            "solver_order_in_h": {
+                m: slope([r["h"] for r in sol], [r[m] for r in sol]) for m in ("err_L1", "err_L1x", "err_cov")
+            },
+            "particle_order_in_N": {
+                m: slope([r["N"] for r in par], [r[m] for r in par]) for m in ("err_L1", "err_L1x", "err_cov")
+            },
+            "particle_order_in_seconds": {
+                m: slope([r["seconds"] for r in par], [r[m] for r in par]) for m in ("err_L1", "err_L1x", "err_cov")
+            },
+            "ratios": {},
+        }
         for m in ("err_L1", "err_L1x", "err_cov"):
             pts = [(r["seconds"], r[m]) for r in par]
             lst = []
             for r in sol:
                 e, how = particle_err_at(r["seconds"], pts)
-                lst.append({"size": r["size"], "seconds": r["seconds"], "solver": r[m], "particles": e,
-                            "ratio": e / r[m], "how": how})
+                lst.append(
+                    {
+                        "size": r["size"],
+                        "seconds": r["seconds"],
+                        "solver": r[m],
+                        "particles": e,
+                        "ratio": e / r[m],
+                        "how": how,
+                    }
+                )
             res["ratios"][m] = lst
         # headline: the most accurate solver point (the finest grid)
         res["headline"] = {m: res["ratios"][m][-1] for m in res["ratios"]}
@@ -342,17 +426,31 @@ def analyse(rows):
 
 def plot(rows, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, axs = plt.subplots(1, 2, figsize=(10, 4))
     for ax, case, title in ((axs[0], "ou", "(a) 2D OU, full D"), (axs[1], "prl", "(b) PRL Eq. (11) model")):
         for method, mk, col in (("solver", "o-", "#0072B2"), ("particles", "s--", "#D55E00")):
             rr = [r for r in rows if r["case"] == case and r["method"] == method]
             if rr:
-                ax.loglog([r["seconds"] for r in rr], [r["err_L1"] for r in rr], mk, color=col,
-                          label=f"{method}: L1 (2D, {'32x32' if case == 'ou' else '32x20'})")
-                ax.loglog([r["seconds"] for r in rr], [r["err_cov"] for r in rr], mk, color=col, alpha=0.45,
-                          mfc="none", label=f"{method}: rel. cov error")
+                ax.loglog(
+                    [r["seconds"] for r in rr],
+                    [r["err_L1"] for r in rr],
+                    mk,
+                    color=col,
+                    label=f"{method}: L1 (2D, {'32x32' if case == 'ou' else '32x20'})",
+                )
+                ax.loglog(
+                    [r["seconds"] for r in rr],
+                    [r["err_cov"] for r in rr],
+                    mk,
+                    color=col,
+                    alpha=0.45,
+                    mfc="none",
+                    label=f"{method}: rel. cov error",
+                )
         ax.set_xlabel("wall seconds")
         ax.set_ylabel("error")
         ax.set_title(title)
@@ -388,6 +486,7 @@ def main(argv=None):
     warm = warm_up()
     print(f"warm-up (numba kernels, excluded from timings): {warm:.2f} s", flush=True)
     import numba
+
     print("(a) 2D Ornstein-Uhlenbeck, full D", flush=True)
     rows_a, _ = case_ou(ou_grids, ou_N)
     print("(b) PRL Eq. (11) model", flush=True)
@@ -397,28 +496,46 @@ def main(argv=None):
     wall = time.perf_counter() - t_all
 
     print()
-    cols = [("case", "case", ""), ("method", "method", ""), ("size", "size", ""), ("dt", "dt", ".2g"),
-            ("seconds", "seconds", ".3g"), ("err_L1", "err_L1", ".2e"), ("err_L1x", "err_L1x", ".2e"),
-            ("err_cov", "err_cov", ".2e"), ("noise_L1", "noise_L1", ".2e"), ("dt_bias_L1", "dt_bias_L1", ".1e"),
-            ("dt_bias_cov", "dt_bias_cov", ".1e")]
+    cols = [
+        ("case", "case", ""),
+        ("method", "method", ""),
+        ("size", "size", ""),
+        ("dt", "dt", ".2g"),
+        ("seconds", "seconds", ".3g"),
+        ("err_L1", "err_L1", ".2e"),
+        ("err_L1x", "err_L1x", ".2e"),
+        ("err_cov", "err_cov", ".2e"),
+        ("noise_L1", "noise_L1", ".2e"),
+        ("dt_bias_L1", "dt_bias_L1", ".1e"),
+        ("dt_bias_cov", "dt_bias_cov", ".1e"),
+    ]
     table = C.print_table(rows, cols)
 
-    print("\nprl: particles histogrammed on each solver grid (L1 vs the reference summed onto that grid); "
-          "solver on its own grid")
+    print(
+        "\nprl: particles histogrammed on each solver grid (L1 vs the reference summed onto that grid); "
+        "solver on its own grid"
+    )
     gl = [f"{a}x{b}" for a, b in prl_grids]
     head = "| N \\ grid | " + " | ".join(gl) + " |"
     lines = [head, "|" + "---|" * (len(gl) + 1)]
     for N, v in extra_b["particles_on_solver_grids"].items():
         lines.append(f"| particles {N} | " + " | ".join(f"{v[k]:.2e}" for k in gl) + " |")
-    lines.append("| solver (own grid) | " + " | ".join(
-        f"{r['err_L1_own']:.2e}" for r in rows_b if r["method"] == "solver") + " |")
+    lines.append(
+        "| solver (own grid) | "
+        + " | ".join(f"{r['err_L1_own']:.2e}" for r in rows_b if r["method"] == "solver")
+        + " |"
+    )
     grid_table = "\n".join(lines)
     print(grid_table)
 
     print("\nconvergence orders (log-log slopes):")
     for case, r in res.items():
-        print(f"  {case}: solver err ~ h^p, p = " + ", ".join(f"{k} {v:.2f}" for k, v in r["solver_order_in_h"].items())
-              + ";  particles err ~ N^q, q = " + ", ".join(f"{k} {v:.2f}" for k, v in r["particle_order_in_N"].items()))
+        print(
+            f"  {case}: solver err ~ h^p, p = "
+            + ", ".join(f"{k} {v:.2f}" for k, v in r["solver_order_in_h"].items())
+            + ";  particles err ~ N^q, q = "
+            + ", ".join(f"{k} {v:.2f}" for k, v in r["particle_order_in_N"].items())
+        )
     print("\nat equal wall time: particle error / solver error (particles interpolated to the solver's seconds):")
     ratio_lines = []
     for case, r in res.items():
@@ -428,17 +545,29 @@ def main(argv=None):
     print("\n".join(ratio_lines) + "\n  (* = particle curve extrapolated by its power-law fit)")
     for case, r in res.items():
         h = r["headline"]["err_L1"]
-        print(f"HEADLINE {case}: at {h['seconds']:.3g} s (solver {h['size']}) the solver's L1 error {h['solver']:.2e} "
-              f"is {h['ratio']:.3g}x smaller than the particles' ({h['particles']:.2e}, {h['how']}); "
-              f"covariance: {r['headline']['err_cov']['ratio']:.3g}x, x-marginal: {r['headline']['err_L1x']['ratio']:.3g}x")
+        print(
+            f"HEADLINE {case}: at {h['seconds']:.3g} s (solver {h['size']}) the solver's L1 error {h['solver']:.2e} "
+            f"is {h['ratio']:.3g}x smaller than the particles' ({h['particles']:.2e}, {h['how']}); "
+            f"covariance: {r['headline']['err_cov']['ratio']:.3g}x, x-marginal: {r['headline']['err_L1x']['ratio']:.3g}x"  # noqa: E501
+        )
     print(f"\ntotal {wall:.1f} s")
 
-    out = {"mode": "quick" if args.quick else "full" if args.full else "default", "rows": rows, "analysis": res,
-           "prl": extra_b, "warmup_s": warm, "wall_s": wall, "blas_threads": args.blas_threads,
-           "numba_threads": numba.get_num_threads(), "machine": C.machine_info(),
-           "load_average": list(os.getloadavg()), "table": table, "grid_table": grid_table,
-           "ou": {"A": A_OU.tolist(), "D": D_OU.tolist(), "S": S_OU.tolist(), "partition": OU_M},
-           "prl_setup": {"Delta": DELTA, "kappa": KAPPA, "box": PRL_BOX, "partition": PRL_M, "tau": PRL_TAU}}
+    out = {
+        "mode": "quick" if args.quick else "full" if args.full else "default",
+        "rows": rows,
+        "analysis": res,
+        "prl": extra_b,
+        "warmup_s": warm,
+        "wall_s": wall,
+        "blas_threads": args.blas_threads,
+        "numba_threads": numba.get_num_threads(),
+        "machine": C.machine_info(),
+        "load_average": list(os.getloadavg()),
+        "table": table,
+        "grid_table": grid_table,
+        "ou": {"A": A_OU.tolist(), "D": D_OU.tolist(), "S": S_OU.tolist(), "partition": OU_M},
+        "prl_setup": {"Delta": DELTA, "kappa": KAPPA, "box": PRL_BOX, "partition": PRL_M, "tau": PRL_TAU},
+    }
     path = os.path.join(HERE, "solver_vs_particles.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1, default=float)

@@ -36,6 +36,7 @@ faster). The machine is shared and noisy: read the ratios, not the absolute time
 
 Writes ``benchmarks/steady_state.json``.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,7 +56,9 @@ SCRIPT = os.path.abspath(__file__)
 def _ours(problem, d, n, method, phases, lu=None):
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
+
     import fokkerplanck as fp
+
     if lu is not None:
         fp.linalg.set_lu_backend(lu)
 
@@ -65,7 +68,7 @@ def _ours(problem, d, n, method, phases, lu=None):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fp.steady_state(make(8), method=method)            # load / compile the numba kernels
+        fp.steady_state(make(8), method=method)  # load / compile the numba kernels
         rss0 = C.peak_rss_mb()
         prob = make(n)
         t0 = time.perf_counter()
@@ -73,15 +76,24 @@ def _ours(problem, d, n, method, phases, lu=None):
         t1 = time.perf_counter()
         ss = fp.steady_state(prob, method=method)
         t2 = time.perf_counter()
-    out = {"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "method": ss.info.get("method") + (f" ({ss.info['lu']})" if ss.info.get("lu") else ""),
-           "residual": ss.info.get("residual"), "iterations": ss.info.get("iterations"),
-           "nnz": gen.info.get("nnz"), "p": ss.values}
+    out = {
+        "seconds": t2 - t0,
+        "assembly": t1 - t0,
+        "solve": t2 - t1,
+        "method": ss.info.get("method") + (f" ({ss.info['lu']})" if ss.info.get("lu") else ""),
+        "residual": ss.info.get("residual"),
+        "iterations": ss.info.get("iterations"),
+        "nnz": gen.info.get("nnz"),
+        "p": ss.values,
+    }
     if phases:
         try:
             from fokkerplanck import steady as S
+
             if ss.info["method"] == "direct":
                 # the direct path: inverse iteration with eps I - A, one LU (as in fokkerplanck.steady)
                 from fokkerplanck.linalg import LUFactor
+
                 eps = 1e-12 * np.max(np.abs(gen.A.diagonal()))
                 t = time.perf_counter()
                 lu = LUFactor(sp.identity(gen.A.shape[0], format="csr") * eps - gen.A, grid_shape=gen.grid.shape)
@@ -92,14 +104,15 @@ def _ours(problem, d, n, method, phases, lu=None):
                 out["lu_nnz"] = lu.nnz
             else:
                 import pyamg
+
                 M, b = S._pinned_system(gen.A, int(ss.info["pinned_cell"]))
                 t = time.perf_counter()
                 ml = pyamg.ruge_stuben_solver((-M).tocsr(), max_coarse=300)
-                out["ph_factor"] = time.perf_counter() - t            # AMG setup
+                out["ph_factor"] = time.perf_counter() - t  # AMG setup
                 pre = ml.aspreconditioner(cycle="V")
                 t = time.perf_counter()
                 spla.gmres(-M, -b, x0=np.ones(M.shape[0]), rtol=1e-10, atol=0.0, restart=60, maxiter=500, M=pre)
-                out["ph_trisolve"] = time.perf_counter() - t          # GMRES iterations
+                out["ph_trisolve"] = time.perf_counter() - t  # GMRES iterations
                 out["amg_levels"] = len(ml.levels)
         except Exception as exc:  # private helpers may change; the phases are a diagnostic only
             out["phases_error"] = repr(exc)[:200]
@@ -109,6 +122,7 @@ def _ours(problem, d, n, method, phases, lu=None):
 
 def _scipy_fd(problem, d, n):
     import scipy.sparse.linalg as spla
+
     rss0 = C.peak_rss_mb()
     t0 = time.perf_counter()
     G = C.fd_generator(problem, d, n)
@@ -124,8 +138,14 @@ def _scipy_fd(problem, d, n):
     t1 = time.perf_counter()
     p = spla.spsolve(M, b)
     t2 = time.perf_counter()
-    return {"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "nnz": int(M.nnz), "p": p,
-            "rss_delta_mb": C.peak_rss_mb() - rss0}
+    return {
+        "seconds": t2 - t0,
+        "assembly": t1 - t0,
+        "solve": t2 - t1,
+        "nnz": int(M.nnz),
+        "p": p,
+        "rss_delta_mb": C.peak_rss_mb() - rss0,
+    }
 
 
 def _fplanck(problem, d, n):
@@ -136,46 +156,63 @@ def _fplanck(problem, d, n):
     t1 = time.perf_counter()
     p = sim.steady_state()
     t2 = time.perf_counter()
-    return {"seconds": t2 - t0, "assembly": t1 - t0, "solve": t2 - t1, "nnz": int(sim.master_matrix.nnz),
-            "p": p, "rss_delta_mb": C.peak_rss_mb() - rss0}
+    return {
+        "seconds": t2 - t0,
+        "assembly": t1 - t0,
+        "solve": t2 - t1,
+        "nnz": int(sim.master_matrix.nnz),
+        "p": p,
+        "rss_delta_mb": C.peak_rss_mb() - rss0,
+    }
 
 
 def _fipy_steady(F, problem, d, n, tol=1e-8, max_sweeps=200):
     mesh, op = C.fipy_operator(F, problem, d, n)
     N = mesh.numberOfCells
     var = F.CellVariable(mesh=mesh, value=1.0 / N)
-    r = int(np.ravel_multi_index((n // 2,) * d, (n,) * d, order="F"))   # the centre cell, as scipy-fd
+    r = int(np.ravel_multi_index((n // 2,) * d, (n,) * d, order="F"))  # the centre cell, as scipy-fd
     mask = F.CellVariable(mesh=mesh, value=0.0)
     mask[r] = 1.0
     h = 2 * C.HALF_WIDTH / n
-    c = 2 * d * float(np.max(np.diag(C.diffusion(problem, d)))) / h ** 2    # ~ the diffusion diagonal
+    c = 2 * d * float(np.max(np.diag(C.diffusion(problem, d)))) / h**2  # ~ the diffusion diagonal
     eq = op - F.ImplicitSourceTerm(coeff=c * mask) + c * mask * (1.0 / N)
     if d == 2:
         solver, sname = F.LinearLUSolver(tolerance=1e-12, iterations=10), "lu"
     else:
-        solver, sname = F.LinearBicgstabSolver(tolerance=1e-10, iterations=2000,
-                                                precon=F.ILUPreconditioner()), "bicgstab+ilu"
+        solver, sname = (
+            F.LinearBicgstabSolver(tolerance=1e-10, iterations=2000, precon=F.ILUPreconditioner()),
+            "bicgstab+ilu",
+        )
     res = []
-    for k in range(1 if problem == "ou-iso" else max_sweeps):
+    for _k in range(1 if problem == "ou-iso" else max_sweeps):
         res.append(float(eq.sweep(var=var, solver=solver)))
         if len(res) > 1 and res[-1] < tol * res[0]:
             break
-    return var, {"sweeps": len(res), "residual": res[-1] / res[0] if len(res) > 1 else None,
-                 "method": f"{sname}, {len(res)} sweep" + ("s" if len(res) > 1 else "")}
+    return var, {
+        "sweeps": len(res),
+        "residual": res[-1] / res[0] if len(res) > 1 else None,
+        "method": f"{sname}, {len(res)} sweep" + ("s" if len(res) > 1 else ""),
+    }
 
 
 def _fipy(problem, d, n):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         F = C.fipy_import()
-        _fipy_steady(F, problem, d, 6)                          # imports, first-call caches
+        _fipy_steady(F, problem, d, 6)  # imports, first-call caches
         rss0 = C.peak_rss_mb()
         t0 = time.perf_counter()
         var, info = _fipy_steady(F, problem, d, n)
         t1 = time.perf_counter()
     # FiPy builds (Python, vectorised numpy) and solves the matrix inside every sweep: no separate assembly
-    return {"seconds": t1 - t0, "solve": t1 - t0, **info, "solver_suite": F.solvers.solver_suite,
-            "p": C.fipy_to_grid(var.value, d, n), "rss_delta_mb": C.peak_rss_mb() - rss0}
+    return {
+        "seconds": t1 - t0,
+        "solve": t1 - t0,
+        **info,
+        "solver_suite": F.solvers.solver_suite,
+        "p": C.fipy_to_grid(var.value, d, n),
+        "rss_delta_mb": C.peak_rss_mb() - rss0,
+    }
 
 
 def worker(spec):
@@ -224,6 +261,7 @@ def plan(args):
 
 def pardiso_available():
     from fokkerplanck.linalg import lu_backend
+
     return lu_backend() == "pardiso"
 
 
@@ -266,16 +304,25 @@ SKIP_NOTES = [
 
 
 def main(argv=None):
-    args, rows, t_start = C.run_benchmark(SCRIPT, __doc__, argv, plan, worker, default_timeout=150.0,
-                                          solver_width=12)
-    if rows is None:        # a --worker process: its one case is done
+    args, rows, t_start = C.run_benchmark(SCRIPT, __doc__, argv, plan, worker, default_timeout=150.0, solver_width=12)
+    if rows is None:  # a --worker process: its one case is done
         return
-    cols = [("problem", "problem", ""), ("grid", C.grid_label, ""), ("solver", "solver", ""),
-            ("seconds", "seconds", ".3g"), ("assembly", "assembly", ".3g"), ("solve", "solve", ".3g"),
-            ("factor/setup", "ph_factor", ".3g"), ("tri/krylov", "ph_trisolve", ".3g"),
-            ("err_cov", "err_cov", ".2e"), ("err_L1", "err_L1", ".2e"), ("min/max", "min_value", ".1e"),
-            ("peak MB", "peak_rss_mb", ".0f"), ("ratio", "ratio", ".3g"),
-            ("status", lambda r: r["status"] if r["status"] != "ok" else (r.get("method") or ""), "")]
+    cols = [
+        ("problem", "problem", ""),
+        ("grid", C.grid_label, ""),
+        ("solver", "solver", ""),
+        ("seconds", "seconds", ".3g"),
+        ("assembly", "assembly", ".3g"),
+        ("solve", "solve", ".3g"),
+        ("factor/setup", "ph_factor", ".3g"),
+        ("tri/krylov", "ph_trisolve", ".3g"),
+        ("err_cov", "err_cov", ".2e"),
+        ("err_L1", "err_L1", ".2e"),
+        ("min/max", "min_value", ".1e"),
+        ("peak MB", "peak_rss_mb", ".0f"),
+        ("ratio", "ratio", ".3g"),
+        ("status", lambda r: r["status"] if r["status"] != "ok" else (r.get("method") or ""), ""),
+    ]
     table = C.print_table(rows, cols)
     targets = check_targets(rows)
     print("\nTargets (issue 2):")
@@ -297,29 +344,45 @@ def check_targets(rows):
     res = []
 
     def add(target, ok, measured):
-        res.append({"target": target, "verdict": "not run" if ok is None else ("MET" if ok else "NOT MET"),
-                    "measured": measured})
+        res.append(
+            {
+                "target": target,
+                "verdict": "not run" if ok is None else ("MET" if ok else "NOT MET"),
+                "measured": measured,
+            }
+        )
 
     for problem in C.PROBLEMS:
         r = _get(rows, problem, 2, 512, "ours")
-        add(f"2D 512^2 {problem} under 1 s", None if r is None else r["seconds"] < 1.0,
-            "-" if r is None else f"{r['seconds']:.2f} s (assembly {r['assembly']:.2f} s, solve {r['solve']:.2f} s)")
+        add(
+            f"2D 512^2 {problem} under 1 s",
+            None if r is None else r["seconds"] < 1.0,
+            "-" if r is None else f"{r['seconds']:.2f} s (assembly {r['assembly']:.2f} s, solve {r['solve']:.2f} s)",
+        )
     f = _get(rows, "ou-iso", 2, 512, "fplanck")
     for solver, how in (("ours", "auto: detailed balance, no solve"), ("ours-direct", "solved by sparse LU")):
         r = _get(rows, "ou-iso", 2, 512, solver)
-        add(f">= 20x faster than fplanck at 2D 512^2 ({how})",
+        add(
+            f">= 20x faster than fplanck at 2D 512^2 ({how})",
             None if (r is None or f is None) else f["seconds"] / r["seconds"] >= 20,
-            "-" if (r is None or f is None) else f"{f['seconds'] / r['seconds']:.1f}x (fplanck {f['seconds']:.1f} s, "
-            f"ours {r['seconds']:.2f} s)")
+            "-"
+            if (r is None or f is None)
+            else f"{f['seconds'] / r['seconds']:.1f}x (fplanck {f['seconds']:.1f} s, ours {r['seconds']:.2f} s)",
+        )
     for problem in C.PROBLEMS:
         r = _get(rows, problem, 3, 40, "ours")
-        add(f"3D 40^3 {problem} under 3 s", None if r is None else r["seconds"] < 3.0,
-            "-" if r is None else f"{r['seconds']:.2f} s (assembly {r['assembly']:.2f} s, solve {r['solve']:.2f} s)")
+        add(
+            f"3D 40^3 {problem} under 3 s",
+            None if r is None else r["seconds"] < 3.0,
+            "-" if r is None else f"{r['seconds']:.2f} s (assembly {r['assembly']:.2f} s, solve {r['solve']:.2f} s)",
+        )
     for problem in C.PROBLEMS:
         r = _get(rows, problem, 3, 128, "ours")
-        add(f"3D 128^3 {problem} under 60 s and 8 GB",
+        add(
+            f"3D 128^3 {problem} under 60 s and 8 GB",
             None if r is None else (r["seconds"] < 60 and r["peak_rss_mb"] < 8192),
-            "-" if r is None else f"{r['seconds']:.1f} s, peak {r['peak_rss_mb'] / 1024:.2f} GB")
+            "-" if r is None else f"{r['seconds']:.1f} s, peak {r['peak_rss_mb'] / 1024:.2f} GB",
+        )
     return res
 
 

@@ -6,6 +6,7 @@ pay off). Prints a table and writes ``benchmarks/sweep_scaling.json`` (gitignore
 
     python benchmarks/sweep_scaling.py [--points N] [--workers W]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ from fokkerplanck.sweep import dask_available, prl_steady_point, sweep  # noqa: 
 
 def analytic(a: float, b: float) -> dict:
     s = 0.0
-    for k in range(2000):                      # ~1 ms of Python work
+    for k in range(2000):  # ~1 ms of Python work
         s += math.sin(a * k + b)
     return {"s": s}
 
@@ -37,10 +38,16 @@ def main(argv=None):
     n = max(100, args.points)
     side = int(math.ceil(math.sqrt(n)))
     cases = {
-        "analytic (~1 ms/pt)": (analytic, {"a": [0.01 * i for i in range(side)], "b": [0.1 * j for j in range(side)]}, {}),
-        "FP steady 40x28 (prl_steady_point)": (prl_steady_point,
-                                               {"delta_s": [1e-4 * (1 + i) for i in range(n)]},
-                                               {"cells": [40, 28]}),
+        "analytic (~1 ms/pt)": (
+            analytic,
+            {"a": [0.01 * i for i in range(side)], "b": [0.1 * j for j in range(side)]},
+            {},
+        ),
+        "FP steady 40x28 (prl_steady_point)": (
+            prl_steady_point,
+            {"delta_s": [1e-4 * (1 + i) for i in range(n)]},
+            {"cells": [40, 28]},
+        ),
     }
     rows = []
     for name, (f, grid, fixed) in cases.items():
@@ -63,9 +70,15 @@ def main(argv=None):
         d = "n/a" if r["dask_s"] is None else f"{r['dask_s']:.2f}"
         sp = "n/a" if r["speedup"] is None else f"{r['speedup']:.2f}"
         print(f"{r['case']:40s} {r['points']:6d} {r['serial_s']:9.2f} {d:>9s} {sp:>8s}  {r['identical']}")
-    doc = {"rows": rows, "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
-           "machine": platform.machine(), "python": platform.python_version(), "dask": dask_available(),
-           "note": "dask_s includes starting and stopping the LocalCluster"}
+    doc = {
+        "rows": rows,
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "dask": dask_available(),
+        "note": "dask_s includes starting and stopping the LocalCluster",
+    }
     with open(os.path.join(HERE, "sweep_scaling.json"), "w") as fh:
         json.dump(doc, fh, indent=2)
     return doc

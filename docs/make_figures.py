@@ -8,6 +8,7 @@ gives, not converged numbers -- those are in the notebooks and on the numerics p
 the measured tables of benchmarks/README.md (the benchmark scripts' JSON is not committed); no benchmark is run.
 The site build does not run this script.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,6 +40,7 @@ def _save(fig, name: str) -> None:
 def fig4b() -> None:
     """PRL Fig. 4(b): L(x, 0) against L_eff(x, 0) from the steady state, and Eq. (12) (notebook 01, quick grid)."""
     import fokkerplanck as fp
+
     kappa, delta, x_max, nx, ny = 3.0, 0.05, 2.0, 80, 48
     land = fp.landscapes.DegenerateValley(lambdas=(1.0, 1.0), eps=0.0)
 
@@ -59,8 +61,11 @@ def fig4b() -> None:
     ax.plot(xc, l_solver, "-.", color=C[0], lw=2.0, label=f"L_eff(x, 0), solver, κ = {kappa:g}  (after)")
     ax.plot(xc, l_eq12, ":", color=C[5], lw=2.0, label="Eq. (12): Δ(κ−1)/2 ln λ(x)")
     ax.plot(xc, l_iso, "--", color=C[2], lw=1.2, label="L_eff(x, 0), solver, κ = 1 (control)")
-    ax.set(xlabel="x (along the valley)", ylabel="loss on the valley floor (min 0)",
-           title=f"PRL Fig. 4(b): λ(x) = 1 + x², Δ = {delta:g}, κ = {kappa:g} ({nx}×{ny} cells)")
+    ax.set(
+        xlabel="x (along the valley)",
+        ylabel="loss on the valley floor (min 0)",
+        title=f"PRL Fig. 4(b): λ(x) = 1 + x², Δ = {delta:g}, κ = {kappa:g} ({nx}×{ny} cells)",
+    )
     ax.title.set_fontsize(10)
     ax.legend(frameon=False, fontsize=8, loc="upper center")
     _save(fig, "fig4b")
@@ -69,6 +74,7 @@ def fig4b() -> None:
 def eq11() -> None:
     """PRL Eq. (11): L1 distance of the x-marginal to lambda^(-kappa/2) against Delta (notebook 02, quick)."""
     import fokkerplanck as fp
+
     kappa, deltas, nx, ny = 3.0, (0.2, 0.1, 0.05, 0.025), 160, 48
     study = fp.adiabatic.adiabatic_error_study(deltas, kappa=kappa, nx=nx, ny=ny)
     l1, slope = np.array(study["l1"]), study["slope"]
@@ -84,7 +90,7 @@ def eq11() -> None:
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9.0, 3.6), layout="constrained")
     dd = np.array(deltas)
     ax0.loglog(dd, l1, "o", color=C[0], label="solver vs Eq. (11)")
-    ax0.loglog(dd, np.exp(study["intercept"]) * dd ** slope, "-", color=C[0], lw=1, label=f"fit: slope {slope:.2f}")
+    ax0.loglog(dd, np.exp(study["intercept"]) * dd**slope, "-", color=C[0], lw=1, label=f"fit: slope {slope:.2f}")
     ax0.loglog(dd, l1[-1] * dd / dd[-1], ":", color=C[5], label="slope 1 (O(Δ))")
     ax0.set(xlabel="Δ", ylabel="L1 distance of the x-marginals", title="(a) adiabatic error of Eq. (11)")
     ax0.legend(frameon=False, fontsize=8)
@@ -102,13 +108,20 @@ def eq11() -> None:
 def fig5b() -> None:
     """PRL Fig. 5(b): the (sigma, eta) phase diagram of the 2D valley (`phase-diagram prl-fig5b --quick`)."""
     import fokkerplanck as fp
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pd = fp.sweeps.prl_phase_diagram(quick=True, scheduler="serial", progress=False)
-    fig = fp.plot.sgd_phase_diagram(pd["sigmas"], pd["etas"], pd["Z_flatness"], diverged=pd["Z_diverged"],
-                                    zlabel="flatness F(<|x|>)", transition=pd["transition_theory"],
-                                    transition_curve=pd["transition_theory_curve"],
-                                    title="PRL Fig. 5(b): 2D valley, random-shift SGD (quick)")
+    fig = fp.plot.sgd_phase_diagram(
+        pd["sigmas"],
+        pd["etas"],
+        pd["Z_flatness"],
+        diverged=pd["Z_diverged"],
+        zlabel="flatness F(<|x|>)",
+        transition=pd["transition_theory"],
+        transition_curve=pd["transition_theory_curve"],
+        title="PRL Fig. 5(b): 2D valley, random-shift SGD (quick)",
+    )
     fig.set_size_inches(6.0, 4.6)
     _save(fig, "fig5b")
 
@@ -117,38 +130,52 @@ def fig3() -> None:
     """PRL Fig. 3(a): flatness dynamics of the discrete SGD on the high-dimensional valley (notebook 05, quick)."""
     import fokkerplanck as fp
     from fokkerplanck import flatness as fl
+
     n_flat, n_sharp, n_particles, eta, sigmas, n_steps = 20, 2, 32, 0.01, (0.01, 0.03, 0.1), 100_000
-    land = fp.landscapes.HighDimValley(n_flat=n_flat, n_sharp=n_sharp,
-                                       lambdas=np.array(fp.sweeps.HIGHDIM_LAMBDAS[:n_sharp]), eps=0.0)
+    land = fp.landscapes.HighDimValley(
+        n_flat=n_flat, n_sharp=n_sharp, lambdas=np.array(fp.sweeps.HIGHDIM_LAMBDAS[:n_sharp]), eps=0.0
+    )
     rng = np.random.default_rng(0)
     u = rng.normal(size=(n_particles, n_flat))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     theta0 = np.concatenate([0.1 * u, np.full((n_particles, n_sharp), 0.1)], axis=1)
-    dyn = fl.sgd_flatness_vs_noise(land, sigmas, eta=eta, theta0=theta0, n_particles=n_particles,
-                                   n_steps=n_steps, n_records=40)
-    fig = fp.plot.flatness_curves({f"σ = {s:g}": dyn["curves"][s] for s in sigmas}, flatness_max=dyn["flatness_max"],
-                                  title=f"PRL Fig. 3(a), quick: N_F = {n_flat}, N_S = {n_sharp}, η = {eta}")
+    dyn = fl.sgd_flatness_vs_noise(
+        land, sigmas, eta=eta, theta0=theta0, n_particles=n_particles, n_steps=n_steps, n_records=40
+    )
+    fig = fp.plot.flatness_curves(
+        {f"σ = {s:g}": dyn["curves"][s] for s in sigmas},
+        flatness_max=dyn["flatness_max"],
+        title=f"PRL Fig. 3(a), quick: N_F = {n_flat}, N_S = {n_sharp}, η = {eta}",
+    )
     fig.set_size_inches(6.0, 3.8)
     _save(fig, "fig3a")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pd = fp.sweeps.highdim_phase_diagram(quick=True, scheduler="serial", progress=False)
-    fig = fp.plot.sgd_phase_diagram(pd["sigmas"], pd["etas"], pd["Z_flatness"], diverged=pd["Z_diverged"],
-                                    zlabel="steady-state flatness <F(x)>", transition_curve=pd["transition_theory_curve"],
-                                    eta_max=pd["eta_max_at_0"], title="PRL Fig. 3(c): high-dimensional valley (quick)")
+    fig = fp.plot.sgd_phase_diagram(
+        pd["sigmas"],
+        pd["etas"],
+        pd["Z_flatness"],
+        diverged=pd["Z_diverged"],
+        zlabel="steady-state flatness <F(x)>",
+        transition_curve=pd["transition_theory_curve"],
+        eta_max=pd["eta_max_at_0"],
+        title="PRL Fig. 3(c): high-dimensional valley (quick)",
+    )
     fig.set_size_inches(6.0, 4.6)
     _save(fig, "fig3c")
 
 
 # ---------------------------------------------------------------- benchmarks (tables of benchmarks/README.md)
 
+
 def _table_after(text: str, heading: str) -> list[dict]:
     """The first markdown table after the line starting with ``heading``, as a list of row dicts."""
-    lines = text[text.index(heading):].splitlines()
+    lines = text[text.index(heading) :].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| problem"))
     header = [c.strip() for c in lines[start].strip("|").split("|")]
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")))))
@@ -163,26 +190,47 @@ def _cells(grid: str) -> int:
 def benchmarks() -> None:
     """Seconds and covariance error against the number of cells, 2D, from the steady-state and evolve tables."""
     text = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
-    tables = {"steady state (steady_state.py)": _table_after(text, "### `steady_state.py`"),
-              "evolution to t = 1 (evolve.py)": _table_after(text, "### `evolve.py`")}
-    styles = {"ours": ("o", "-", "#0072B2"), "ours-superlu": ("o", ":", "#56B4E9"), "scipy-fd": ("s", "--", "#E69F00"),
-              "scipy-fd-cn": ("s", "--", "#E69F00"), "fplanck": ("^", "-.", "#009E73"), "fipy": ("D", ":", "#CC79A7"),
-              "ours-ie": ("v", ":", "#56B4E9")}
+    tables = {
+        "steady state (steady_state.py)": _table_after(text, "### `steady_state.py`"),
+        "evolution to t = 1 (evolve.py)": _table_after(text, "### `evolve.py`"),
+    }
+    styles = {
+        "ours": ("o", "-", "#0072B2"),
+        "ours-superlu": ("o", ":", "#56B4E9"),
+        "scipy-fd": ("s", "--", "#E69F00"),
+        "scipy-fd-cn": ("s", "--", "#E69F00"),
+        "fplanck": ("^", "-.", "#009E73"),
+        "fipy": ("D", ":", "#CC79A7"),
+        "ours-ie": ("v", ":", "#56B4E9"),
+    }
     fig, axes = plt.subplots(2, 2, figsize=(9.0, 6.4), layout="constrained")
     for row, (title, rows) in zip(axes, tables.items()):
         for ax, (metric, label) in zip(row, (("seconds", "seconds"), ("err_cov", "covariance error"))):
             for problem, fill in (("ou-full", "full"), ("ou-iso", "none")):
                 for solver, (marker, ls, color) in styles.items():
-                    pts = sorted((_cells(r["grid"]), float(r[metric])) for r in rows
-                                 if r["problem"] == problem and r["solver"] == solver and r["grid"].endswith("^2")
-                                 and r[metric] not in ("-", ""))
+                    pts = sorted(
+                        (_cells(r["grid"]), float(r[metric]))
+                        for r in rows
+                        if r["problem"] == problem
+                        and r["solver"] == solver
+                        and r["grid"].endswith("^2")
+                        and r[metric] not in ("-", "")
+                    )
                     if len(pts) < 2:
                         continue
                     x, y = zip(*pts)
-                    ax.loglog(x, y, marker=marker, ls=ls, color=color, ms=5, lw=1.2,
-                              mfc=color if fill == "full" else "white",
-                              label=f"{solver}, {problem}")
-            ax.set_xticks([128 ** 2, 256 ** 2, 512 ** 2], labels=["128²", "256²", "512²"])
+                    ax.loglog(
+                        x,
+                        y,
+                        marker=marker,
+                        ls=ls,
+                        color=color,
+                        ms=5,
+                        lw=1.2,
+                        mfc=color if fill == "full" else "white",
+                        label=f"{solver}, {problem}",
+                    )
+            ax.set_xticks([128**2, 256**2, 512**2], labels=["128²", "256²", "512²"])
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set(xlabel="2D grid (cells)", ylabel=label, title=f"{title}: {label}")
             ax.title.set_fontsize(9)

@@ -13,27 +13,28 @@ The subpackages follow the data flow, and each imports only from those before it
     sgd        theory, adiabatic, flatness, phase_diagrams           the science of flat minima
     interface  cli, config, plot                                     the front door
 """
+
+from . import _compat
+from .interface import config, plot
 from .model import landscapes, noise
-from .model.grid import Frame, Grid
-from .model.problem import Problem
 from .model.density import Density, Trajectory
+from .model.grid import Frame, Grid
 from .model.landscapes import HighDimValley, MultiValley
+from .model.problem import Problem
 from .numerics.operator import Generator, generator
-from .solvers import linalg
-from .solvers.linalg import set_lu_backend
-from .solvers.steady import steady_state
-from .solvers.evolve import evolve
-from .solvers.passage import escape_rate, first_passage_probability, mean_first_passage_time
 from .particles import Ensemble, simulate
 from .results import io
-from .results.io import load
 from .results.compare import compare
+from .results.io import load
 from .scale.sweep import SweepResult, sweep
 from .sgd import adiabatic, alignment, flatness, freezing, label_noise, phase_diagrams, theory
-from .interface import config, plot
-from . import _compat
+from .solvers import linalg
+from .solvers.evolve import evolve
+from .solvers.linalg import set_lu_backend
+from .solvers.passage import escape_rate, first_passage_probability, mean_first_passage_time
+from .solvers.steady import steady_state
 
-sweeps = _compat.install(__name__)   # the 0.1 module fokkerplanck.sweep; fp.sweep is the function
+sweeps = _compat.install(__name__)  # the 0.1 module fokkerplanck.sweep; fp.sweep is the function
 
 from ._version import __version__
 

@@ -1,5 +1,6 @@
 """The 0.1 path of the command line, kept so that ``python -m fokkerplanck.cli`` and ``from fokkerplanck.cli
 import main`` still work; the code is :mod:`fokkerplanck.interface.cli` (``python -m fokkerplanck`` is the same)."""
+
 import sys
 
 from .interface import cli as _cli

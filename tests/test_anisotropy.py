@@ -9,6 +9,7 @@ Problems (exact stationary densities):
   ``exp(-psi)`` for every field ``D(theta)``, here one whose principal axes turn across the box.
 Tolerances are the measured errors (quoted at each assertion) with a margin of about 1.5-3.
 """
+
 import warnings
 
 import numpy as np
@@ -57,7 +58,7 @@ def test_rotated_hessian_aligned_ou_is_exact_at_any_angle(kappa, angle):
     assert ss.values.sum() * prob.grid.cell_volume == pytest.approx(1.0, abs=1e-13)
     c = ss.cov()
     assert np.sign(c[0, 1]) == np.sign(cov[0, 1])
-    assert np.abs(c - cov).max() < 5e-5 * np.abs(cov).max()              # measured at most 1.5e-5
+    assert np.abs(c - cov).max() < 5e-5 * np.abs(cov).max()  # measured at most 1.5e-5
 
 
 def test_rotated_ou_hessian_ratio_100_converges():
@@ -78,8 +79,8 @@ def test_long_offsets_reflect_at_walls_no_isolated_corner():
     ss = fp.steady_state(prob)
     assert ss.info["max_offset"] >= 3
     corner = ss.values[0, -1] / ss.values.max()
-    assert corner < 1e-15                                                   # measured 6.5e-24; blocked: 0.5
-    assert _l1(prob.grid, ss.values, _gaussian(prob.grid, cov)) < 1e-6     # measured 3.7e-8
+    assert corner < 1e-15  # measured 6.5e-24; blocked: 0.5
+    assert _l1(prob.grid, ss.values, _gaussian(prob.grid, cov)) < 1e-6  # measured 3.7e-8
 
 
 def _non_normal_ou(aniso, n, phi=0.6):
@@ -107,13 +108,14 @@ def test_non_normal_ou_rotated_noise_second_order():
 def _turning_field(aniso, n, s12=0.5):
     """``psi = x^2/2 + y^2 + x^4/10``, ``D = R(phi) diag(1/2, 1/(2 aniso)) R(phi)^T`` with ``phi = 0.8 x +
     0.4 y`` (the principal axes turn by 7 rad across the box), ``v = -(D + S) grad psi + div D``."""
+
     def psi(t):
         x, y = t[..., 0], t[..., 1]
-        return 0.5 * x ** 2 + y ** 2 + 0.1 * x ** 4
+        return 0.5 * x**2 + y**2 + 0.1 * x**4
 
     def grad_psi(t):
         x, y = t[..., 0], t[..., 1]
-        return np.stack([x + 0.4 * x ** 3, 2 * y], -1)
+        return np.stack([x + 0.4 * x**3, 2 * y], -1)
 
     def tensor(t):
         return rotated_tensor(0.8 * t[..., 0] + 0.4 * t[..., 1], (0.5, 0.5 / aniso))
@@ -127,17 +129,18 @@ def _turning_field(aniso, n, s12=0.5):
         dxx, dxy, dyy = -2 * c * s, c * c - s * s, 2 * c * s
         return k * np.stack([dxx * 0.8 + dxy * 0.4, dxy * 0.8 + dyy * 0.4], -1)
 
-    velocity = invariant_measure_drift(tensor, grad_psi, S=np.array([[0.0, s12], [-s12, 0.0]]),
-                                       div_tensor=div_tensor)
+    velocity = invariant_measure_drift(tensor, grad_psi, S=np.array([[0.0, s12], [-s12, 0.0]]), div_tensor=div_tensor)
     grid = fp.Grid([(-3.0, 3.0, n), (-3.0, 3.0, n)])
     return grid, velocity, fp.noise.Field(tensor), psi
 
 
 def test_invariant_measure_drift_by_differences_matches_the_closed_form():
     grid, closed, noise, psi = _turning_field(30, 8)
-    numeric = invariant_measure_drift(noise.f,
-                                      lambda t: np.stack([t[..., 0] + 0.4 * t[..., 0] ** 3, 2 * t[..., 1]], -1),
-                                      S=np.array([[0.0, 0.5], [-0.5, 0.0]]))
+    numeric = invariant_measure_drift(
+        noise.f,
+        lambda t: np.stack([t[..., 0] + 0.4 * t[..., 0] ** 3, 2 * t[..., 1]], -1),
+        S=np.array([[0.0, 0.5], [-0.5, 0.0]]),
+    )
     pts = grid.points()
     assert np.abs(numeric(pts) - closed(pts)).max() < 1e-8 * np.abs(closed(pts)).max()
 
@@ -177,7 +180,7 @@ def test_reversible_problem_with_potential_is_exact(aniso):
     grid, v, noise, psi = _turning_field(aniso, 48, s12=0.0)
     prob = fp.Problem(grid, drift=v, noise=noise, potential=psi)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)    # anisotropy 1e4 does not fit a quarter of 48 cells
+        warnings.simplefilter("ignore", RuntimeWarning)  # anisotropy 1e4 does not fit a quarter of 48 cells
         ss = fp.steady_state(prob)
     assert ss.info["method"] == "detailed-balance"
     exact = _normalised(grid, np.exp(-psi(grid.points().reshape(grid.shape + (2,)))))
@@ -190,7 +193,7 @@ def test_reversible_problem_with_potential_is_exact(aniso):
 
 
 def test_potential_that_does_not_fit_is_refused():
-    grid, v, noise, psi = _turning_field(30, 32, s12=0.5)      # non-reversible: psi is not a potential of v
+    grid, v, noise, psi = _turning_field(30, 32, s12=0.5)  # non-reversible: psi is not a potential of v
     prob = fp.Problem(grid, drift=v, noise=noise, potential=psi)
     with pytest.raises(ValueError, match="potential does not fit"):
         fp.steady_state(prob)
@@ -202,12 +205,13 @@ def test_unresolvable_field_falls_back_with_an_error_estimate():
     """D = Delta_S H^2 on the PRL valley needs offsets of hundreds of cells near y = 0: the grid cannot hold it.
     The short stencil is used, a warning names the measured estimate, and info carries it."""
     from fokkerplanck.sweep import _prl_landscape
+
     grid = fp.Grid([(-2, 2, 100), (-0.6, 0.6, 32)])
     prob = fp.Problem(grid, _prl_landscape(1e-3, (8.0, -2.0, 1.0)), fp.noise.HessianAligned(1e-3))
     with pytest.warns(RuntimeWarning, match="estimated error"):
         ss = fp.steady_state(prob)
     assert ss.info["stencil"] == "scaled cross-diffusion" and ss.info["stencil_radius"] == 2
-    assert ss.info["form"] == "ito"                # the scaled tensor's own divergence is not div D
+    assert ss.info["form"] == "ito"  # the scaled tensor's own divergence is not div D
     assert 0.05 < ss.info["error_estimate"] < 1.0
     quiet = fp.steady_state(prob, estimate_error=False, warn=False)
     assert "error_estimate" not in quiet.info
@@ -276,7 +280,7 @@ def test_frame_maps_and_checks():
     assert np.allclose(F.to_xi(F.to_theta(xi)), xi, atol=1e-14) and F.orthogonal
     P = fp.Frame.principal_axes(rotated_tensor(0.7, (1.0, 1e-2)))
     assert np.linalg.det(P.matrix) > 0 and P.orthogonal
-    assert abs(abs(P.matrix[:, 1] @ np.array([np.cos(0.7), np.sin(0.7)])) - 1) < 1e-12   # largest eigenvalue last
+    assert abs(abs(P.matrix[:, 1] @ np.array([np.cos(0.7), np.sin(0.7)])) - 1) < 1e-12  # largest eigenvalue last
     with pytest.raises(ValueError, match="invertible"):
         fp.Frame([[1.0, 2.0], [2.0, 4.0]])
     with pytest.raises(ValueError, match="frame is 2-dimensional"):
@@ -332,13 +336,15 @@ def test_rotated_prl_valley_in_an_aligned_frame_is_the_unrotated_answer():
     same cells and equation as the unrotated problem, so <|x'|> and the density agree to round-off. (On a plain
     320-cell grid the rotated valley is 5-16% off, with an estimate in info; README.)"""
     from fokkerplanck.landscapes import DegenerateValley, Transformed
+
     base = DegenerateValley((8.0, -2.0, 1.0), 1e-3)
     F = fp.Frame.rotation(0.5)
     axes = [(-2, 2, 100), (-0.6, 0.6, 32)]
     kw = dict(estimate_error=False, warn=False)
     flat = fp.steady_state(fp.Problem(fp.Grid(axes), base, fp.noise.HessianAligned(3e-3)), **kw)
-    turned = fp.steady_state(fp.Problem(fp.Grid(axes, frame=F), Transformed(base, F), fp.noise.HessianAligned(3e-3)),
-                             **kw)
+    turned = fp.steady_state(
+        fp.Problem(fp.Grid(axes, frame=F), Transformed(base, F), fp.noise.HessianAligned(3e-3)), **kw
+    )
     assert np.abs(turned.values - flat.values).max() < 1e-8 * flat.values.max()
     along = turned.expect(lambda t: np.abs(F.to_xi(t)[..., 0]))
     assert along == pytest.approx(flat.expect(lambda t: np.abs(t[..., 0])), rel=1e-9)
@@ -350,16 +356,14 @@ def test_particles_histogram_onto_a_framed_grid():
     A = rotated_tensor(0.3, (1.0, 0.1))
     grid = fp.Grid([(-4, 4, 16), (-1.3, 1.3, 12)], frame=fp.Frame.rotation(0.3))
     land, noise = fp.landscapes.Quadratic(A), fp.noise.HessianAligned(1.0)
-    ens = fp.simulate(land, noise, method="sde", n_particles=20_000, theta0=(0.0, 0.0), t_end=40.0, dt=0.01,
-                      seed=0)
+    ens = fp.simulate(land, noise, method="sde", n_particles=20_000, theta0=(0.0, 0.0), t_end=40.0, dt=0.01, seed=0)
     h = ens.histogram(grid)
     ss = fp.steady_state(fp.Problem(grid, land, noise))
     z = (h.values - ss.values) / np.maximum(h.stderr, 1e-300)
     assert h.mass == pytest.approx(1.0, abs=2e-3)
-    assert np.mean(z[h.stderr > 0] ** 2) < 1.6          # chi^2 per cell: measured 0.97 (expected ~1)
+    assert np.mean(z[h.stderr > 0] ** 2) < 1.6  # chi^2 per cell: measured 0.97 (expected ~1)
     with pytest.raises(ValueError, match="frame"):
-        fp.simulate(land, noise, method="sde", n_particles=10,
-                    theta0=(0.0, 0.0), t_end=0.1, dt=0.01, grid=grid)
+        fp.simulate(land, noise, method="sde", n_particles=10, theta0=(0.0, 0.0), t_end=0.1, dt=0.01, grid=grid)
 
 
 def test_under_resolved_drift_gets_a_refinement_estimate():
@@ -393,7 +397,8 @@ def test_frame_reaches_evolve_and_first_passage():
     assert np.allclose(Tf.at(F.to_theta(xi)), Tp.at(xi), rtol=1e-9)
     plain, framed = fp.Grid(axes), fp.Grid(axes, frame=F)
     ep = fp.evolve(fp.Problem(plain, land, noise), fp.Density.gaussian(plain, (0.5, 0.0), 0.05), 1.0)
-    ef = fp.evolve(fp.Problem(framed, land, noise), fp.Density.gaussian(framed, F.to_theta(np.array([0.5, 0.0])),
-                                                                         0.05), 1.0)
+    ef = fp.evolve(
+        fp.Problem(framed, land, noise), fp.Density.gaussian(framed, F.to_theta(np.array([0.5, 0.0])), 0.05), 1.0
+    )
     assert np.abs(ef.final.values - ep.final.values).max() < 1e-9 * ep.final.values.max()
     assert np.allclose(ef.final.mean(), F.to_theta(ep.final.mean()), atol=1e-9)

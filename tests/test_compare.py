@@ -1,4 +1,5 @@
 """compare(): exact values on simple cases."""
+
 import numpy as np
 import pytest
 
@@ -23,7 +24,7 @@ def test_two_gaussians_hellinger_closed_form():
     m1, s1, m2, s2 = 0.0, 1.0, 1.0, 1.5
     a = Density.gaussian(g, m1, s1**2)
     b = Density.gaussian(g, m2, s2**2)
-    H2 = 1 - np.sqrt(2 * s1 * s2 / (s1**2 + s2**2)) * np.exp(-(m1 - m2) ** 2 / (4 * (s1**2 + s2**2)))
+    H2 = 1 - np.sqrt(2 * s1 * s2 / (s1**2 + s2**2)) * np.exp(-((m1 - m2) ** 2) / (4 * (s1**2 + s2**2)))
     r = compare(a, b)
     assert r["hellinger"] == pytest.approx(np.sqrt(H2), rel=1e-4)
     assert r["mean_diff"][0] == pytest.approx(-1.0, abs=1e-4)

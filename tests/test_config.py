@@ -1,4 +1,5 @@
 """Validation of TOML run configurations (fokkerplanck.config)."""
+
 import numpy as np
 import pytest
 
@@ -33,7 +34,7 @@ def test_unknown_section_and_kind():
 
 def test_wrong_types_name_the_key():
     assert "[noise] T" in _err({"noise": {"kind": "isotropic", "T": "hot"}})
-    assert "[noise] T" in _err({"noise": {"kind": "isotropic", "T": True}})       # bools are not numbers
+    assert "[noise] T" in _err({"noise": {"kind": "isotropic", "T": True}})  # bools are not numbers
     assert "[particles] n_particles" in _err({"particles": {"n_particles": 1.5, "dt": 0.1, "t_end": 1.0}})
     assert "[grid] axes" in _err({"grid": {"axes": [[-1, 1, "ten"]]}})
     assert "[grid] axes" in _err({"grid": {"axes": [[1, -1, 10]]}})
@@ -74,10 +75,11 @@ def test_garbage_toml_and_missing_file(tmp_path):
 
 def test_sections_are_taken_whole_and_defaults_filled(tmp_path):
     f = tmp_path / "c.toml"
-    f.write_text('[landscape]\nkind = "quadratic"\nA = [[2.0, 0.5], [0.5, 1.0]]\n'
-                 '[noise]\nkind = "isotropic"\nT = 0.1\n')
+    f.write_text(
+        '[landscape]\nkind = "quadratic"\nA = [[2.0, 0.5], [0.5, 1.0]]\n[noise]\nkind = "isotropic"\nT = 0.1\n'
+    )
     cfg = C.load_config(f, "steady")
-    assert cfg["landscape"] == {"kind": "quadratic", "A": [[2.0, 0.5], [0.5, 1.0]]}   # no stray 'lambdas'
+    assert cfg["landscape"] == {"kind": "quadratic", "A": [[2.0, 0.5], [0.5, 1.0]]}  # no stray 'lambdas'
     assert cfg["grid"] == C.validate({"grid": C.DEFAULTS["steady"]["grid"]})["grid"]
     assert cfg["solver"]["method"] == "auto" if "solver" in cfg else True
     land = C.build_landscape(cfg)
@@ -105,9 +107,13 @@ def test_set_path_revalidates():
 
 
 def test_builders_report_constructor_errors_as_config_errors():
-    cfg = C.validate({"grid": {"axes": [[-1, 1, 8], [-1, 1, 8]]},
-                      "landscape": {"kind": "high-dim-valley", "n_flat": 1, "n_sharp": 1, "lambdas": [[1.0], [1.0]]},
-                      "noise": {"kind": "isotropic", "T": 0.1}})
+    cfg = C.validate(
+        {
+            "grid": {"axes": [[-1, 1, 8], [-1, 1, 8]]},
+            "landscape": {"kind": "high-dim-valley", "n_flat": 1, "n_sharp": 1, "lambdas": [[1.0], [1.0]]},
+            "noise": {"kind": "isotropic", "T": 0.1},
+        }
+    )
     with pytest.raises(ConfigError, match=r"^config error: \[landscape\]"):
         C.build_problem(cfg)
 
@@ -115,11 +121,15 @@ def test_builders_report_constructor_errors_as_config_errors():
 def test_frames_and_rotated_landscapes_from_a_config():
     """[grid] rotation / frame / origin make an aligned frame; the same keys in [landscape] place the landscape
     (a rotated valley). The same angle in both gives the unrotated problem's answer to round-off."""
-    base = {"landscape": {"kind": "degenerate-valley", "lambdas": [8.0, -2.0, 1.0], "eps": 1e-3},
-            "noise": {"kind": "hessian-aligned", "delta_s": 3e-3},
-            "grid": {"axes": [[-2.0, 2.0, 60], [-0.6, 0.6, 24]]}}
+    base = {
+        "landscape": {"kind": "degenerate-valley", "lambdas": [8.0, -2.0, 1.0], "eps": 1e-3},
+        "noise": {"kind": "hessian-aligned", "delta_s": 3e-3},
+        "grid": {"axes": [[-2.0, 2.0, 60], [-0.6, 0.6, 24]]},
+    }
     import copy
+
     import fokkerplanck as fp
+
     turned = copy.deepcopy(base)
     turned["grid"]["rotation"] = 0.5
     turned["landscape"]["rotation"] = 0.5
@@ -135,16 +145,24 @@ def test_frames_and_rotated_landscapes_from_a_config():
     assert C.build_problem(C.validate(sheared)).grid.frame == fp.Frame([[1.0, 0.2], [0.0, 1.0]], (0.1, 0.0))
 
 
-@pytest.mark.parametrize("grid,match", [
-    ({"axes": [[-1, 1, 8], [-1, 1, 8]], "rotation": 0.1, "frame": [[1, 0], [0, 1]]}, "not both"),
-    ({"axes": [[-1, 1, 8], [-1, 1, 8], [-1, 1, 8]], "rotation": 0.1}, "rotation is for 2D"),
-    ({"axes": [[-1, 1, 8], [-1, 1, 8]], "origin": [0, 0]}, "origin needs"),
-    ({"axes": [[-1, 1, 8], [-1, 1, 8]], "frame": [[1, 2], [2, 4]]}, "invertible"),
-    ({"axes": [[-1, 1, 8], [-1, 1, 8]], "frame": [1, 2, 3]}, "2x2"),
-])
+@pytest.mark.parametrize(
+    "grid,match",
+    [
+        ({"axes": [[-1, 1, 8], [-1, 1, 8]], "rotation": 0.1, "frame": [[1, 0], [0, 1]]}, "not both"),
+        ({"axes": [[-1, 1, 8], [-1, 1, 8], [-1, 1, 8]], "rotation": 0.1}, "rotation is for 2D"),
+        ({"axes": [[-1, 1, 8], [-1, 1, 8]], "origin": [0, 0]}, "origin needs"),
+        ({"axes": [[-1, 1, 8], [-1, 1, 8]], "frame": [[1, 2], [2, 4]]}, "invertible"),
+        ({"axes": [[-1, 1, 8], [-1, 1, 8]], "frame": [1, 2, 3]}, "2x2"),
+    ],
+)
 def test_bad_frames_are_one_line(grid, match):
-    cfg = C.validate({"grid": grid, "landscape": {"kind": "quadratic", "A": [1.0] * len(grid["axes"])},
-                      "noise": {"kind": "isotropic", "T": 0.1}})
+    cfg = C.validate(
+        {
+            "grid": grid,
+            "landscape": {"kind": "quadratic", "A": [1.0] * len(grid["axes"])},
+            "noise": {"kind": "isotropic", "T": 0.1},
+        }
+    )
     with pytest.raises(ConfigError, match=match) as e:
         C.build_problem(cfg)
     assert str(e.value).startswith("config error: [grid]") and "\n" not in str(e.value)

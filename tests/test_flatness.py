@@ -1,4 +1,5 @@
 """Flatness dynamics (PRL Eq. 6, Figs. 2-3), valley fractions, search times."""
+
 import math
 
 import numpy as np
@@ -28,12 +29,13 @@ def test_flatness_of_points_matches_eq6():
 def test_gd_flatness_non_decreasing_and_sgd_flattest():
     land = _valley()
     grid = fp.Grid([(-2, 2, 48), (-1.5, 1.5, 36)])
-    out = fl.flatness_dynamics(land, delta_s=1e-2, grid=grid, theta0=(1.5, 0.8), t_end=20.0, n_save=11,
-                               n_particles=200, dt=0.02)
+    out = fl.flatness_dynamics(
+        land, delta_s=1e-2, grid=grid, theta0=(1.5, 0.8), t_end=20.0, n_save=11, n_particles=200, dt=0.02
+    )
     gd = out["GD"]["solver"].values
-    assert np.all(np.diff(gd) >= -1e-9), gd                       # solver: GD flatness never decreases
+    assert np.all(np.diff(gd) >= -1e-9), gd  # solver: GD flatness never decreases
     gdp = out["GD"]["particles"].values
-    assert np.all(np.diff(gdp) >= -1e-12), gdp                    # particles: deterministic and monotone
+    assert np.all(np.diff(gdp) >= -1e-12), gdp  # particles: deterministic and monotone
     assert gd[-1] > gd[0] + 0.03
     # PRL Fig. 2(a): SGD noise drives the system flatter than GD and than isotropic noise of the same power,
     # in the particles and in the solver (D = Delta_S H^2 needs cross-diffusion the radius-2 stencil scales
@@ -44,18 +46,19 @@ def test_gd_flatness_non_decreasing_and_sgd_flattest():
     final = {k: v["solver"].values[-1] for k, v in out.items()}
     assert final["SGD"] > final["GLD"] > final["GD"], final
     sgd_s, sgd_p = out["SGD"]["solver"].values, out["SGD"]["particles"].values
-    assert np.max(np.abs(sgd_s - sgd_p)) < 0.015                  # measured 0.0054 (48 x 36 cells)
-    assert np.all(np.diff(sgd_s) > 0)                              # flatness grows (PRL Fig. 2a)
-    assert abs(finalp["GD"] - final["GD"]) < 0.03                  # measured 0.025 (48 cells along x)
-    assert abs(finalp["GLD"] - final["GLD"]) < 0.03                # measured 0.013
+    assert np.max(np.abs(sgd_s - sgd_p)) < 0.015  # measured 0.0054 (48 x 36 cells)
+    assert np.all(np.diff(sgd_s) > 0)  # flatness grows (PRL Fig. 2a)
+    assert abs(finalp["GD"] - final["GD"]) < 0.03  # measured 0.025 (48 cells along x)
+    assert abs(finalp["GLD"] - final["GLD"]) < 0.03  # measured 0.013
 
 
 def test_valley_fractions_sum_to_mass_and_reach_boltzmann():
     land = MultiValley(centers=[[-1.0], [1.0]], curvatures=[6.0, 1.5], depths=[0.0, 0.0], beta=30.0)
     grid = fp.Grid([(-2.5, 2.5, 200)])
-    p0 = fp.Density.gaussian(grid, mean=[0.2], cov=[0.01])         # on the flat well's side of the barrier
-    dyn = fl.valley_fraction_dynamics(land, [0.05, 0.3], grid, p0, t_end=2000.0,
-                                      save_times=[0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0])
+    p0 = fp.Density.gaussian(grid, mean=[0.2], cov=[0.01])  # on the flat well's side of the barrier
+    dyn = fl.valley_fraction_dynamics(
+        land, [0.05, 0.3], grid, p0, t_end=2000.0, save_times=[0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0]
+    )
     for lab in dyn["levels"]:
         np.testing.assert_allclose(dyn["fractions"][lab].sum(axis=1), dyn["mass"][lab], atol=1e-12)
     # exploration vs freezing: the hot system has moved mass into the sharp well, the cold one has not
@@ -66,8 +69,9 @@ def test_valley_fractions_sum_to_mass_and_reach_boltzmann():
     np.testing.assert_allclose(dyn["fractions"]["T=0.3"][-1], boltz, atol=2e-3)
     # absorbing walls: mass leaves, fractions still add up to what is left
     g2 = fp.Grid([(-2.5, 2.5, 200)], bc="absorbing")
-    d2 = fl.valley_fraction_dynamics(land, [0.5], g2, fp.Density.gaussian(g2, mean=[0.2], cov=[0.01]), t_end=20.0,
-                                     n_save=5)
+    d2 = fl.valley_fraction_dynamics(
+        land, [0.5], g2, fp.Density.gaussian(g2, mean=[0.2], cov=[0.01]), t_end=20.0, n_save=5
+    )
     m = d2["mass"]["T=0.5"]
     assert m[-1] < 0.99
     np.testing.assert_allclose(d2["fractions"]["T=0.5"].sum(axis=1), m, atol=1e-12)
@@ -76,8 +80,18 @@ def test_valley_fractions_sum_to_mass_and_reach_boltzmann():
 def test_search_time_gd_matches_exponential_decay():
     # y = 0, eps lambda_bar0 = 1: |x(t)| = x0 exp(-t); reaching |x| <= 0.1 from x0 = 1 takes ln 10
     land = HighDimValley(n_flat=1, n_sharp=1, lambdas=(1.0, 1.0), eps=1.0)
-    st = fl.search_time_particles(land, theta0=(1.0, 0.0), n_particles=20, method="sde", noise=Isotropic(0.0),
-                                  dt=1e-3, t_end=5.0, n_records=200, x_ss=0.0, tol=0.1)
+    st = fl.search_time_particles(
+        land,
+        theta0=(1.0, 0.0),
+        n_particles=20,
+        method="sde",
+        noise=Isotropic(0.0),
+        dt=1e-3,
+        t_end=5.0,
+        n_records=200,
+        x_ss=0.0,
+        tol=0.1,
+    )
     assert st["reached"] == 1.0
     assert math.log(10) <= st["tau_s"] <= math.log(10) + st["resolution"] + 1e-9
     grid = fp.Grid([(-1.5, 1.5, 150), (-0.5, 0.5, 20)])
@@ -97,15 +111,14 @@ def test_sgd_flattening_rate_proportional_to_noise():
     rng = np.random.default_rng(0)
     u = rng.normal(size=(n, nf))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
-    theta0 = np.concatenate([0.1 * u, np.full((n, ns), 0.1)], axis=1)        # near the sharp point x = 0
+    theta0 = np.concatenate([0.1 * u, np.full((n, ns), 0.1)], axis=1)  # near the sharp point x = 0
     sigmas = (0.01, 0.03, 0.1)
-    out = fl.sgd_flatness_vs_noise(land, sigmas, eta=0.01, theta0=theta0, n_particles=n, n_steps=100_000,
-                                   n_records=30)
+    out = fl.sgd_flatness_vs_noise(land, sigmas, eta=0.01, theta0=theta0, n_particles=n, n_steps=100_000, n_records=30)
     th = np.array([out["t_half"][s] for s in sigmas])
-    assert np.all(np.isfinite(th)) and np.all(np.diff(th) < 0), th          # more noise, faster flattening
+    assert np.all(np.isfinite(th)) and np.all(np.diff(th) < 0), th  # more noise, faster flattening
     rate = np.array(sigmas) * th
-    assert rate.max() / rate.min() < 1.15, rate                              # t_half ~ 1/sigma (1.04)
-    for s in sigmas:                                                         # every run reaches the flattest F
+    assert rate.max() / rate.min() < 1.15, rate  # t_half ~ 1/sigma (1.04)
+    for s in sigmas:  # every run reaches the flattest F
         c = out["curves"][s]
         assert c.values[-1] == pytest.approx(out["flatness_max"], abs=2e-3)
         assert c.values[-1] > c.values[0] + 0.02
@@ -114,7 +127,7 @@ def test_sgd_flattening_rate_proportional_to_noise():
     fig = plot.flatness_curves({f"sigma = {s}": out["curves"][s] for s in sigmas}, flatness_max=out["flatness_max"])
     ax = fig.axes[0]
     assert len(ax.lines) == len(sigmas) + 1 and ax.get_xscale() == "log"
-    assert len(ax.collections) == len(sigmas)                                # stderr bands
+    assert len(ax.collections) == len(sigmas)  # stderr bands
 
 
 def test_mfpt_search_time_below_the_transition_is_resolved():
@@ -124,6 +137,7 @@ def test_mfpt_search_time_below_the_transition_is_resolved():
     bottom they are the inverse escape rates of the same target, a different computation (inverse iteration),
     to 1e-12 (measured 3e-15)."""
     from fokkerplanck.passage import escape_rate
+
     land = fp.landscapes.DegenerateValley(lambdas=(8, -2, 1), eps=1e-3)
     taus = []
     for delta_s in (2e-4, 3e-4, 4e-4):

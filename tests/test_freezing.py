@@ -2,6 +2,7 @@
 model of fokkerplanck.sgd.freezing (the 1D two-valley model is ours; see its module docstring).
 
 Every number of the issue is a test here; tolerances are set from measured errors (quoted per test)."""
+
 import warnings
 
 import numpy as np
@@ -65,7 +66,7 @@ def test_quadratures_against_the_package_solvers():
     assert float(T1) == pytest.approx(32.114, rel=1e-3)
     assert float(T2) == pytest.approx(220.55, rel=1e-3)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)      # the density at the wall pocket x < -1.72 (by design)
+        warnings.simplefilter("ignore", RuntimeWarning)  # the density at the wall pocket x < -1.72 (by design)
         ss = fp.steady_state(prob)
     assert F._fraction_below(prob.grid, ss.values, m.barrier) == pytest.approx(0.87765, abs=3e-4)
 
@@ -79,7 +80,9 @@ def runs_02():
         return {dt: F.transient_flat_fraction(0.2, cells=360, dt=dt, n_save=151) for dt in (4.0, 2.0, 1.0)}
 
 
-@pytest.mark.parametrize("eta0, issue, measured", [(0.1, 0.0235, 0.023533), (0.2, 0.473, 0.473581), (0.3, 0.841, 0.841401)])
+@pytest.mark.parametrize(
+    "eta0, issue, measured", [(0.1, 0.0235, 0.023533), (0.2, 0.473, 0.473581), (0.3, 0.841, 0.841401)]
+)
 def test_issue_transient_flat_fraction(eta0, issue, measured, runs_02):
     # final flat fraction at t = 600 under eta(t) = eta0/(1 + t/50) from N(1, 0.05^2). "measured": the package
     # (720 / 1440 cells, dt 0.5) and the central-FV reference (1500 / 3000 cells), both extrapolated in h^2, agree to
@@ -89,7 +92,7 @@ def test_issue_transient_flat_fraction(eta0, issue, measured, runs_02):
     assert r["final"] == pytest.approx(measured, abs=5e-4)
     assert r["final"] == pytest.approx(issue, abs=1.5e-3)
     assert r["mass_error"] < 1e-11
-    ref = F.reference_transient_1d(eta0, cells=1500)           # independent solve: -4.5e-5 at 1500 cells
+    ref = F.reference_transient_1d(eta0, cells=1500)  # independent solve: -4.5e-5 at 1500 cells
     assert ref == pytest.approx(measured, abs=1.5e-4)
 
 
@@ -120,8 +123,8 @@ def test_sde_particles_at_eta0_0_2():
     # issue: SDE particles 0.486 +- 0.009. Lamperti-transformed Euler-Maruyama, 4000 particles, seed 0:
     # measured 0.48975 +- 0.0079 at dt = 0.05 (step bias ~ +0.016), 0.471 at dt = 0.02 and 0.01; Fokker-Planck 0.4736
     r = F.particle_flat_fraction(0.2, n_particles=4000, dt=0.05, seed=0)
-    assert r["final"] == pytest.approx(0.48975, abs=1e-12)            # seeded: reproducible
-    assert abs(r["final"] - 0.4736) < 3 * r["stderr"] + 0.02          # statistics + the dt = 0.05 bias
+    assert r["final"] == pytest.approx(0.48975, abs=1e-12)  # seeded: reproducible
+    assert abs(r["final"] - 0.4736) < 3 * r["stderr"] + 0.02  # statistics + the dt = 0.05 bias
     assert abs(r["final"] - 0.486) < 3 * r["stderr"]
 
 
@@ -188,8 +191,15 @@ def test_schedule_ou_variance_mass_and_time_step():
     assert d1 < 2e-3 and 3.0 < d1 / d2 < 5.5
 
 
-@pytest.mark.parametrize("bad, match", [(lambda t: -1.0, "finite and >= 0"), (lambda t: float("nan"), "finite"),
-                                        (3.0, "callable"), (lambda t: "x", "did not return a number")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda t: -1.0, "finite and >= 0"),
+        (lambda t: float("nan"), "finite"),
+        (3.0, "callable"),
+        (lambda t: "x", "did not return a number"),
+    ],
+)
 def test_bad_schedules_are_one_line_errors(bad, match):
     prob = _ou()
     p0 = fp.Density.gaussian(prob.grid, mean=[0.0], cov=[[0.1]])
@@ -198,8 +208,16 @@ def test_bad_schedules_are_one_line_errors(bad, match):
     with pytest.raises(ValueError, match="implicit"):
         fp.evolve(prob, p0, 1.0, scheme="expm", noise_schedule=lambda t: 1.0)
     with pytest.raises(ValueError, match=match):
-        fp.simulate(fp.landscapes.Quadratic([[1.0]]), fp.noise.Isotropic(1.0), method="sde", n_particles=4,
-                    theta0=[0.0], t_end=0.1, dt=0.01, noise_schedule=bad)
+        fp.simulate(
+            fp.landscapes.Quadratic([[1.0]]),
+            fp.noise.Isotropic(1.0),
+            method="sde",
+            n_particles=4,
+            theta0=[0.0],
+            t_end=0.1,
+            dt=0.01,
+            noise_schedule=bad,
+        )
 
 
 # --- particles with a schedule ------------------------------------------------------------------------------------
@@ -212,7 +230,10 @@ def test_particles_constant_schedule_equals_scaled_noise_and_seed():
         assert np.array_equal(a.positions, b.positions)
     g = lambda t: 1.0 / (1.0 + t)
     kw = {"method": "sde", "n_particles": 300, "theta0": [0.5, 0.2], "t_end": 0.5, "dt": 0.01, "noise_schedule": g}
-    a, b = fp.simulate(land, fp.noise.Isotropic(0.3), seed=5, **kw), fp.simulate(land, fp.noise.Isotropic(0.3), seed=5, **kw)
+    a, b = (
+        fp.simulate(land, fp.noise.Isotropic(0.3), seed=5, **kw),
+        fp.simulate(land, fp.noise.Isotropic(0.3), seed=5, **kw),
+    )
     c = fp.simulate(land, fp.noise.Isotropic(0.3), seed=6, **kw)
     assert np.array_equal(a.positions, b.positions) and not np.array_equal(a.positions, c.positions)
 
@@ -221,8 +242,17 @@ def test_particles_schedule_ou_variance():
     # 1D OU, g(t) = 1 + sin(3t), T = 0.5 from x = 0: V(3) = 0.7732 exactly (ODE); 10000 particles, dt = 0.01
     # (statistical error V sqrt(2/N) = 0.011, Euler-Maruyama bias ~ dt V = 0.008)
     T, g = 0.5, (lambda t: 1.0 + np.sin(3 * t))
-    ens = fp.simulate(fp.landscapes.Quadratic([[1.0]]), fp.noise.Isotropic(T), method="sde", n_particles=10_000,
-                      theta0=[0.0], t_end=3.0, dt=0.01, seed=0, noise_schedule=g)
+    ens = fp.simulate(
+        fp.landscapes.Quadratic([[1.0]]),
+        fp.noise.Isotropic(T),
+        method="sde",
+        n_particles=10_000,
+        theta0=[0.0],
+        t_end=3.0,
+        dt=0.01,
+        seed=0,
+        noise_schedule=g,
+    )
     ref = solve_ivp(lambda t, v: -2 * v + 2 * g(t) * T, (0, 3), [0.0], rtol=1e-10, atol=1e-12).y[0, -1]
     assert ens.positions[:, 0].var() == pytest.approx(ref, abs=3 * ref * np.sqrt(2 / 10_000) + 0.01 * ref)
     # without the schedule (g = 1) the variance is 0.4988: the schedule is felt
@@ -233,7 +263,7 @@ def test_sgd_learning_rate_schedule():
     dv = fp.landscapes.DegenerateValley()
     kw = {"method": "sgd", "n_particles": 200, "theta0": [0.5, 0.2], "sigma": 0.05, "t_end": 2.0, "seed": 1}
     a = fp.simulate(dv, eta=0.02, **kw)
-    b = fp.simulate(dv, eta=0.04, noise_schedule=lambda t: 0.5, **kw)          # eta_k = 0.02 every step
+    b = fp.simulate(dv, eta=0.04, noise_schedule=lambda t: 0.5, **kw)  # eta_k = 0.02 every step
     assert np.max(np.abs(a.positions - b.positions)) < 1e-12 and b.n_steps == a.n_steps == 100
     c = fp.simulate(dv, eta=0.04, noise_schedule=lambda t: 1.0 / (1.0 + t), record_every=10, **kw)
     # t + t^2/2 = 0.04 k reaches 2 at k = 100; the run ends at t_end exactly
@@ -269,7 +299,7 @@ def test_phase_diagram_2d():
     r = F.phase_diagram_2d((0.15, 0.3), (1, 2), nx=48, ny=20, dt=4.0)
     f = np.array(r["flat_fraction"])
     assert f[0, 0] == pytest.approx(0.233, abs=0.03) and f[1, 0] == pytest.approx(0.816, abs=0.03)
-    assert f[1, 0] > f[0, 0] and f[1, 0] > f[1, 1] > f[0, 1]          # more eta / smaller batch: flatter
+    assert f[1, 0] > f[0, 0] and f[1, 0] > f[1, 1] > f[0, 1]  # more eta / smaller batch: flatter
     # only eta / B matters in the continuous limit: (0.3, B = 2) is (0.15, B = 1)
     assert f[1, 1] == pytest.approx(f[0, 0], abs=1e-12)
     # freezing later with more noise, by the rate criterion k (t + tau) = 1 (escape rates of the frozen noise)

@@ -1,14 +1,16 @@
 """Landscapes: exact gradients and Hessians against central differences, shapes, errors."""
+
 import numpy as np
 import pytest
 
-from fokkerplanck.landscapes import (Custom, DegenerateValley, HighDimValley, MultiValley, Quadratic)
+from fokkerplanck.landscapes import Custom, DegenerateValley, HighDimValley, MultiValley, Quadratic
 
 
 def fd_grad(land, pts, h=1e-6):
     g = np.empty_like(pts)
     for j in range(pts.shape[-1]):
-        e = np.zeros(pts.shape[-1]); e[j] = h
+        e = np.zeros(pts.shape[-1])
+        e[j] = h
         g[..., j] = (land.loss(pts + e) - land.loss(pts - e)) / (2 * h)
     return g
 
@@ -17,7 +19,8 @@ def fd_hess(land, pts, h=1e-6):
     d = pts.shape[-1]
     H = np.empty(pts.shape + (d,))
     for j in range(d):
-        e = np.zeros(d); e[j] = h
+        e = np.zeros(d)
+        e[j] = h
         H[..., :, j] = (land.grad(pts + e) - land.grad(pts - e)) / (2 * h)
     return H
 
@@ -36,10 +39,12 @@ LANDSCAPES = {
     "highdim_1_1": lambda: HighDimValley(1, 1, (8.0, -2.0, 1.0), eps=1e-2),
     "highdim_2_3": lambda: HighDimValley(2, 3, [[8.0, -2.0, 1.0], [4.0, 1.0, 0.5], [1.0, 0.0, 2.0]], eps=0.1),
     "highdim_3_1": lambda: HighDimValley(3, 1, (2.0, 1.0, -0.3, 0.1), eps=0.05, lambda_bar0=3.0),
-    "multivalley": lambda: MultiValley([[-1.0, 0.0], [1.0, 0.5]], [[4.0, 1.0], [1.0, 2.0]], depths=[0.0, 0.1],
-                                       beta=3.0),
-    "multivalley3d": lambda: MultiValley([[0, 0, 0], [1, 1, 0], [0, -1, 1]],
-                                         [np.eye(3) * 2, [[1, .2, 0], [.2, 2, 0], [0, 0, 1]], np.eye(3)], beta=5.0),
+    "multivalley": lambda: MultiValley(
+        [[-1.0, 0.0], [1.0, 0.5]], [[4.0, 1.0], [1.0, 2.0]], depths=[0.0, 0.1], beta=3.0
+    ),
+    "multivalley3d": lambda: MultiValley(
+        [[0, 0, 0], [1, 1, 0], [0, -1, 1]], [np.eye(3) * 2, [[1, 0.2, 0], [0.2, 2, 0], [0, 0, 1]], np.eye(3)], beta=5.0
+    ),
     "custom": _custom,
 }
 
@@ -102,7 +107,7 @@ def test_highdim_attributes_flatness_and_noise_weighted_flatness():
     hd = HighDimValley(2, 2, lam, eps=0.0)
     assert hd.lambdas.shape == (2, 3) and hd.dim == 4 and hd.n_flat == 2 and hd.n_sharp == 2
     assert hd.lambda_bar0 == pytest.approx(5.0)
-    x = np.array([[0.0, 0.0], [0.6, 0.8]])           # |x|^2 = 0 and 1
+    x = np.array([[0.0, 0.0], [0.6, 0.8]])  # |x|^2 = 0 and 1
     np.testing.assert_allclose(hd.lam(x), [[8.0, 2.0], [7.0, 2.0]])
     # Eq. (6): F = prod lambda_i^(-1/(2 N_S))
     np.testing.assert_allclose(hd.flatness(x), [(8 * 2) ** -0.25, (7 * 2) ** -0.25])
@@ -168,9 +173,11 @@ def test_valley_lambda_and_its_derivatives_are_the_polynomial():
     land = DegenerateValley(lambdas=(8.0, -2.0, 1.0, 0.3))
     x = np.linspace(-2.0, 2.0, 401)
     c = land.lambdas
-    exact = [sum(cn * x ** (2 * n) for n, cn in enumerate(c)),
-             sum(cn * 2 * n * x ** (2 * n - 1) for n, cn in enumerate(c) if n),
-             sum(cn * 2 * n * (2 * n - 1) * x ** (2 * n - 2) for n, cn in enumerate(c) if n)]
+    exact = [
+        sum(cn * x ** (2 * n) for n, cn in enumerate(c)),
+        sum(cn * 2 * n * x ** (2 * n - 1) for n, cn in enumerate(c) if n),
+        sum(cn * 2 * n * (2 * n - 1) * x ** (2 * n - 2) for n, cn in enumerate(c) if n),
+    ]
     for k, ref in enumerate(exact):
         np.testing.assert_allclose(land.lam(x, k), ref, rtol=0, atol=1e-15 * np.abs(ref).max())
     flat = DegenerateValley(lambdas=(3.0,))

@@ -4,6 +4,7 @@ numba only in kernel modules, and the 0.1 module paths still importable.
 The imports are read from the source with :mod:`ast` (module-level and function-level ``import`` statements
 alike, so a lazy import counts), resolved to module names, and checked against :data:`LAYERS`.
 """
+
 from __future__ import annotations
 
 import ast
@@ -32,16 +33,20 @@ def _imports(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
             if not mod.startswith("fokkerplanck"):
                 continue
-            for alias in node.names:                 # "from .x import y": y may be a submodule
+            for alias in node.names:  # "from .x import y": y may be a submodule
                 sub = f"{mod}.{alias.name}"
-                out.add(sub if (PACKAGE.parent / (sub.replace(".", "/") + ".py")).exists()
-                        or (PACKAGE.parent / sub.replace(".", "/")).is_dir() else mod)
+                out.add(
+                    sub
+                    if (PACKAGE.parent / (sub.replace(".", "/") + ".py")).exists()
+                    or (PACKAGE.parent / sub.replace(".", "/")).is_dir()
+                    else mod
+                )
         elif isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith("fokkerplanck")}
     return out
@@ -57,9 +62,13 @@ def _layer(module: str) -> int | None:
 
 
 def test_every_module_sits_in_a_layer():
-    loose = sorted(m for m in _graph() if _layer(m) is None and m.count(".") > 0
-                   and m not in ("fokkerplanck.__main__", "fokkerplanck._compat", "fokkerplanck._version",
-                                 "fokkerplanck.cli"))
+    loose = sorted(
+        m
+        for m in _graph()
+        if _layer(m) is None
+        and m.count(".") > 0
+        and m not in ("fokkerplanck.__main__", "fokkerplanck._compat", "fokkerplanck._version", "fokkerplanck.cli")
+    )
     assert not loose, f"modules outside the layers {LAYERS}: {loose}"
     assert sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()) == sorted(LAYERS)
 
@@ -86,7 +95,7 @@ def test_no_import_cycle():
         state[node] = 1
         for nxt in graph.get(node, ()):
             if state.get(nxt) == 1:
-                cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+                cycles.append(path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt])
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = 2
@@ -95,17 +104,25 @@ def test_no_import_cycle():
         if m not in state:
             visit(m, [m])
     # a subpackage's __init__ importing its own modules is not a cycle of the code
-    cycles = [c for c in cycles if not any(x.count(".") == 1 and x.split(".")[1] in LAYERS and
-                                           all(y.startswith(x) for y in c) for x in c)]
+    cycles = [
+        c
+        for c in cycles
+        if not any(x.count(".") == 1 and x.split(".")[1] in LAYERS and all(y.startswith(x) for y in c) for x in c)
+    ]
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
 def test_numba_only_in_kernel_modules():
-    users = sorted(_module_name(p) for p in PACKAGE.rglob("*.py")
-                   if any((isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "numba")
-                          or (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "numba" for a in n.names))
-                          for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))
-                   and "@njit" in p.read_text(encoding="utf-8"))
+    users = sorted(
+        _module_name(p)
+        for p in PACKAGE.rglob("*.py")
+        if any(
+            (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "numba")
+            or (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "numba" for a in n.names))
+            for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        )
+        and "@njit" in p.read_text(encoding="utf-8")
+    )
     assert all(m.endswith(".kernels") for m in users), f"numba kernels outside a kernels module: {users}"
 
 
@@ -120,9 +137,17 @@ def test_the_layer_check_can_fail():
         fake.unlink()
 
 
-@pytest.mark.parametrize("old, new", [("operator", "numerics.operator"), ("linalg", "solvers.linalg"),
-                                      ("theory", "sgd.theory"), ("_particle_kernels", "particles.kernels"),
-                                      ("config", "interface.config"), ("density", "model.density")])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("operator", "numerics.operator"),
+        ("linalg", "solvers.linalg"),
+        ("theory", "sgd.theory"),
+        ("_particle_kernels", "particles.kernels"),
+        ("config", "interface.config"),
+        ("density", "model.density"),
+    ],
+)
 def test_old_module_paths_still_import(old, new):
     assert importlib.import_module(f"fokkerplanck.{old}") is importlib.import_module(f"fokkerplanck.{new}")
 
@@ -131,16 +156,17 @@ def test_old_command_line_path_still_runs(tmp_path):
     import subprocess
     import sys
 
-    from fokkerplanck.cli import COMMANDS, main   # noqa: F401 (the 0.1 import works)
+    from fokkerplanck.cli import COMMANDS, main  # noqa: F401 (the 0.1 import works)
 
-    r = subprocess.run([sys.executable, "-m", "fokkerplanck.cli", "--help"], capture_output=True, text=True,
-                       cwd=tmp_path, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "fokkerplanck.cli", "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert r.returncode == 0 and "steady" in r.stdout and not r.stderr
 
 
 def test_old_sweep_module_holds_both_halves():
     import fokkerplanck as fp
-    from fokkerplanck.sweep import dask_available, prl_steady_point   # noqa: F401 (the 0.1 import works)
+    from fokkerplanck.sweep import dask_available, prl_steady_point  # noqa: F401 (the 0.1 import works)
 
     assert fp.sweeps.sweep is fp.sweep and fp.sweeps.prl_phase_diagram is fp.phase_diagrams.prl_phase_diagram
     assert fp.operator is fp.numerics.operator

@@ -1,5 +1,6 @@
 """The sparse LU behind the direct solves (fokkerplanck.linalg): both backends give the same answers, a factor
 PARDISO had to perturb is not used, and the steady state's inverse iteration stops when it has converged."""
+
 import importlib.util
 import warnings
 
@@ -15,8 +16,9 @@ from fokkerplanck import linalg
 # find_spec, not pardiso_available(): loading MKL at collection changed the PARDISO arithmetic of later tests
 # in this process against their subprocesses (the checkpoint resume test then differed in the last bits)
 BACKENDS = ["superlu"] + (["pardiso"] if importlib.util.find_spec("pypardiso") is not None else [])
-needs_pardiso = pytest.mark.skipif("pardiso" not in BACKENDS,
-                                   reason="pypardiso not installed (extra fokkerplanck[pardiso])")
+needs_pardiso = pytest.mark.skipif(
+    "pardiso" not in BACKENDS, reason="pypardiso not installed (extra fokkerplanck[pardiso])"
+)
 
 A_OU = np.array([[2.0, 0.5], [0.5, 1.0]])
 D_OU = np.array([[0.5, 0.2], [0.2, 0.3]])
@@ -24,7 +26,7 @@ D_OU = np.array([[0.5, 0.2], [0.2, 0.3]])
 
 @pytest.fixture
 def backend(request, monkeypatch):
-    monkeypatch.setattr(linalg, "_backend", None)      # restored after the test
+    monkeypatch.setattr(linalg, "_backend", None)  # restored after the test
     linalg.set_lu_backend(request.param)
     return request.param
 
@@ -58,13 +60,20 @@ def test_backends_agree_to_round_off(monkeypatch):
     for name in ("superlu", "pardiso"):
         linalg.set_lu_backend(name)
         out[name] = fp.steady_state(gen).values
-        T = fp.mean_first_passage_time(fp.Problem(fp.Grid([(-2, 2, 40), (-2, 2, 40)], bc="absorbing"),
-                                                  fp.landscapes.Quadratic(A_OU), fp.noise.Constant(D_OU)))
+        T = fp.mean_first_passage_time(
+            fp.Problem(
+                fp.Grid([(-2, 2, 40), (-2, 2, 40)], bc="absorbing"),
+                fp.landscapes.Quadratic(A_OU),
+                fp.noise.Constant(D_OU),
+            )
+        )
         out[name + "-mfpt"] = T.values
         assert T.info["lu"] == name
     peak = out["superlu"].max()
-    assert np.abs(out["superlu"] - out["pardiso"]).max() < 1e-13 * peak          # measured 1.8e-15
-    assert np.abs(out["superlu-mfpt"] - out["pardiso-mfpt"]).max() < 2e-12 * out["superlu-mfpt"].max()  # measured 1.9e-13
+    assert np.abs(out["superlu"] - out["pardiso"]).max() < 1e-13 * peak  # measured 1.8e-15
+    assert (
+        np.abs(out["superlu-mfpt"] - out["pardiso-mfpt"]).max() < 2e-12 * out["superlu-mfpt"].max()
+    )  # measured 1.9e-13
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
@@ -85,7 +94,7 @@ def test_pardiso_does_not_hand_back_a_perturbed_factor():
     with pytest.raises(RuntimeError, match="singular"):
         linalg.LUFactor(M, backend="pardiso")
     empty_row = sp.csr_matrix(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 2.0]]))
-    empty_row.eliminate_zeros()                 # PARDISO is not called with it (MKL could crash)
+    empty_row.eliminate_zeros()  # PARDISO is not called with it (MKL could crash)
     with pytest.raises(RuntimeError, match="singular"):
         linalg.LUFactor(empty_row, backend="pardiso")
 
@@ -99,9 +108,9 @@ def test_shifted_matrix_keeps_the_generators_pattern():
         reference = (sp.identity(A.shape[0], format="csr") * shift - A * scale).tocsr()
         assert np.array_equal(B.indptr, A.indptr) and np.array_equal(B.indices, A.indices)
         assert np.array_equal(B.toarray(), reference.toarray())
-    assert np.array_equal(A.data, fp.generator(_ou(24)).A.data)      # A itself untouched
+    assert np.array_equal(A.data, fp.generator(_ou(24)).A.data)  # A itself untouched
     M = sp.csr_matrix(np.array([[0.0, -1.0], [-1.0, 2.0]]))
-    M.eliminate_zeros()                                                # row 0 has no diagonal entry
+    M.eliminate_zeros()  # row 0 has no diagonal entry
     np.testing.assert_array_equal(linalg.shifted(M, 3.0, 2.0).toarray(), [[3.0, 2.0], [2.0, -1.0]])
 
 
@@ -128,10 +137,11 @@ def test_wells_joined_below_the_shift_are_weighed_by_gth_elimination(monkeypatch
     split is not determined."""
     from fokkerplanck.landscapes import DegenerateValley
     from fokkerplanck.noise import HessianAligned
+
     land = DegenerateValley(lambdas=(8, -2, 1), eps=1e-3)
     prob = fp.Problem(fp.Grid([(-2, 2, 100), (-0.6, 0.6, 32)]), land, HessianAligned(3.2e-3))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # the cross-diffusion warning
+        warnings.simplefilter("ignore", RuntimeWarning)  # the cross-diffusion warning
         fp.generator(prob)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -161,11 +171,12 @@ def test_gth_stationary_keeps_every_digit_of_deep_wells():
         def grad(t):
             g = [4 * t[..., 0] * (t[..., 0] ** 2 - 1) + tilt] + ([t[..., 1]] if d == 2 else [])
             return np.stack(g, axis=-1)
+
         box = [(-2, 2, cells[0])] + ([(-1.5, 1.5, cells[1])] if d == 2 else [])
         return fp.Problem(fp.Grid(box), Custom(loss, grad), Isotropic(T))
 
     for prob in (well(2, 0.01, 0.001, (120, 60)), well(1, 0.005, 0.002, (400,))):
-        exact = fp.steady_state(prob).values.ravel()      # detailed balance: the Boltzmann weights
+        exact = fp.steady_state(prob).values.ravel()  # detailed balance: the Boltzmann weights
         exact = exact / exact.sum()
         p = linalg.gth_stationary(fp.generator(prob).A, prob.grid.shape)
         seen = exact > 1e-280
@@ -181,7 +192,7 @@ def test_diagonal_neighbours_pad_the_pattern_and_keep_the_values():
     nothing), nothing else added, every value of M unchanged; also for M restricted to some cells."""
     grid = fp.Grid([(-1, 1, 6), (-1, 1, 5)])
     A = fp.generator(fp.Problem(grid, fp.landscapes.Quadratic(np.eye(2)), fp.noise.Isotropic(0.3))).A
-    assert A.nnz < 5 * grid.size                                          # a 5-point stencil
+    assert A.nnz < 5 * grid.size  # a 5-point stencil
     for cells in (None, np.flatnonzero(np.arange(grid.size) % 7 != 3)):
         M = A if cells is None else A[cells][:, cells]
         P = linalg._with_diagonal_neighbours(M.tocsr(), grid.shape, cells)
@@ -202,8 +213,11 @@ def _layout_fill(D, n):
     M, shape = _step_matrix(prob), prob.grid.shape
     order = linalg._red_black_numbering(M, shape, None)[1]
     padded = linalg._with_diagonal_neighbours(M, shape, None)
-    return (linalg.LUFactor(M, grid_shape=shape, backend="pardiso").nnz, order,
-            linalg.LUFactor(padded, backend="pardiso").nnz)
+    return (
+        linalg.LUFactor(M, grid_shape=shape, backend="pardiso").nnz,
+        order,
+        linalg.LUFactor(padded, backend="pardiso").nnz,
+    )
 
 
 @needs_pardiso
@@ -226,8 +240,12 @@ def test_superlu_gets_the_red_black_numbering_too():
     for D in (D_OU, np.array([[0.5, -0.2], [-0.2, 0.3]])):
         prob = _ou(128, D)
         M = _step_matrix(prob)
-        fills.append((linalg.LUFactor(M, grid_shape=prob.grid.shape, backend="superlu").nnz,
-                      linalg.LUFactor(M, backend="superlu").nnz))
+        fills.append(
+            (
+                linalg.LUFactor(M, grid_shape=prob.grid.shape, backend="superlu").nnz,
+                linalg.LUFactor(M, backend="superlu").nnz,
+            )
+        )
     assert fills[0][0] == fills[1][0] and fills[0][0] < 0.95 * min(fills[0][1], fills[1][1])
 
 
@@ -238,6 +256,7 @@ def test_a_factor_is_freed_with_its_last_reference(backend):
     numbering, 2D red-black reduction, a matrix without a grid)."""
     import gc
     import weakref as wr
+
     ou, five = _ou(24), _five_point(shape=(24, 20))
     M_ou, M_five = _step_matrix(ou), _step_matrix(five)
     gc.disable()
@@ -261,11 +280,13 @@ def test_red_black_reduction_applies_to_bipartite_stencils_only():
     """The red cells are eliminated where every link joins a red cell to a black one: a diagonal D on a box,
     reflecting or absorbing, or periodic over an even number of cells; not a full D (diagonal links) nor a
     periodic seam across an odd number of cells. The reduced system has the black cells only."""
+
     def reduction(prob, cells=None):
         M = _step_matrix(prob)
         if cells is not None:
             M = M[cells][:, cells]
         return linalg._RedBlackReduction.of(M, prob.grid.shape, cells)
+
     for bc, shape in (("reflecting", (60, 50)), ("absorbing", (7, 9)), ("periodic", (8, 6))):
         r = reduction(_five_point(bc, shape))
         assert r is not None and r.matrix.shape[0] == r.black.size == (shape[0] * shape[1]) // 2
@@ -326,8 +347,11 @@ def test_reduced_time_steps_equal_unreduced_ones(monkeypatch):
 
 
 @needs_pardiso
-@pytest.mark.parametrize("D, centre", [(np.diag([0.4, 0.2]), 0.0), (np.array([[0.4, -0.15], [-0.15, 0.3]]), 0.5)],
-                         ids=["five-point", "anti-diagonal"])
+@pytest.mark.parametrize(
+    "D, centre",
+    [(np.diag([0.4, 0.2]), 0.0), (np.array([[0.4, -0.15], [-0.15, 0.3]]), 0.5)],
+    ids=["five-point", "anti-diagonal"],
+)
 def test_both_backends_agree_on_2d_layouts(monkeypatch, D, centre):
     """A direct steady state and a first-passage time to an interior target (the matrix restricted to the cells
     outside it) agree with SuperLU for a 5-point stencil (diagonal D: the case MKL's minimum degree was slow on,
@@ -357,7 +381,7 @@ def test_implicit_time_steps_alike_on_both_backends(monkeypatch):
         traj = fp.evolve(prob, p0, 0.5, dt=0.01, progress=False)
         assert traj.info["linear_solver"] == name and traj.info["lu_layout"] == "red-black numbering"
         out[name] = traj.final.values
-    assert np.abs(out["superlu"] - out["pardiso"]).max() < 5e-14 * out["superlu"].max()     # measured 1.0e-14
+    assert np.abs(out["superlu"] - out["pardiso"]).max() < 5e-14 * out["superlu"].max()  # measured 1.0e-14
 
 
 @needs_pardiso
@@ -366,8 +390,10 @@ def test_reproducible_factor_gives_the_same_bits_every_time():
     one-thread factor that fp.evolve uses must not (checkpoint resumes are exact)."""
     M = _step_matrix(_ou(80), h=0.01)
     b = np.random.default_rng(1).random(M.shape[0])
-    x = [linalg.LUFactor(M, grid_shape=(80, 80), many_solves=True, reproducible=True, backend="pardiso").solve(b)
-         for _ in range(5)]
+    x = [
+        linalg.LUFactor(M, grid_shape=(80, 80), many_solves=True, reproducible=True, backend="pardiso").solve(b)
+        for _ in range(5)
+    ]
     assert all(np.array_equal(x[0], xi) for xi in x[1:])
     np.testing.assert_allclose(x[0], linalg.LUFactor(M, backend="superlu").solve(b), rtol=1e-12)
 
@@ -378,15 +404,18 @@ def test_gth_band_follows_a_periodic_seam():
     1e-13 relative in every cell above 1e-250 of the total (measured 1.7e-14 at 160 x 40)."""
     from fokkerplanck.landscapes import Custom
     from fokkerplanck.noise import Isotropic
-    loss = Custom(lambda t: 1.5 * np.cos(np.pi * t[..., 0] / 2) + 0.5 * t[..., 1] ** 2,
-                  lambda t: np.stack([-0.75 * np.pi * np.sin(np.pi * t[..., 0] / 2), t[..., 1]], axis=-1))
+
+    loss = Custom(
+        lambda t: 1.5 * np.cos(np.pi * t[..., 0] / 2) + 0.5 * t[..., 1] ** 2,
+        lambda t: np.stack([-0.75 * np.pi * np.sin(np.pi * t[..., 0] / 2), t[..., 1]], axis=-1),
+    )
     grid = fp.Grid([(-2, 2, 100), (-1.5, 1.5, 30)], bc=["periodic", "reflecting"])
     prob = fp.Problem(grid, loss, Isotropic(0.05))
     exact = fp.steady_state(prob).values.ravel()
     exact = exact / exact.sum()
     A = fp.generator(prob).A
     band, b, _ = linalg._rate_band(A.shape[0], *_off_diagonal_rates(A), grid.shape, None)
-    assert b <= grid.shape[0] + 1                                # not (100 - 1) * 30
+    assert b <= grid.shape[0] + 1  # not (100 - 1) * 30
     p = linalg.gth_stationary(A, grid.shape)
     seen = exact > 1e-250
     assert np.max(np.abs(p - exact)[seen] / exact[seen]) < 1e-13

@@ -1,4 +1,5 @@
 """Noise models: tensor shapes, PSD-ness, clipping, clear errors."""
+
 import numpy as np
 import pytest
 
@@ -9,9 +10,17 @@ PTS = np.random.default_rng(0).uniform(-1.5, 1.5, size=(5, 4, 2))
 LAND = DegenerateValley((8.0, -2.0, 1.0), eps=1e-3)
 
 
-@pytest.mark.parametrize("noise", [Constant(np.diag([0.1, 0.3])), Constant([[1.0, 0.5], [0.5, 1.0]]),
-                                   Isotropic(0.2), HessianAligned(1e-3), HessianLinear(0.05),
-                                   Field(lambda t: np.broadcast_to(np.diag([1.0, 2.0]), t.shape + (2,)).copy())])
+@pytest.mark.parametrize(
+    "noise",
+    [
+        Constant(np.diag([0.1, 0.3])),
+        Constant([[1.0, 0.5], [0.5, 1.0]]),
+        Isotropic(0.2),
+        HessianAligned(1e-3),
+        HessianLinear(0.05),
+        Field(lambda t: np.broadcast_to(np.diag([1.0, 2.0]), t.shape + (2,)).copy()),
+    ],
+)
 def test_shapes_symmetry_and_psd(noise):
     D = noise.tensor(PTS, LAND)
     assert D.shape == PTS.shape + (2,)
@@ -80,7 +89,7 @@ def test_field_from_amplitude_gives_half_g_gT():
     def g(t):
         x, y = t[..., 0], t[..., 1]
         out = np.zeros(t.shape + (3,))
-        out[..., 0, 0] = 1.0 + x ** 2
+        out[..., 0, 0] = 1.0 + x**2
         out[..., 0, 2] = y
         out[..., 1, 1] = 0.5
         out[..., 1, 2] = x * y

@@ -5,6 +5,7 @@ are executed in order in one namespace with the Agg backend, ``FOKKERPLANCK_NOTE
 directory in a temporary folder; the test then checks variables the notebook left in that namespace. The
 bands were measured on the quick settings (see the comments) with margin for other machines.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 def run_notebook(name: str, tmp_path, monkeypatch) -> dict:
     """Execute the code cells of ``notebooks/<name>`` and return the namespace."""
     import matplotlib
+
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
@@ -37,8 +39,9 @@ def run_notebook(name: str, tmp_path, monkeypatch) -> dict:
                 continue
             assert not cell.get("outputs"), f"{name}: cell {k} is committed with outputs (clear them)"
             src = "".join(cell["source"])
-            assert not any(line.lstrip().startswith(("%", "!")) for line in src.splitlines()), \
+            assert not any(line.lstrip().startswith(("%", "!")) for line in src.splitlines()), (
                 f"{name}: cell {k} uses IPython syntax, which this runner does not support"
+            )
             code = compile(src, f"{name}[cell {k}]", "exec")
             exec(code, ns)
     finally:
@@ -70,22 +73,22 @@ def test_fig4b_landscape_reshaping(tmp_path, monkeypatch):
     _finite(ns["rel_dev"], ns["lsgd_rise_solver"], ns["control_range"], ns["rel_devs"])
     # the reshaping has the size of Eq. (12): L_SGD(2) - L_SGD(0) = 0.05 ln 5 = 0.0805 (quick: 0.0785)
     assert ns["lsgd_rise_solver"] == pytest.approx(ns["lsgd_rise_eq12"], rel=0.08)
-    assert ns["rel_dev"] < 0.08                       # quick: 0.042
-    assert ns["control_range"] < 1e-8                 # kappa = 1: Boltzmann, flat floor to round-off
-    assert np.all(np.diff(ns["rel_devs"]) < 0)        # the adiabatic error shrinks with Delta
+    assert ns["rel_dev"] < 0.08  # quick: 0.042
+    assert ns["control_range"] < 1e-8  # kappa = 1: Boltzmann, flat floor to round-off
+    assert np.all(np.diff(ns["rel_devs"]) < 0)  # the adiabatic error shrinks with Delta
 
 
 def test_eq11_adiabatic_error(tmp_path, monkeypatch):
     ns = run_notebook("02_eq11_adiabatic_error.ipynb", tmp_path, monkeypatch)
     l1, deltas = np.asarray(ns["l1"]), np.asarray(ns["deltas"])
     _finite(ns["slope"], ns["slope_small"], l1, ns["discretisation_share"])
-    assert np.all(np.diff(l1) < 0)                    # the error shrinks with Delta
+    assert np.all(np.diff(l1) < 0)  # the error shrinks with Delta
     # O(Delta) adiabatic error: quick (160 x 48, Delta 0.2 .. 0.025) slope 0.85, 0.87 over the three smallest;
     # the full run (640 x 60, down to 0.00625) gives 0.88 and 0.97
     assert 0.7 < ns["slope"] < 1.1
     assert 0.75 < ns["slope_small"] < 1.1
-    assert np.all((l1 / deltas > 0.08) & (l1 / deltas < 0.25))   # L1 / Delta: 0.12 .. 0.17
-    assert ns["discretisation_share"] < 0.25          # quick: 0.06
+    assert np.all((l1 / deltas > 0.08) & (l1 / deltas < 0.25))  # L1 / Delta: 0.12 .. 0.17
+    assert ns["discretisation_share"] < 0.25  # quick: 0.06
 
 
 def test_fig5b_phase_behaviour(tmp_path, monkeypatch):
@@ -102,7 +105,7 @@ def test_fig5b_phase_behaviour(tmp_path, monkeypatch):
     i_lo, i_hi = int(np.argmin(abs(dsg - 1e-4))), int(np.argmin(abs(dsg - 1e-3)))
     assert sgd[0.04][i_lo] < 0.05
     assert 0.6 < sgd[0.04][i_hi] < 0.85
-    assert sgd[0.1][i_hi] > sgd[0.04][i_hi]           # finite-eta bias: larger eta, flatter
+    assert sgd[0.1][i_hi] > sgd[0.04][i_hi]  # finite-eta bias: larger eta, flatter
     # the solver lies a little below the eta -> 0 particles above the transition (coarse quick grid 100 x 32):
     # measured 0.614 vs 0.676 (0.53 vs 0.68 before face averages of the carried drift rho (e . g))
     gap = ns["sgd_eta0"][i_hi] - ns["solver_at_sgd"][i_hi]
@@ -114,12 +117,12 @@ def test_fig5b_phase_behaviour(tmp_path, monkeypatch):
 def test_solver_vs_particles_cost(tmp_path, monkeypatch):
     ns = run_notebook("04_solver_vs_particles_cost.ipynb", tmp_path, monkeypatch)
     _finite(ns["solver_err"], ns["particle_err"], ns["solver_order"], ns["particle_slope"], ns["cost_ratio"])
-    assert ns["em_bias"] == pytest.approx(9.04e-3, rel=0.01)        # Euler-Maruyama at dt = 0.01 (exact)
-    assert 1.8 < ns["solver_order"] < 2.2              # measured 1.96 (quick), 1.98 (full)
-    assert -0.7 < ns["particle_slope"] < -0.38         # measured -0.54 (quick), -0.53 (full)
-    assert ns["solver_err"][-1] < 5e-4                 # 64^2: 2.1e-4
-    assert ns["particle_err"][-1] > ns["em_bias"]      # particles cannot beat their step bias
-    assert ns["cost_ratio"] > 3                        # measured 15-18: the grid is cheaper at 3% error
+    assert ns["em_bias"] == pytest.approx(9.04e-3, rel=0.01)  # Euler-Maruyama at dt = 0.01 (exact)
+    assert 1.8 < ns["solver_order"] < 2.2  # measured 1.96 (quick), 1.98 (full)
+    assert -0.7 < ns["particle_slope"] < -0.38  # measured -0.54 (quick), -0.53 (full)
+    assert ns["solver_err"][-1] < 5e-4  # 64^2: 2.1e-4
+    assert ns["particle_err"][-1] > ns["em_bias"]  # particles cannot beat their step bias
+    assert ns["cost_ratio"] > 3  # measured 15-18: the grid is cheaper at 3% error
 
 
 def test_fig3_highdim_flatness(tmp_path, monkeypatch):
@@ -129,7 +132,7 @@ def test_fig3_highdim_flatness(tmp_path, monkeypatch):
     # Fig. 3(a): flattening rate ~ Delta_S: sigma t_half = 5.73, 5.71, 5.61 (quick: N_F = 20, N_S = 2, eta 0.01)
     rate = sigmas * t_half
     assert np.all(np.diff(t_half) < 0) and rate.max() / rate.min() < 1.15
-    assert np.all(ns["final_F"] > ns["dyn"]["flatness_max"] - 2e-3)         # all reach the flattest valley
+    assert np.all(ns["final_F"] > ns["dyn"]["flatness_max"] - 2e-3)  # all reach the flattest valley
     # Fig. 3(c): flatter with more noise where converged; divergence at the largest (sigma, eta)
     assert ns["flatter_with_sigma"] and ns["diverged_at_largest"] and ns["converged_at_smallest"]
 
@@ -141,7 +144,9 @@ def test_label_noise_sharpness(tmp_path, monkeypatch):
     assert eq["diag(0.1, 1)"]["q"] == pytest.approx(0.3015, abs=5e-5)
     assert eq["diag(0.1, 1)"]["lambda_max"] == pytest.approx(3.618, abs=5e-4)
     assert eq["diag(0.1, 1)"]["trace_hessian"] == pytest.approx(3.920, abs=5e-4)
-    assert eq["I"]["q"] == pytest.approx(0.7071, abs=5e-5) and eq["I"]["trace_hessian"] == pytest.approx(2.828, abs=5e-4)
+    assert eq["I"]["q"] == pytest.approx(0.7071, abs=5e-5) and eq["I"]["trace_hessian"] == pytest.approx(
+        2.828, abs=5e-4
+    )
     assert eq["diag(1, 0.1)"]["q"] == pytest.approx(0.9535, abs=5e-5)
     assert ns["q_at_1_1"] == pytest.approx(0.5481, abs=5e-5)
     _finite(ns["transient_err"], ns["q_sgd"], ns["q_sde_limit"], ns["headline_max_rel_err"], ns["M_particles"])
@@ -156,30 +161,31 @@ def test_label_noise_sharpness(tmp_path, monkeypatch):
     assert ns["q_sde_limit"] == pytest.approx(0.3015, rel=0.035)
     # headline (quick): every particle point (q, lambda_max, tr H) within 1.4% of the closed form (full: 0.7%)
     assert ns["headline_max_rel_err"] < 0.03
-    assert ns["sharpening"] > 1.6                       # lambda_max x1.71 from kappa 1 to 10 (closed form x1.71)
+    assert ns["sharpening"] > 1.6  # lambda_max x1.71 from kappa 1 to 10 (closed form x1.71)
     assert (tmp_path / "label_noise_headline.png").stat().st_size > 10_000
     # W2 W1: diagonal of W1^T W1 within 1.2% of the closed form after the eta -> 0 extrapolation
     assert np.all(np.abs(ns["matrix_diag_rel_err"]) < 0.04)
-    assert ns["_seconds"] < 60                          # measured 8-10 s on the busy 2-core machine
+    assert ns["_seconds"] < 60  # measured 8-10 s on the busy 2-core machine
 
 
 def test_alignment_stability(tmp_path, monkeypatch):
     ns = run_notebook("07_alignment_stability.ipynb", tmp_path, monkeypatch)
     _finite(ns["mu_gauss"], ns["mu_samples"], ns["eta_star"], ns["eta_bound"], ns["ex2_solver"], ns["p_within_sde"])
-    assert ns["mu_gauss"] == pytest.approx(1.4966, abs=5e-5)               # issue's number (1.49660)
-    assert ns["mu_samples"] == pytest.approx(ns["mu_gauss"], abs=0.04)     # 2e4 samples: measured 1.5052
-    assert ns["iso_max_formula_err"] < 1e-10 and ns["iso_under_bound"]     # eta* lam (1 + (d+1)/B) = 2 exactly
-    assert ns["eta_star"] == pytest.approx(3.0837, rel=1e-4)              # n = 20, d = 100, B = 2: 3.08371
-    assert ns["eta_star"] < ns["eta_star_wo"] < ns["eta_bound"]            # measured 3.084 < 3.236 < 10.89
+    assert ns["mu_gauss"] == pytest.approx(1.4966, abs=5e-5)  # issue's number (1.49660)
+    assert ns["mu_samples"] == pytest.approx(ns["mu_gauss"], abs=0.04)  # 2e4 samples: measured 1.5052
+    assert ns["iso_max_formula_err"] < 1e-10 and ns["iso_under_bound"]  # eta* lam (1 + (d+1)/B) = 2 exactly
+    assert ns["eta_star"] == pytest.approx(3.0837, rel=1e-4)  # n = 20, d = 100, B = 2: 3.08371
+    assert ns["eta_star"] < ns["eta_star_wo"] < ns["eta_bound"]  # measured 3.084 < 3.236 < 10.89
     assert ns["scan_under_bound"]
-    g = ns["growth"]                                                      # ln mean |delta|^2 after 60 steps
-    assert g[0.8][0] < -3 and g[1.25][0] > 3.5                            # measured -4.23 and +5.23
-    assert abs(g[0.8][0] - g[0.8][1]) < 0.6                               # exact -4.38: measured 0.14
-    assert ns["ex2_solver"] == pytest.approx(1 / 6, abs=3e-4)             # 800 cells: measured -8.2e-5
-    assert ns["p_within_solver"] == pytest.approx(0.8253, abs=1.5e-3)      # measured 0.82565
-    assert ns["trunc_slope"] == pytest.approx(-3.0, abs=0.1)              # tail |x|^-6: measured -2.98
-    assert ns["p_within_sde"] == pytest.approx(0.8253, abs=0.01)           # 5000 particles: measured 0.8251
-    assert ns["sgd_ex2_particles"] == pytest.approx(0.2, abs=0.025)        # discrete SGD, not 1/6: measured 0.2033
+    g = ns["growth"]  # ln mean |delta|^2 after 60 steps
+    assert g[0.8][0] < -3 and g[1.25][0] > 3.5  # measured -4.23 and +5.23
+    assert abs(g[0.8][0] - g[0.8][1]) < 0.6  # exact -4.38: measured 0.14
+    assert ns["ex2_solver"] == pytest.approx(1 / 6, abs=3e-4)  # 800 cells: measured -8.2e-5
+    assert ns["p_within_solver"] == pytest.approx(0.8253, abs=1.5e-3)  # measured 0.82565
+    assert ns["trunc_slope"] == pytest.approx(-3.0, abs=0.1)  # tail |x|^-6: measured -2.98
+    assert ns["p_within_sde"] == pytest.approx(0.8253, abs=0.01)  # 5000 particles: measured 0.8251
+    assert ns["sgd_ex2_particles"] == pytest.approx(0.2, abs=0.025)  # discrete SGD, not 1/6: measured 0.2033
+
 
 def test_transient_freezing(tmp_path, monkeypatch):
     import warnings
@@ -197,11 +203,11 @@ def test_transient_freezing(tmp_path, monkeypatch):
     assert finals[0.1] == pytest.approx(0.0235, abs=5e-4)
     assert finals[0.2] == pytest.approx(0.4736, abs=1e-3)
     assert finals[0.3] == pytest.approx(0.8414, abs=1e-3)
-    assert ns["dt_err"] < 6e-4                                   # quick: dt 4 vs 2, measured 3.1e-4
-    assert ns["reference"] == pytest.approx(0.4736, abs=3e-4)    # independent solve, 1500 cells: 0.47354
+    assert ns["dt_err"] < 6e-4  # quick: dt 4 vs 2, measured 3.1e-4
+    assert ns["reference"] == pytest.approx(0.4736, abs=3e-4)  # independent solve, 1500 cells: 0.47354
     # more noise, later freezing (quick: 29.5 / 52 / 56) and more of the mass flat
     assert ns["t_freeze"][0] < ns["t_freeze"][1] < ns["t_freeze"][2]
-    assert ns["t_freeze_rate"][0] == 0.0 < ns["t_freeze_rate"][1] < ns["t_freeze_rate"][2]   # quick: 0 / 17 / 67
+    assert ns["t_freeze_rate"][0] == 0.0 < ns["t_freeze_rate"][1] < ns["t_freeze_rate"][2]  # quick: 0 / 17 / 67
     # SDE particles (600, dt 0.05, seed 0) within statistics + step bias of the Fokker-Planck answer
     p = ns["particles"]
     assert abs(p["final"] - finals[0.2]) < 3 * p["stderr"] + 0.02

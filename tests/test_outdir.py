@@ -4,6 +4,7 @@ Before: two runs into one --out could leave one run's result.json beside the oth
 first run's figures beside the second's result, a folder of other files was written into silently, and an
 interrupted rerun left the old result.json beside the new checkpoint. A run is now written into DIR.partial under
 a lock on .DIR.lock and moved into place whole (fokkerplanck.results.outdir)."""
+
 import json
 import os
 import signal
@@ -28,8 +29,14 @@ _SLOW_EVOLVE = "[solver]\nt_end = 5.0\nn_save = 3\ndt = 0.0005\n"
 
 def _popen(args, cwd, **env):
     env = {**os.environ, **env, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.Popen([sys.executable, "-m", "fokkerplanck", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fokkerplanck", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _one_line(err: str) -> str:
@@ -53,8 +60,9 @@ def test_a_busy_folder_stops_a_second_run_and_a_killed_rerun_leaves_the_old_run_
     assert main(["steady", "--quick", "--no-figures", "--out", str(out)]) == 0
     before = _run_id(out)
     capsys.readouterr()
-    proc = _popen(["evolve", str(cfg), "--quick", "--no-figures", "--out", str(out), "--checkpoint-every", "200"],
-                  tmp_path)
+    proc = _popen(
+        ["evolve", str(cfg), "--quick", "--no-figures", "--out", str(out), "--checkpoint-every", "200"], tmp_path
+    )
     ckpt = tmp_path / "o.partial" / "checkpoint.npz"
     deadline = time.time() + 120
     while not ckpt.is_file() and proc.poll() is None and time.time() < deadline:
@@ -77,8 +85,9 @@ def test_a_busy_folder_stops_a_second_run_and_a_killed_rerun_leaves_the_old_run_
         warnings.simplefilter("error")
         res = fp.load(out)
     assert res.command == "evolve" and "steady" not in res.densities
-    assert sorted(p.name for p in out.iterdir()) == sorted(["arrays.npz", "config.toml", "result.json"]
-                                                           + (["densities.nc"] if res.json["netcdf"] else []))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["arrays.npz", "config.toml", "result.json"] + (["densities.nc"] if res.json["netcdf"] else [])
+    )
     assert _leftovers(tmp_path) == []
 
 
@@ -88,15 +97,16 @@ def test_runs_started_together_never_mix(tmp_path):
     out = tmp_path / "o"
     for n in (20, 30):
         (tmp_path / f"g{n}.toml").write_text(f"[grid]\naxes = [[-2.0, 2.0, {n}], [-1.0, 1.0, {n}]]\n")
-    procs = [_popen(["steady", str(tmp_path / f"g{n}.toml"), "--no-figures", "--out", str(out)], tmp_path)
-             for n in (20, 30)]
+    procs = [
+        _popen(["steady", str(tmp_path / f"g{n}.toml"), "--no-figures", "--out", str(out)], tmp_path) for n in (20, 30)
+    ]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     codes = sorted(c for c, _ in results)
     assert codes in ([0, 0], [0, 2]), results
     for code, err in results:
         if code == 2:
             assert "is being written by another run" in _one_line(err)
-    res = fp.load(out)                                    # checks that result.json and arrays.npz are one run's
+    res = fp.load(out)  # checks that result.json and arrays.npz are one run's
     n = res.parameters["grid"]["axes"][0][2]
     assert res.densities["steady"].values.shape == (n, n) and res.arrays["steady"].shape == (n, n)
     assert _leftovers(tmp_path) == []
@@ -125,9 +135,9 @@ def test_a_foreign_folder_is_refused_unless_overwrite(tmp_path, capsys):
     line = _one_line(capsys.readouterr().err)
     assert "'notes.txt'" in line and "--overwrite" in line
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and _leftovers(tmp_path, "mine") == []
-    assert main(args + ["--overwrite"]) == 0             # written into, the other files kept
+    assert main(args + ["--overwrite"]) == 0  # written into, the other files kept
     assert (out / "notes.txt").read_text() == "my notes" and fp.load(out).command == "steady"
-    assert main(args + ["--overwrite"]) == 0             # and again
+    assert main(args + ["--overwrite"]) == 0  # and again
     # a result.json of another program is not a previous run
     other = tmp_path / "other"
     other.mkdir()
@@ -172,7 +182,7 @@ def test_load_refuses_files_of_two_runs_and_warns_of_a_newer_checkpoint(tmp_path
     (tmp_path / "a" / "arrays.npz").write_bytes((tmp_path / "b" / "arrays.npz").read_bytes())
     with pytest.raises(ValueError, match="different runs"):
         fp.load(tmp_path / "a")
-    ck = tmp_path / "b" / "checkpoint.npz"               # the layout before DIR.partial: an interrupted rerun
+    ck = tmp_path / "b" / "checkpoint.npz"  # the layout before DIR.partial: an interrupted rerun
     ck.write_bytes(b"PK")
     t = (tmp_path / "b" / "result.json").stat().st_mtime
     os.utime(ck, (t + 10, t + 10))
@@ -181,14 +191,17 @@ def test_load_refuses_files_of_two_runs_and_warns_of_a_newer_checkpoint(tmp_path
 
 
 # ---- item 9: the time budget ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("command,text,match", [
-    ("simulate", "[particles]\ndt = 1e-300\nt_end = 1.0\n", "1e+300 steps"),
-    ("simulate", "[particles]\nn_steps = 1000000000000\ndt = 0.01\n", "1e+12 steps"),
-    ("simulate", '[particles]\nmethod = "sgd"\neta = 1e-9\nsigma = 0.01\nt_end = 100.0\n', "particle-steps"),
-    ("evolve", "[solver]\ndt = 1e-9\n", "cell-steps"),
-    ("evolve", "[solver]\ndt = 1e-320\n", "inf steps"),
-    ("compare", "[particles]\ndt = 1e-300\nt_end = 1.0\n", "particle-steps"),
-])
+@pytest.mark.parametrize(
+    "command,text,match",
+    [
+        ("simulate", "[particles]\ndt = 1e-300\nt_end = 1.0\n", "1e+300 steps"),
+        ("simulate", "[particles]\nn_steps = 1000000000000\ndt = 0.01\n", "1e+12 steps"),
+        ("simulate", '[particles]\nmethod = "sgd"\neta = 1e-9\nsigma = 0.01\nt_end = 100.0\n', "particle-steps"),
+        ("evolve", "[solver]\ndt = 1e-9\n", "cell-steps"),
+        ("evolve", "[solver]\ndt = 1e-320\n", "inf steps"),
+        ("compare", "[particles]\ndt = 1e-300\nt_end = 1.0\n", "particle-steps"),
+    ],
+)
 def test_absurd_runs_are_refused_with_the_estimate(command, text, match, tmp_path, capsys):
     """They ran until killed (issue 15, item 9); now one line naming the work and about how long it would take."""
     cfg = tmp_path / "c.toml"
@@ -204,16 +217,17 @@ def test_absurd_runs_are_refused_with_the_estimate(command, text, match, tmp_pat
 def test_the_library_checks_the_budget_too(monkeypatch):
     land = fp.landscapes.Quadratic([[1.0]])
     with pytest.raises(budget.TooLong, match="particle-steps"):
-        fp.simulate(land, fp.noise.Isotropic(0.1), method="sde", n_particles=1000, theta0=[0.0], dt=0.01,
-                    n_steps=10**12)
+        fp.simulate(
+            land, fp.noise.Isotropic(0.1), method="sde", n_particles=1000, theta0=[0.0], dt=0.01, n_steps=10**12
+        )
     grid = fp.Grid([(-1, 1, 16)])
     prob = fp.Problem(grid, landscape=land, noise=fp.noise.Isotropic(0.1))
-    monkeypatch.setattr(budget, "WORK_LIMIT_S", 1e-6)       # the explicit step is known only inside evolve
+    monkeypatch.setattr(budget, "WORK_LIMIT_S", 1e-6)  # the explicit step is known only inside evolve
     with pytest.raises(budget.TooLong, match="explicit cell-steps"):
         fp.evolve(prob, fp.Density.gaussian(grid, [0.0], [[0.1]]), t_end=1.0, scheme="explicit")
     monkeypatch.setenv(budget.ALLOW_ENV, "1")
     assert budget.check_work(1e12, 1e6, "particle-steps", "x") > budget.WORK_LIMIT_S
-    with pytest.raises(budget.TooLong):                      # beyond any integer count even when allowed
+    with pytest.raises(budget.TooLong):  # beyond any integer count even when allowed
         budget.check_work(float("inf"), 10, "cell-steps", "x")
 
 
@@ -225,5 +239,5 @@ def test_a_long_run_is_announced_before_it_starts():
     cfg["particles"].update(n_particles=1_000_000, t_end=5000.0)
     notes = preflight(validate(cfg), "simulate")
     assert len(notes) == 1 and "2e+11 particle-steps" in notes[0] and " h " in notes[0] + " "
-    assert preflight(load_config(None, "demo"), "demo") == []          # the demo: seconds
+    assert preflight(load_config(None, "demo"), "demo") == []  # the demo: seconds
     assert np.isclose(budget.check_work(3e7, 1, "particle-steps", "x"), 1.0)

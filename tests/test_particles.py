@@ -1,5 +1,6 @@
 """Tests of the particle simulators (fokkerplanck.particles): statistics against closed forms, reproducibility,
 walls, divergence and the compiled landscapes."""
+
 import math
 
 import numba
@@ -10,10 +11,10 @@ from scipy.special import erf
 
 from fokkerplanck import landscapes as L
 from fokkerplanck import noise as N
-from fokkerplanck.particles import simulator as P
-from fokkerplanck._particle_kernels import eval_grad_hess, fill_normals, batch_psd_cholesky, seed_key
+from fokkerplanck._particle_kernels import batch_psd_cholesky, eval_grad_hess, fill_normals, seed_key
 from fokkerplanck.grid import Grid
 from fokkerplanck.particles import simulate
+from fokkerplanck.particles import simulator as P
 
 A_OU = np.array([[2.0, 0.5], [0.5, 1.0]])
 D_OU = np.array([[0.5, 0.2], [0.2, 0.3]])
@@ -25,8 +26,17 @@ def test_ou_stationary_covariance_full_D():
     Measured: relative Frobenius error ~0.3% (the O(dt) EM bias is ~0.1%, the statistical error ~0.2%);
     tolerance 1.5%."""
     S = sla.solve_continuous_lyapunov(A_OU, 2 * D_OU)
-    ens = simulate(L.Quadratic(A_OU), N.Constant(D_OU), method="sde", n_particles=20_000, theta0=[0.0, 0.0],
-                   dt=2e-3, t_end=12.0, seed=3, record_every=100)
+    ens = simulate(
+        L.Quadratic(A_OU),
+        N.Constant(D_OU),
+        method="sde",
+        n_particles=20_000,
+        theta0=[0.0, 0.0],
+        dt=2e-3,
+        t_end=12.0,
+        seed=3,
+        record_every=100,
+    )
     keep = ens.times >= 4.0
     C = ens.stats["cov"][keep].mean(axis=0)
     err = np.linalg.norm(C - S) / np.linalg.norm(S)
@@ -41,13 +51,14 @@ def test_sgd_linear_shift_matches_discrete_lyapunov():
     eta, sigma, n = 0.1, 0.05, 100_000
     M = np.eye(2) - eta * A
     S = sla.solve_discrete_lyapunov(M, 2 * sigma * eta**2 * A @ A.T)
-    ens = simulate(L.Quadratic(A), method="sgd", n_particles=n, theta0=[0.0, 0.0], eta=eta, sigma=sigma,
-                   n_steps=400, seed=11)
+    ens = simulate(
+        L.Quadratic(A), method="sgd", n_particles=n, theta0=[0.0, 0.0], eta=eta, sigma=sigma, n_steps=400, seed=11
+    )
     assert ens.time == pytest.approx(400 * eta)
     C = ens.cov()
     # standard error of a Gaussian sample covariance: var(C_ij) = (S_ii S_jj + S_ij^2) / n
     se = np.sqrt((np.outer(np.diag(S), np.diag(S)) + S**2) / n)
-    assert np.all(np.abs(C - S) < 4 * se), ((C - S) / se)
+    assert np.all(np.abs(C - S) < 4 * se), (C - S) / se
 
 
 def test_sgd_exact_equals_linear_on_quadratic():
@@ -106,10 +117,15 @@ def test_custom_landscape_numpy_path_matches_numba_path():
 def test_one_step_increment_moments(which):
     """One EM step from a fixed point: mean increment -dt grad L, covariance 2 D dt (each noise model)."""
     land = L.DegenerateValley((8, -2, 1), eps=0.1)
-    x0 = np.array([0.8, 0.4])            # here the Hessian is indefinite: hxx < 0 < hyy
-    nz = {"constant": N.Constant(D_OU), "isotropic": N.Isotropic(0.3), "aligned": N.HessianAligned(0.2),
-          "linear": N.HessianLinear(0.2), "field": N.Field(lambda t: np.broadcast_to(D_OU, t.shape + (2,)) * 0.5),
-          "custom-aligned": N.HessianAligned(0.2)}[which]
+    x0 = np.array([0.8, 0.4])  # here the Hessian is indefinite: hxx < 0 < hyy
+    nz = {
+        "constant": N.Constant(D_OU),
+        "isotropic": N.Isotropic(0.3),
+        "aligned": N.HessianAligned(0.2),
+        "linear": N.HessianLinear(0.2),
+        "field": N.Field(lambda t: np.broadcast_to(D_OU, t.shape + (2,)) * 0.5),
+        "custom-aligned": N.HessianAligned(0.2),
+    }[which]
     if which == "custom-aligned":
         land = L.Custom(land.loss, land.grad, land.hessian, dim=2)
     n, dt = 200_000, 1e-3
@@ -135,8 +151,16 @@ def test_histogram_error_shrinks_as_inverse_sqrt_n():
     for n in Ns:
         e_n = []
         for seed in range(4):
-            ens = simulate(L.Quadratic([[0.0]]), N.Isotropic(T), method="sde", n_particles=int(n), theta0=[0.0],
-                           dt=0.1, t_end=t, seed=seed)
+            ens = simulate(
+                L.Quadratic([[0.0]]),
+                N.Isotropic(T),
+                method="sde",
+                n_particles=int(n),
+                theta0=[0.0],
+                dt=0.1,
+                t_end=t,
+                seed=seed,
+            )
             h = ens.histogram(grid)
             e_n.append(np.sqrt(np.sum((h.values - p_exact) ** 2)))
             # the reported standard errors describe the scatter
@@ -149,8 +173,9 @@ def test_histogram_error_shrinks_as_inverse_sqrt_n():
 
 def test_histogram_is_a_density_with_stderr():
     grid = Grid([(-2, 2, 16), (-2, 2, 12)])
-    ens = simulate(L.Quadratic(A_OU), N.Constant(D_OU), method="sde", n_particles=5000, theta0=[0, 0],
-                   dt=1e-2, t_end=2.0, seed=0)
+    ens = simulate(
+        L.Quadratic(A_OU), N.Constant(D_OU), method="sde", n_particles=5000, theta0=[0, 0], dt=1e-2, t_end=2.0, seed=0
+    )
     h = ens.histogram(grid)
     assert h.values.shape == grid.shape
     assert h.mass == pytest.approx(1.0)
@@ -164,10 +189,19 @@ def test_histogram_is_a_density_with_stderr():
 def test_walls_reflecting_periodic_absorbing():
     # reflecting: large noise, all particles stay in the box
     grid = Grid([(-1, 1, 10), (-0.5, 0.5, 10)], bc="reflecting")
-    ens = simulate(L.Quadratic(np.zeros((2, 2))), N.Isotropic(1.0), method="sde", n_particles=4000,
-                   theta0=[0.9, 0.0], dt=0.05, n_steps=200, grid=grid, seed=1)
+    ens = simulate(
+        L.Quadratic(np.zeros((2, 2))),
+        N.Isotropic(1.0),
+        method="sde",
+        n_particles=4000,
+        theta0=[0.9, 0.0],
+        dt=0.05,
+        n_steps=200,
+        grid=grid,
+        seed=1,
+    )
     assert np.all(grid.contains(ens.positions)) and not ens.absorbed.any()
-    h = ens.histogram(grid)          # ~uniform (density 1/2) after many reflections
+    h = ens.histogram(grid)  # ~uniform (density 1/2) after many reflections
     assert np.all(np.abs(h.values - 0.5) < 5 * h.stderr)
 
     # periodic: positions equal the free positions wrapped into the box
@@ -183,8 +217,17 @@ def test_walls_reflecting_periodic_absorbing():
     # it by O(sqrt(dt)): measured +3% at dt = 1e-3)
     ga = Grid([(-1, 1, 10)], bc="absorbing")
     Dc = 0.5
-    ens = simulate(L.Quadratic([[0.0]]), N.Isotropic(Dc), method="sde", n_particles=4000, theta0=[0.0],
-                   dt=1e-3, t_end=8.0, grid=ga, seed=2)
+    ens = simulate(
+        L.Quadratic([[0.0]]),
+        N.Isotropic(Dc),
+        method="sde",
+        n_particles=4000,
+        theta0=[0.0],
+        dt=1e-3,
+        t_end=8.0,
+        grid=ga,
+        seed=2,
+    )
     assert ens.absorbed.mean() > 0.99
     assert np.all(np.abs(ens.positions[ens.absorbed]) == 1.0)
     fp = ens.first_passage()
@@ -192,8 +235,17 @@ def test_walls_reflecting_periodic_absorbing():
     assert np.all(np.isnan(ens.absorption_time[~ens.absorbed]))
     # mixed walls in 2D through the generic kernel (HighDim-like 3D is not needed): absorbing x, reflecting y
     gm = Grid([(-1, 1, 10), (-1, 1, 10)], bc=["absorbing", "reflecting"])
-    ens = simulate(L.Quadratic(np.zeros((2, 2))), N.Isotropic(0.5), method="sde", n_particles=2000,
-                   theta0=[0.0, 0.0], dt=1e-3, t_end=3.0, grid=gm, seed=2)
+    ens = simulate(
+        L.Quadratic(np.zeros((2, 2))),
+        N.Isotropic(0.5),
+        method="sde",
+        n_particles=2000,
+        theta0=[0.0, 0.0],
+        dt=1e-3,
+        t_end=3.0,
+        grid=gm,
+        seed=2,
+    )
     live = ens.alive
     assert np.all(np.abs(ens.positions[live]) <= 1.0)
     assert np.all(np.abs(ens.positions[ens.absorbed, 0]) == 1.0)
@@ -201,8 +253,17 @@ def test_walls_reflecting_periodic_absorbing():
 
 def test_walls_generic_kernel_3d():
     grid = Grid([(-1, 1, 5)] * 3, bc=[("reflecting", "absorbing"), "periodic", "reflecting"])
-    ens = simulate(L.Quadratic(np.zeros((3, 3))), N.Isotropic(0.5), method="sde", n_particles=1000,
-                   theta0=[0.0, 0.0, 0.0], dt=1e-2, t_end=2.0, grid=grid, seed=0)
+    ens = simulate(
+        L.Quadratic(np.zeros((3, 3))),
+        N.Isotropic(0.5),
+        method="sde",
+        n_particles=1000,
+        theta0=[0.0, 0.0, 0.0],
+        dt=1e-2,
+        t_end=2.0,
+        grid=grid,
+        seed=0,
+    )
     assert np.all(grid.contains(ens.positions[ens.alive]))
     assert np.all(ens.positions[ens.absorbed, 0] == 1.0)
     assert 0 < ens.absorbed.mean() < 1
@@ -210,21 +271,32 @@ def test_walls_generic_kernel_3d():
 
 def test_sgd_divergence_flagged_positions_finite():
     A = np.diag([1.0, 10.0])
-    ens = simulate(L.Quadratic(A), method="sgd", n_particles=1000, theta0=[1.0, 1.0], eta=0.25, sigma=0.01,
-                   n_steps=200, seed=0, record_every=20)           # eta * lambda_max = 2.5 > 2
+    ens = simulate(
+        L.Quadratic(A),
+        method="sgd",
+        n_particles=1000,
+        theta0=[1.0, 1.0],
+        eta=0.25,
+        sigma=0.01,
+        n_steps=200,
+        seed=0,
+        record_every=20,
+    )  # eta * lambda_max = 2.5 > 2
     assert ens.diverged.all()
     assert np.all(np.isfinite(ens.positions))
     assert np.all(np.linalg.norm(ens.positions, axis=1) <= 1e6)
     assert np.all(ens.divergence_time > 0)
     assert ens.stats["diverged"][-1] == 1.0
-    ok = simulate(L.Quadratic(A), method="sgd", n_particles=1000, theta0=[1.0, 1.0], eta=0.15, sigma=0.01,
-                  n_steps=200, seed=0)                              # eta * lambda_max = 1.5 < 2
+    ok = simulate(
+        L.Quadratic(A), method="sgd", n_particles=1000, theta0=[1.0, 1.0], eta=0.15, sigma=0.01, n_steps=200, seed=0
+    )  # eta * lambda_max = 1.5 < 2
     assert not ok.diverged.any()
 
 
 def _numba_grad_hess(land, pts):
     kind, p = P.pack_landscape(land, pts.shape[1])
     from fokkerplanck._particle_kernels import scratch_size
+
     return eval_grad_hess(np.int64(kind), p, np.ascontiguousarray(pts), np.int64(scratch_size(kind, p, pts.shape[1])))
 
 
@@ -260,13 +332,16 @@ def test_highdim_hessian_aligned_structured_step_matches_dense_numpy_path():
     hd = L.HighDimValley(n_flat=4, n_sharp=3, lambdas=lam, eps=1e-2)
     custom = L.Custom(hd.loss, hd.grad, hd.hessian, dim=hd.dim)
     th0 = np.random.default_rng(0).normal(size=(40, hd.dim)) * 0.5
-    for noise, kw in ((None, dict(method="sgd", eta=0.02, sigma=0.1)),
-                      (N.HessianAligned(0.01), dict(method="sde", dt=0.01))):
+    for noise, kw in (
+        (None, dict(method="sgd", eta=0.02, sigma=0.1)),
+        (N.HessianAligned(0.01), dict(method="sde", dt=0.01)),
+    ):
         a = simulate(hd, noise, n_particles=40, theta0=th0, n_steps=150, seed=3, **kw)
         b = simulate(custom, noise, n_particles=40, theta0=th0, n_steps=150, seed=3, **kw)
         assert a.info["path"] == "numba" and b.info["path"] == "numpy"
-        assert np.all(np.isfinite(a.positions)) and np.abs(a.positions - th0).max() > 0.05   # it moved
+        assert np.all(np.isfinite(a.positions)) and np.abs(a.positions - th0).max() > 0.05  # it moved
         np.testing.assert_allclose(a.positions, b.positions, rtol=1e-9, atol=1e-11)
+
 
 @pytest.mark.skipif(not hasattr(L, "MultiValley"), reason="MultiValley not in landscapes yet")
 def test_numba_multi_valley_matches_numpy():
@@ -316,15 +391,32 @@ def test_bad_input_messages():
     with pytest.raises(ValueError, match="t_end or n_steps"):
         simulate(q, N.Isotropic(1), method="sde", n_particles=10, theta0=[0, 0], dt=0.1)
     with pytest.raises(ValueError, match="outside the grid"):
-        simulate(q, N.Isotropic(1), method="sde", n_particles=10, theta0=[5, 0], dt=0.1, n_steps=1,
-                 grid=Grid([(-1, 1, 4), (-1, 1, 4)]))
+        simulate(
+            q,
+            N.Isotropic(1),
+            method="sde",
+            n_particles=10,
+            theta0=[5, 0],
+            dt=0.1,
+            n_steps=1,
+            grid=Grid([(-1, 1, 4), (-1, 1, 4)]),
+        )
 
 
 def test_langevin_boltzmann_and_recording():
     """Gradient Langevin dynamics on a quadratic: covariance T A^-1 (EM bias O(dt))."""
     T = 0.3
-    ens = simulate(L.Quadratic(A_OU), method="langevin", T=T, n_particles=20_000, theta0=[0.0, 0.0], dt=5e-3,
-                   t_end=6.0, seed=0, record_every=200)
+    ens = simulate(
+        L.Quadratic(A_OU),
+        method="langevin",
+        T=T,
+        n_particles=20_000,
+        theta0=[0.0, 0.0],
+        dt=5e-3,
+        t_end=6.0,
+        seed=0,
+        record_every=200,
+    )
     assert len(ens.times) == len(ens.stats["cov"]) == 7
     np.testing.assert_allclose(ens.cov(), T * np.linalg.inv(A_OU), rtol=0.05, atol=0.005)
     assert ens.stats["mean_abs"].shape == (7, 2)
@@ -341,6 +433,7 @@ def test_counter_rng_matches_python_reference():
     """The compiled counter-based stream is the documented splitmix64 construction (guards against numba
     typing the 64-bit key as a signed integer, which once produced a stuck stream)."""
     from fokkerplanck import _particle_kernels as K
+
     M = (1 << 64) - 1
     G, C = 0x9E3779B97F4A7C15, 0xD1B54A32D192ED03
     seed, p, s = 6, 12, 105
@@ -348,11 +441,11 @@ def test_counter_rng_matches_python_reference():
     assert int(seed_key(np.uint64(seed))) == key
     kp = _py_mix(key ^ _py_mix((p + G) & M))
     st = _py_mix((kp + (s + 1) * C) & M)
-    r = _py_mix((st + G) & M)                     # first 64-bit draw of particle p at step s
+    r = _py_mix((st + G) & M)  # first 64-bit draw of particle p at step s
     idx, rabs = r & 255, (r >> 9) & ((1 << 52) - 1)
     out = np.empty((p + 1, 2))
     fill_normals(out, np.uint64(key), np.int64(s), np.int64(0))
-    if rabs < int(K._KI[idx]):                    # fast path of the ziggurat (99%)
+    if rabs < int(K._KI[idx]):  # fast path of the ziggurat (99%)
         x = rabs * K._WI[idx] * (-1.0 if (r >> 8) & 1 else 1.0)
         assert out[p, 0] == x
     # many seeds and steps run through (no stuck stream)
@@ -362,13 +455,16 @@ def test_counter_rng_matches_python_reference():
             assert np.all(np.isfinite(out))
 
 
-@pytest.mark.parametrize("t_end,dt,match", [(1.0, 100.0, "shorter than half a step"),
-                                            (0.015, 0.01, "not a whole number of steps")])
+@pytest.mark.parametrize(
+    "t_end,dt,match", [(1.0, 100.0, "shorter than half a step"), (0.015, 0.01, "not a whole number of steps")]
+)
 def test_runs_never_end_silently_at_another_time(t_end, dt, match):
     """t_end = 1 with dt = 100 ran 0 steps (exit 0); t_end = 0.015 with dt = 0.01 ended at 0.02, silently."""
     with pytest.raises(ValueError, match=match):
-        P.simulate(L.Quadratic(np.eye(2)), N.Isotropic(0.1), method="sde", n_particles=4, theta0=(0.0, 0.0),
-                   t_end=t_end, dt=dt)
-    ens = P.simulate(L.Quadratic(np.eye(2)), N.Isotropic(0.1), method="sde", n_particles=4, theta0=(0.0, 0.0),
-                     t_end=0.03, dt=0.01)
+        P.simulate(
+            L.Quadratic(np.eye(2)), N.Isotropic(0.1), method="sde", n_particles=4, theta0=(0.0, 0.0), t_end=t_end, dt=dt
+        )
+    ens = P.simulate(
+        L.Quadratic(np.eye(2)), N.Isotropic(0.1), method="sde", n_particles=4, theta0=(0.0, 0.0), t_end=0.03, dt=0.01
+    )
     assert ens.time == pytest.approx(0.03) and ens.n_steps == 3

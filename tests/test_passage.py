@@ -1,4 +1,5 @@
 """Mean first-passage times against the exact 1D quadrature and Kramers' law."""
+
 import numpy as np
 import pytest
 
@@ -9,11 +10,13 @@ from fokkerplanck.passage import escape_rate, mean_first_passage_time
 from fokkerplanck.theory import kramers_rate, mfpt_1d
 
 T = 0.25
-double_well = Custom(lambda t: (t[..., 0] ** 2 - 1) ** 2, lambda t: (4 * t[..., 0] * (t[..., 0] ** 2 - 1))[..., None], dim=1)
+double_well = Custom(
+    lambda t: (t[..., 0] ** 2 - 1) ** 2, lambda t: (4 * t[..., 0] * (t[..., 0] ** 2 - 1))[..., None], dim=1
+)
 v = lambda x: -4 * x * (x**2 - 1)
 
 
-def well_problem(n, noise=Isotropic(T)):
+def well_problem(n, noise=Isotropic(T)):  # noqa: B008 (an immutable noise model)
     grid = fp.Grid([(-2.0, 0.0, n)], bc=[("reflecting", "absorbing")])
     return fp.Problem(grid, double_well, noise)
 
@@ -26,8 +29,8 @@ def test_mfpt_1d_double_well_matches_quadrature_with_second_order():
         x = prob.grid.centers[0]
         exact = mfpt_1d(x, v, lambda x: T + 0 * x, -2.0, 0.0, n=200001)
         errs.append(np.abs(mfpt.values - exact).max() / exact.max())
-    assert errs[1] < 2e-4                                       # measured 2.5e-5 (target 2e-3)
-    assert 1.8 < np.log2(errs[0] / errs[1]) < 2.2               # measured 1.98
+    assert errs[1] < 2e-4  # measured 2.5e-5 (target 2e-3)
+    assert 1.8 < np.log2(errs[0] / errs[1]) < 2.2  # measured 1.98
     assert mfpt.values.min() >= 0
 
 
@@ -49,7 +52,7 @@ def test_target_region_equals_absorbing_wall_and_escape_rate_matches_mfpt():
     exact = mfpt_1d(-1.0, v, lambda x: T + 0 * x, -2.0, grid.spacing[0] / 2, n=200001)
     assert abs(tau / exact - 1) < 2e-3
     rate = escape_rate(prob, target=lambda t: t[..., 0] > 0)
-    assert abs(rate * tau - 1) < 0.03                            # exp. small corrections, measured 1.1%
+    assert abs(rate * tau - 1) < 0.03  # exp. small corrections, measured 1.1%
     kr = kramers_rate(barrier=1.0, curvature_min=8.0, curvature_saddle=-4.0, T=T)
     # Kramers to the saddle (half the flux returns): MFPT to the barrier top ~ 1 / (2 k_Kramers)
     assert 0.8 < 1 / (2 * kr * tau) < 1.25
@@ -95,7 +98,7 @@ def test_mfpt_2d_full_tensor_against_particles():
     # linear in sqrt(dt): sqrt(2e-3) = 2 sqrt(5e-4)  ->  tau(0) = 2 tau(5e-4) - tau(2e-3)
     tau_particles = 2 * means[1] - means[0]
     err = np.hypot(2 * errs[1], errs[0])
-    assert abs(tau_particles - tau_solver) < 4 * err                     # solver's own h-error ~1e-3 at 120^2
+    assert abs(tau_particles - tau_solver) < 4 * err  # solver's own h-error ~1e-3 at 120^2
 
 
 def test_escape_time_exponential_in_inverse_sharpness_for_sgd_noise_polynomial_for_isotropic():
@@ -109,7 +112,7 @@ def test_escape_time_exponential_in_inverse_sharpness_for_sgd_noise_polynomial_f
     assert 18 < np.polyfit(1 / k, np.log(t_sgd), 1)[0] < 30
     assert t_sgd[0] / t_sgd[-1] > 1e4 and t_iso[0] / t_iso[-1] < 20
     kr = np.array([r["kramers_sgd"] for r in rows])
-    assert np.all(np.abs(t_sgd[:3] / kr[:3] - 1) < 0.2)          # low-noise rows: Kramers within 4-14 %
+    assert np.all(np.abs(t_sgd[:3] / kr[:3] - 1) < 0.2)  # low-noise rows: Kramers within 4-14 %
 
 
 def test_mfpt_2d_full_tensor_converges_at_second_order():
@@ -117,13 +120,12 @@ def test_mfpt_2d_full_tensor_converges_at_second_order():
     the walls; measured 4.15499, 4.15036, 4.14904 at 40^2, 80^2, 160^2 (order 1.81)."""
     A = np.array([[2.0, 0.5], [0.5, 1.0]])
     D = np.array([[0.3, 0.1], [0.1, 0.2]])
-    prob = lambda n: fp.Problem(fp.Grid([(-1, 1, n), (-1, 1, n)], bc="absorbing"), Quadratic(A),
-                                fp.noise.Constant(D))
+    prob = lambda n: fp.Problem(fp.Grid([(-1, 1, n), (-1, 1, n)], bc="absorbing"), Quadratic(A), fp.noise.Constant(D))
     x0 = np.array([[0.3, 0.2]])
     tau = np.array([float(mean_first_passage_time(prob(n)).at(x0)[0]) for n in (40, 80, 160)])
     order = np.log2(abs(tau[1] - tau[0]) / abs(tau[2] - tau[1]))
     assert order > 1.6, (tau, order)
-    assert abs(tau[2] - 4.14858) < 1e-3                                 # Richardson limit of 160^2 / 320^2
+    assert abs(tau[2] - 4.14858) < 1e-3  # Richardson limit of 160^2 / 320^2
 
 
 def _chain_mfpt(A, m):
@@ -143,14 +145,22 @@ def test_mfpt_of_deep_wells_keeps_its_digits(monkeypatch):
     subtraction-free elimination takes over past CONDITION_LIMIT (or on a large residual or negative times):
     every time to 2.5e-13 relative of the exact birth-death sums (measured 1.5e-13 to 2.5e-13); at T = 0.1 the
     LU is kept (condition 4e8, 1e-9). Without the elimination, a warning."""
+
     def problem(temperature):
-        loss = Custom(lambda t: (t[..., 0] ** 2 - 1) ** 2 + 0.1 * t[..., 0],
-                      lambda t: (4 * t[..., 0] * (t[..., 0] ** 2 - 1) + 0.1)[..., None], dim=1)
+        loss = Custom(
+            lambda t: (t[..., 0] ** 2 - 1) ** 2 + 0.1 * t[..., 0],
+            lambda t: (4 * t[..., 0] * (t[..., 0] ** 2 - 1) + 0.1)[..., None],
+            dim=1,
+        )
         return fp.Problem(fp.Grid([(-2.0, 2.0, 400)]), loss, Isotropic(temperature))
 
     target = lambda th: th[..., 0] > 0.9
-    for temperature, uses_gth, tolerance in ((0.1, False, 1e-8), (0.05, True, 1e-12), (0.03, True, 1e-12),
-                                             (0.02, True, 1e-12)):
+    for temperature, uses_gth, tolerance in (
+        (0.1, False, 1e-8),
+        (0.05, True, 1e-12),
+        (0.03, True, 1e-12),
+        (0.02, True, 1e-12),
+    ):
         prob = problem(temperature)
         m = int(np.argmax(prob.grid.centers[0] > 0.9))
         exact = _chain_mfpt(fp.generator(prob).A.toarray(), m)
@@ -168,8 +178,10 @@ def test_mfpt_by_elimination_agrees_with_the_lu_in_2d(monkeypatch):
     from the jumps themselves), where the LU is still accurate (condition 2e4): the elimination, forced by a
     zero CONDITION_LIMIT, gives the same times to 1e-11 of the largest (measured 1.1e-13)."""
     D = np.array([[0.3, 0.1], [0.1, 0.2]])
-    loss = Custom(lambda t: (t[..., 0] ** 2 - 1) ** 2 + 0.5 * t[..., 1] ** 2,
-                  lambda t: np.stack([4 * t[..., 0] * (t[..., 0] ** 2 - 1), t[..., 1]], axis=-1))
+    loss = Custom(
+        lambda t: (t[..., 0] ** 2 - 1) ** 2 + 0.5 * t[..., 1] ** 2,
+        lambda t: np.stack([4 * t[..., 0] * (t[..., 0] ** 2 - 1), t[..., 1]], axis=-1),
+    )
     grid = fp.Grid([(-2, 2, 60), (-1.5, 1.5, 30)], bc=[("reflecting", "reflecting"), ("absorbing", "reflecting")])
     prob = fp.Problem(grid, loss, fp.noise.Constant(D))
     target = lambda th: th[..., 0] > 0.8
@@ -186,8 +198,11 @@ def test_escape_rate_of_deep_wells_equals_the_inverse_mfpt():
     1 / MFPT from the well's bottom up to the exponentially small corrections of metastability (measured ratio
     1.000019 at T = 0.1, 1 to 1e-9 at T = 0.05, 0.03, 0.02); an eigensolver gave 3.4e-13 and 8.4e-15 at T = 0.03
     on 300 and 600 cells, where the rate is 1.0e-16."""
-    loss = Custom(lambda t: (t[..., 0] ** 2 - 1) ** 2 + 0.1 * t[..., 0],
-                  lambda t: (4 * t[..., 0] * (t[..., 0] ** 2 - 1) + 0.1)[..., None], dim=1)
+    loss = Custom(
+        lambda t: (t[..., 0] ** 2 - 1) ** 2 + 0.1 * t[..., 0],
+        lambda t: (4 * t[..., 0] * (t[..., 0] ** 2 - 1) + 0.1)[..., None],
+        dim=1,
+    )
     target = lambda th: th[..., 0] > 0.9
     for temperature, tolerance in ((0.1, 1e-4), (0.05, 1e-9), (0.03, 1e-9), (0.02, 1e-9)):
         prob = fp.Problem(fp.Grid([(-2.0, 2.0, 300)]), loss, Isotropic(temperature))
@@ -199,8 +214,11 @@ def test_escape_rate_of_deep_wells_equals_the_inverse_mfpt():
 
 def test_escape_rate_warns_where_the_eigensolver_cannot_resolve_it(monkeypatch):
     """Without the elimination (band over the limit), a rate below 1e-10 of the largest comes with a warning."""
-    loss = Custom(lambda t: (t[..., 0] ** 2 - 1) ** 2 + 0.1 * t[..., 0],
-                  lambda t: (4 * t[..., 0] * (t[..., 0] ** 2 - 1) + 0.1)[..., None], dim=1)
+    loss = Custom(
+        lambda t: (t[..., 0] ** 2 - 1) ** 2 + 0.1 * t[..., 0],
+        lambda t: (4 * t[..., 0] * (t[..., 0] ** 2 - 1) + 0.1)[..., None],
+        dim=1,
+    )
     monkeypatch.setattr(fp.linalg, "GTH_WORK_LIMIT", 0)
     prob = fp.Problem(fp.Grid([(-2.0, 2.0, 300)]), loss, Isotropic(0.03))
     with pytest.warns(RuntimeWarning, match="below 1e-10 of the largest rate"):

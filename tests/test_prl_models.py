@@ -1,5 +1,6 @@
 """PRL models with the grid solver (Yang, Tang & Tu, PRL 130, 237101): Eqs. (11)-(12), Hessian noise on
 quadratics, and the Fig. 5 transition. Tolerances are set from measured values (quoted in each test)."""
+
 import warnings
 
 import numpy as np
@@ -72,7 +73,7 @@ def test_fig5_transition_at_delta_s_star():
         ymax = 6 * np.sqrt(ds * 8)
         g = Grid([(-1.6, 1.6, 200), (-ymax, ymax, 80)])
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")      # cross-diffusion limiter warning (see report)
+            warnings.simplefilter("ignore")  # cross-diffusion limiter warning (see report)
             ss = steady_state(Problem(g, landscape=land, noise=HessianAligned(ds)), warn=False)
         out[ds] = ss.expect(lambda p: np.abs(p[..., 0]))
     assert out[1e-4] < 0.03 and out[3e-4] < 0.03

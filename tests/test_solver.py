@@ -1,6 +1,7 @@
 """The finite-volume generator and the steady-state solver against exact answers.
 
 Tolerances are a few times the error measured when the test was written (noted beside each)."""
+
 import warnings
 
 import numpy as np
@@ -42,7 +43,7 @@ def test_selling_decomposition_reconstructs_tensor_with_nonnegative_weights(d):
 def test_selling_radius_limit_keeps_diagonal_and_psd(d):
     rng = np.random.default_rng(2)
     u = rng.normal(size=(200, d))
-    M = np.einsum("ni,nj->nij", u, u) + 1e-7 * np.eye(d)     # near-singular, irrational directions
+    M = np.einsum("ni,nj->nij", u, u) + 1e-7 * np.eye(d)  # near-singular, irrational directions
     off, w, factor = kernels.selling_field(M, 4)
     R = np.einsum("nk,nki,nkj->nij", w, off.astype(float), off.astype(float))
     assert np.abs(off[w > 0]).max() <= 4
@@ -55,7 +56,7 @@ def test_selling_radius_limit_keeps_diagonal_and_psd(d):
 # --- structure: mass conservation and the Metzler property ------------------------------------------
 def anisotropic_field(theta):
     x, y = theta[..., 0], theta[..., 1]
-    a = 0.6 * np.sin(x) * np.cos(0.7 * y)                     # rotation angle varies in space
+    a = 0.6 * np.sin(x) * np.cos(0.7 * y)  # rotation angle varies in space
     lam1, lam2 = 0.4 + 0.1 * x**2, 0.02 + 0.01 * y**2
     c, s = np.cos(a), np.sin(a)
     R = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
@@ -72,11 +73,11 @@ def test_columns_sum_to_zero_and_offdiagonals_nonnegative(bc):
     prob = fp.Problem(grid, noise=Field(anisotropic_field), drift=drift)
     exact = fp.operator.Generator(prob)
     assert exact.info["stencil"] == "exact" and exact.info["max_offset"] > 2
-    with pytest.warns(RuntimeWarning, match="cross-diffusion"):    # the field is too anisotropic for radius 2
+    with pytest.warns(RuntimeWarning, match="cross-diffusion"):  # the field is too anisotropic for radius 2
         short = fp.operator.Generator(prob, stencil_radius=2)
     for G in (exact, short):
         colsum = np.asarray(G.A.sum(axis=0)).ravel()
-        assert np.abs(colsum).max() < 1e-12 * np.abs(G.A.diagonal()).max()     # measured ~3e-16 relative
+        assert np.abs(colsum).max() < 1e-12 * np.abs(G.A.diagonal()).max()  # measured ~3e-16 relative
         assert offdiag_min(G.A) >= 0.0
 
 
@@ -87,17 +88,22 @@ def test_generator_assembled_by_threads_is_the_same_bit_for_bit(monkeypatch):
     drift = lambda t: np.stack([-t[..., 0] + 0.5 * t[..., 1], -t[..., 1] - 0.3 * t[..., 0] ** 3], -1)
     grid3 = fp.Grid([(-2, 2, 14), (-2, 2, 12), (-2, 2, 10)], bc=["reflecting", "periodic", ("absorbing", "reflecting")])
     D3 = np.array([[0.5, 0.1, 0.05], [0.1, 0.4, -0.1], [0.05, -0.1, 0.3]])
-    problems = [lambda: fp.Problem(grid2, noise=Field(anisotropic_field), drift=drift),
-                lambda: fp.Problem(grid3, Quadratic(np.eye(3)), Constant(D3))]
+    problems = [
+        lambda: fp.Problem(grid2, noise=Field(anisotropic_field), drift=drift),
+        lambda: fp.Problem(grid3, Quadratic(np.eye(3)), Constant(D3)),
+    ]
     in_threads = fp.operator._jumps_in_threads
     for make in problems:
         built = []
         for workers in (1, 3):
             ranges = []
-            monkeypatch.setattr(fp.operator, "_jumps_in_threads",
-                                lambda N, args, w=workers: ranges.append(in_threads(N, args, w)) or ranges[-1])
+            monkeypatch.setattr(
+                fp.operator,
+                "_jumps_in_threads",
+                lambda N, args, w=workers: ranges.append(in_threads(N, args, w)) or ranges[-1],
+            )
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")            # the 2D field is too anisotropic for radius 2
+                warnings.simplefilter("ignore")  # the 2D field is too anisotropic for radius 2
                 G = fp.operator.Generator(make())
             assert len(ranges[0]) == workers
             built.append(G)
@@ -115,9 +121,11 @@ def test_matrix_free_application_equals_the_sparse_product():
     grid3 = fp.Grid([(-2, 2, 14), (-2, 2, 12), (-2, 2, 10)], bc=["reflecting", "periodic", ("absorbing", "reflecting")])
     D3 = np.array([[0.5, 0.1, 0.05], [0.1, 0.4, -0.1], [0.05, -0.1, 0.3]])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")                    # the 2D field is too anisotropic for radius 2
-        problems = [fp.Problem(grid2, noise=Field(anisotropic_field), drift=drift),
-                    fp.Problem(grid3, Quadratic(np.eye(3)), Constant(D3))]
+        warnings.simplefilter("ignore")  # the 2D field is too anisotropic for radius 2
+        problems = [
+            fp.Problem(grid2, noise=Field(anisotropic_field), drift=drift),
+            fp.Problem(grid3, Quadratic(np.eye(3)), Constant(D3)),
+        ]
         for prob in problems:
             G = fp.generator(prob)
             P = np.random.default_rng(4).random(prob.grid.shape)
@@ -137,14 +145,14 @@ def test_hessian_aligned_degenerate_valley_is_positive_and_conserves_mass():
     prob = fp.Problem(grid, land, HessianAligned(delta_s=2e-3))
     D = prob.diffusion(grid.points())
     det_ratio = np.linalg.det(D) / (D[:, 0, 0] * D[:, 1, 1] + 1e-300)
-    assert np.quantile(det_ratio, 0.1) < 1e-2 and det_ratio.min() < 1e-6   # near-singular (measured 4e-3, 2e-8)
+    assert np.quantile(det_ratio, 0.1) < 1e-2 and det_ratio.min() < 1e-6  # near-singular (measured 4e-3, 2e-8)
     with pytest.warns(RuntimeWarning, match="cross-diffusion"):
         G = fp.operator.Generator(prob)
     assert offdiag_min(G.A) >= 0.0
     p0 = fp.Density.gaussian(grid, [1.0, 0.2], np.diag([0.05, 0.01]))
     traj = fp.evolve(G, p0, t_end=2.0, n_save=5, dt=0.02)
     assert traj.minimum.min() >= 0.0
-    assert np.abs(traj.mass - 1).max() < 1e-12                 # measured ~2e-14
+    assert np.abs(traj.mass - 1).max() < 1e-12  # measured ~2e-14
     ss = fp.steady_state(G, warn=False)
     assert ss.values.min() >= 0.0 and abs(ss.mass - 1) < 1e-12
 
@@ -154,19 +162,18 @@ def test_isotropic_gradient_drift_gives_discrete_boltzmann_weights():
     """Double well, D = T I: the discrete steady state is exp(-L/T) at the cell centres to round-off."""
     T = 0.3
     loss = lambda t: (t[..., 0] ** 2 - 1) ** 2 + 0.5 * t[..., 1] ** 2 + 0.3 * t[..., 0] * t[..., 1]
-    grad = lambda t: np.stack([4 * t[..., 0] * (t[..., 0] ** 2 - 1) + 0.3 * t[..., 1],
-                               t[..., 1] + 0.3 * t[..., 0]], -1)
+    grad = lambda t: np.stack([4 * t[..., 0] * (t[..., 0] ** 2 - 1) + 0.3 * t[..., 1], t[..., 1] + 0.3 * t[..., 0]], -1)
     grid = fp.Grid([(-2, 2, 80), (-2.5, 2.5, 70)])
     prob = fp.Problem(grid, Custom(loss, grad, dim=2), Isotropic(T))
-    ss = fp.steady_state(prob, method="direct")                 # the null vector of A, by sparse LU
+    ss = fp.steady_state(prob, method="direct")  # the null vector of A, by sparse LU
     exact = fp.Density.from_function(grid, lambda t: np.exp(-loss(t) / T))
     rel = np.abs(ss.values - exact.values).max() / exact.values.max()
-    assert rel < 1e-10                                          # measured 3e-13
+    assert rel < 1e-10  # measured 3e-13
     # hence "auto" may skip the solve: it returns these weights after checking A p = 0
     fast = fp.steady_state(prob)
     assert fast.info["method"] == "detailed-balance" and fast.info["residual"] < 1e-14
     assert np.abs(fast.values - ss.values).max() / ss.values.max() < 1e-10
-    assert np.abs(ss.current()).max() < 1e-10 * np.abs(ss.values).max()   # zero current at detailed balance
+    assert np.abs(ss.current()).max() < 1e-10 * np.abs(ss.values).max()  # zero current at detailed balance
 
 
 def test_boltzmann_exact_in_1d_and_3d():
@@ -183,8 +190,11 @@ def test_detailed_balance_shortcut_only_where_it_is_exact():
     """``method="auto"`` returns exp(-L/T) without a solve only for a landscape with isotropic constant noise
     (also periodic walls, and Constant(T I)); anisotropic noise, a drift field or state-dependent noise solve."""
     grid = fp.Grid([(-2, 2, 30), (-2, 2, 24)], bc=[("periodic", "periodic"), ("reflecting", "reflecting")])
-    land = Custom(lambda t: np.cos(np.pi * t[..., 0] / 2) + t[..., 1] ** 2,
-                  lambda t: np.stack([-np.pi / 2 * np.sin(np.pi * t[..., 0] / 2), 2 * t[..., 1]], -1), dim=2)
+    land = Custom(
+        lambda t: np.cos(np.pi * t[..., 0] / 2) + t[..., 1] ** 2,
+        lambda t: np.stack([-np.pi / 2 * np.sin(np.pi * t[..., 0] / 2), 2 * t[..., 1]], -1),
+        dim=2,
+    )
     for noise in (Isotropic(0.4), Constant(0.4 * np.eye(2))):
         fast = fp.steady_state(fp.Problem(grid, land, noise))
         slow = fp.steady_state(fp.Problem(grid, land, noise), method="direct")
@@ -201,7 +211,7 @@ def test_ou_2d_full_tensor_stationary_covariance_256():
     ss = fp.steady_state(ou_problem(256))
     Sigma = sl.solve_continuous_lyapunov(A2, 2 * D2)
     err = np.abs(ss.cov() - Sigma).max() / np.abs(Sigma).max()
-    assert err < 3e-4                                           # measured 1.3e-4 (target 2e-3)
+    assert err < 3e-4  # measured 1.3e-4 (target 2e-3)
     assert ss.info["residual"] < 1e-12
 
 
@@ -209,18 +219,18 @@ def test_ou_2d_second_order_convergence():
     Sigma = sl.solve_continuous_lyapunov(A2, 2 * D2)
     errs = [np.abs(fp.steady_state(ou_problem(n)).cov() - Sigma).max() for n in (48, 96)]
     order = np.log2(errs[0] / errs[1])
-    assert 1.8 < order < 2.3                                    # measured 2.0
+    assert 1.8 < order < 2.3  # measured 2.0
 
 
 def test_ou_3d_full_tensor_stationary_covariance():
     A = np.array([[2, 0.5, 0.3], [0.5, 1.0, 0.2], [0.3, 0.2, 1.5]])
     D = np.array([[0.5, 0.2, 0.1], [0.2, 0.3, 0.05], [0.1, 0.05, 0.4]])
     grid = fp.Grid([(-2.6, 2.6, 32)] * 3)
-    ss = fp.steady_state(fp.Problem(grid, Quadratic(A), Constant(D)), method="iterative")   # AMG-GMRES
+    ss = fp.steady_state(fp.Problem(grid, Quadratic(A), Constant(D)), method="iterative")  # AMG-GMRES
     Sigma = sl.solve_continuous_lyapunov(A, 2 * D)
     err = np.abs(ss.cov() - Sigma).max() / np.abs(Sigma).max()
     assert ss.info["method"] == "iterative"
-    assert err < 6e-4                                           # measured 2.3e-4 at 32^3 (target 2e-2 at 48^3)
+    assert err < 6e-4  # measured 2.3e-4 at 32^3 (target 2e-2 at 48^3)
 
 
 def test_periodic_ring_with_constant_drift_is_uniform_with_constant_current():
@@ -228,7 +238,7 @@ def test_periodic_ring_with_constant_drift_is_uniform_with_constant_current():
     ss = fp.steady_state(fp.Problem(grid, noise=Isotropic(0.2), drift=lambda t: np.full(t.shape, 1.5)))
     np.testing.assert_allclose(ss.values, 1 / (2 * np.pi), rtol=1e-10)
     J = ss.current()[..., 0]
-    np.testing.assert_allclose(J, 1.5 / (2 * np.pi), rtol=1e-10)    # J = v P for a uniform density
+    np.testing.assert_allclose(J, 1.5 / (2 * np.pi), rtol=1e-10)  # J = v P for a uniform density
 
 
 def test_absorbing_walls_lose_mass_and_have_no_steady_state():
@@ -247,7 +257,7 @@ def test_absorbing_wall_decay_rate_matches_eigenvalue_of_pure_diffusion():
     grid = fp.Grid([(0, 1, 200)], bc="absorbing")
     G = fp.generator(fp.Problem(grid, noise=Isotropic(D), drift=lambda t: np.zeros(t.shape)))
     lam = np.max(np.linalg.eigvals(G.A.toarray()).real)
-    assert abs(-lam / (D * np.pi**2) - 1) < 5e-5                 # measured 2.1e-5 (second order)
+    assert abs(-lam / (D * np.pi**2) - 1) < 5e-5  # measured 2.1e-5 (second order)
 
 
 # --- interpretations of multiplicative noise ------------------------------------------------------
@@ -262,7 +272,7 @@ def test_multiplicative_noise_conventions_1d(convention, power):
     x = grid.centers[0]
     exact = (1 + x**2) ** (-power - 1 / (2 * T))
     exact /= exact.sum() * grid.cell_volume
-    assert np.abs(ss.values - exact).max() / exact.max() < 2e-4     # measured 3e-5 .. 6e-5
+    assert np.abs(ss.values - exact).max() / exact.max() < 2e-4  # measured 3e-5 .. 6e-5
 
 
 def test_stratonovich_drift_depends_on_amplitude_not_only_on_D():
@@ -299,7 +309,11 @@ def test_clear_errors_on_bad_input():
     with pytest.raises(ValueError, match="periodic"):
         fp.Grid([(0, 1, 10)], bc=[("periodic", "reflecting")])
     with pytest.raises(ValueError, match="not positive semi-definite"):
-        fp.Problem(grid, Quadratic(np.eye(2)), Field(lambda t: np.broadcast_to(np.array([[1.0, 2.0], [2.0, 1.0]]), t.shape[:-1] + (2, 2)))).diffusion(grid.points())
+        fp.Problem(
+            grid,
+            Quadratic(np.eye(2)),
+            Field(lambda t: np.broadcast_to(np.array([[1.0, 2.0], [2.0, 1.0]]), t.shape[:-1] + (2, 2))),
+        ).diffusion(grid.points())
     with pytest.raises(ValueError, match="not finite"):
         fp.generator(fp.Problem(grid, Quadratic(np.eye(2)), Field(lambda t: np.full(t.shape[:-1] + (2, 2), np.nan))))
     with pytest.raises(ValueError, match="shape"):
@@ -325,6 +339,7 @@ def test_wall_warning_when_domain_too_small():
 
 def _diagonal_of_sgd_noise(land, delta_s):
     """Field noise with the diagonal of ``Delta_S H^2`` only (no cross-diffusion)."""
+
     def diag_only(t):
         H = land.hessian(t)
         D = delta_s * (H @ H)
@@ -347,7 +362,7 @@ def test_metastable_steady_state_by_inverse_iteration():
     ss = fp.steady_state(fp.Problem(grid, land, _diagonal_of_sgd_noise(land, 1e-3)))
     assert ss.info["method"] == "direct" and ss.info["gth"]
     assert ss.info["residual"] < 1e-12
-    assert abs(ss.expect(lambda t: np.abs(t[..., 0])) - 0.669) < 0.01     # measured 0.667
+    assert abs(ss.expect(lambda t: np.abs(t[..., 0])) - 0.669) < 0.01  # measured 0.667
     left = ss.expect(lambda t: (t[..., 0] < 0).astype(float))
     assert abs(left - 0.5) < 1e-12
 
@@ -355,6 +370,7 @@ def test_metastable_steady_state_by_inverse_iteration():
 def _tilted_double_well(T, tilt):
     """L = (x^2 - 1)^2 + tilt x + y^2/2 with D = T I: in detailed balance, so the exact discrete steady state is
     the Boltzmann weight exp(-L/T) (what method="auto" returns), against which the direct solve is measured."""
+
     def loss(t):
         return (t[..., 0] ** 2 - 1) ** 2 + tilt * t[..., 0] + 0.5 * t[..., 1] ** 2
 
@@ -397,7 +413,7 @@ def test_shrunk_cross_diffusion_stays_close_to_the_diagonal_model():
         full = fp.steady_state(fp.Problem(grid, land, HessianAligned(1e-3)))
     diag = fp.steady_state(fp.Problem(grid, land, _diagonal_of_sgd_noise(land, 1e-3)))
     mean_abs = [d.expect(lambda t: np.abs(t[..., 0])) for d in (full, diag)]
-    assert abs(mean_abs[0] - mean_abs[1]) < 0.025, mean_abs             # measured 0.653 vs 0.667
+    assert abs(mean_abs[0] - mean_abs[1]) < 0.025, mean_abs  # measured 0.653 vs 0.667
 
 
 def test_iterative_steady_state_warns_when_it_stalls_on_a_metastable_problem():
@@ -411,7 +427,7 @@ def test_iterative_steady_state_warns_when_it_stalls_on_a_metastable_problem():
         ss = fp.steady_state(prob, method="iterative", maxiter=40, estimate_error=False)
     assert not ss.info["converged"] and ss.info["iterations"] <= 40
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # the cross-diffusion warning
+        warnings.simplefilter("ignore", RuntimeWarning)  # the cross-diffusion warning
         direct = fp.steady_state(prob, method="direct", estimate_error=False)
     assert direct.info["residual"] < 1e-12
 
@@ -419,6 +435,7 @@ def test_iterative_steady_state_warns_when_it_stalls_on_a_metastable_problem():
 def _double_well_3d(T, cells=(30, 24, 24)):
     """L = (x^2 - 1)^2 + (y^2 + z^2)/2 with a constant full D = T C: not in detailed balance (D is not
     isotropic), wells at x = +-1 joined by a rate ~exp(-1/T); symmetric, so each well holds half the mass."""
+
     def loss(t):
         return (t[..., 0] ** 2 - 1) ** 2 + 0.5 * t[..., 1] ** 2 + 0.5 * t[..., 2] ** 2
 
@@ -452,19 +469,20 @@ def test_iterative_answer_that_depends_on_the_pin_is_not_returned_silently(monke
     A second solve pinned in the other well exposes it (measured L1 gap 2.0): "auto" then solves directly,
     and an explicit "iterative" warns."""
     monkeypatch.setattr(fp.linalg, "_backend", None)
-    fp.linalg.set_lu_backend("superlu")      # SuperLU: 3D "auto" starts iteratively above 8,000 cells
+    fp.linalg.set_lu_backend("superlu")  # SuperLU: 3D "auto" starts iteratively above 8,000 cells
     prob = _double_well_3d(0.03)
     ss = fp.steady_state(prob)
     assert ss.info["method"] == "direct" and ss.info["pin_dependence"] > 1.0
-    assert abs(_left_mass(ss) - 0.5) < 1e-5                              # measured 4e-7
+    assert abs(_left_mass(ss) - 0.5) < 1e-5  # measured 4e-7
     with pytest.warns(RuntimeWarning, match="depends on the pinned cell"):
         it = fp.steady_state(prob, method="iterative")
-    assert _left_mass(it) < 0.01                                         # the silent answer it replaces
+    assert _left_mass(it) < 0.01  # the silent answer it replaces
 
 
 def _double_well_3d_drift(T, cells=(30, 24, 24)):
     """The double well of :func:`_double_well_3d` given as a drift field, with no landscape: nothing tells the
     solver where the wells are but the answer itself."""
+
     def drift(t):
         return -np.stack([4 * t[..., 0] * (t[..., 0] ** 2 - 1), t[..., 1], t[..., 2]], axis=-1)
 
@@ -479,12 +497,12 @@ def test_iterative_answer_of_a_drift_field_is_checked_at_its_second_peak(monkeyp
     instead of 0.5. The second peak of that answer (~3e-4 of the highest) is where the solve is repeated: the two
     answers differ (measured L1 gap 2.0), so "auto" solves directly and an explicit "iterative" warns."""
     monkeypatch.setattr(fp.linalg, "_backend", None)
-    fp.linalg.set_lu_backend("superlu")      # SuperLU: 3D "auto" starts iteratively above 8,000 cells
+    fp.linalg.set_lu_backend("superlu")  # SuperLU: 3D "auto" starts iteratively above 8,000 cells
     prob = _double_well_3d_drift(0.03, cells=(26, 20, 20))
     with pytest.warns(RuntimeWarning, match="depends on the pinned cell"):
         it = fp.steady_state(prob, method="iterative")
     lopsided = max(_left_mass(it), 1.0 - _left_mass(it))
-    assert it.info["pin_dependence"] > 1.0 and lopsided > 0.99    # the answer it no longer returns silently
+    assert it.info["pin_dependence"] > 1.0 and lopsided > 0.99  # the answer it no longer returns silently
     ss = fp.steady_state(prob)
     assert ss.info["method"] == "direct" and ss.info["pin_dependence"] > 1.0
     assert abs(_left_mass(ss) - 0.5) < 1e-5
@@ -494,14 +512,14 @@ def test_second_peak_of_an_answer():
     """Peaks above SECOND_PEAK_FLOOR of the highest count; the pinned cell's own peak is not the second."""
     grid = fp.Grid([(-2, 2, 40), (-1, 1, 20)])
     x, y = np.moveaxis(grid.points(), -1, 0)
-    two = np.exp(-((x + 1) ** 2 + y ** 2) / 0.05) + 1e-3 * np.exp(-((x - 1) ** 2 + y ** 2) / 0.05)
+    two = np.exp(-((x + 1) ** 2 + y**2) / 0.05) + 1e-3 * np.exp(-((x - 1) ** 2 + y**2) / 0.05)
     left, right = (int(np.argmax(np.where(x < 0, two, 0))), int(np.argmax(np.where(x > 0, two, 0))))
     assert fp.steady._second_peak(two.ravel(), grid.shape, left) == right
     assert fp.steady._second_peak(two.ravel(), grid.shape, right) == left
-    one = np.exp(-(x ** 2 + y ** 2) / 0.05)
+    one = np.exp(-(x**2 + y**2) / 0.05)
     assert fp.steady._second_peak(one.ravel(), grid.shape, int(np.argmax(one))) is None
-    faint = np.exp(-((x + 1) ** 2 + y ** 2) / 0.05) + 1e-9 * np.exp(-((x - 1) ** 2 + y ** 2) / 0.01)
-    assert fp.steady._second_peak(faint.ravel(), grid.shape, left) is None   # below the floor: noise
+    faint = np.exp(-((x + 1) ** 2 + y**2) / 0.05) + 1e-9 * np.exp(-((x - 1) ** 2 + y**2) / 0.01)
+    assert fp.steady._second_peak(faint.ravel(), grid.shape, left) is None  # below the floor: noise
 
 
 def test_iterative_answer_independent_of_the_pin_is_kept():
@@ -544,8 +562,16 @@ def test_detailed_balance_by_name_is_exact_or_refused():
         fp.steady_state(fp.Problem(grid, land, fp.noise.Constant(np.diag([0.3, 0.1]))), method="detailed-balance")
 
 
-@pytest.mark.parametrize("kw,match", [({"tol": -1.0}, "tol"), ({"tol": float("nan")}, "tol"), ({"tol": 2.0}, "tol"),
-                                      ({"maxiter": 0}, "maxiter"), ({"maxiter": 2.5}, "maxiter")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"tol": -1.0}, "tol"),
+        ({"tol": float("nan")}, "tol"),
+        ({"tol": 2.0}, "tol"),
+        ({"maxiter": 0}, "maxiter"),
+        ({"maxiter": 2.5}, "maxiter"),
+    ],
+)
 def test_steady_state_refuses_bad_solver_settings(kw, match):
     prob = fp.Problem(fp.Grid([(-1, 1, 8), (-1, 1, 8)]), Quadratic(np.eye(2)), fp.noise.Isotropic(0.2))
     with pytest.raises(ValueError, match=match):
@@ -561,19 +587,25 @@ def _custom(loss, grad):
 
 def test_non_finite_loss_is_refused():
     """A loss that is NaN in part of the box (gradient finite) gave a flat-where-NaN density, L1 0.40 off."""
-    land = _custom(lambda t: np.where(t[..., 0] > 1.0, np.nan, 0.5 * (t ** 2).sum(-1)), lambda t: t)
+    land = _custom(lambda t: np.where(t[..., 0] > 1.0, np.nan, 0.5 * (t**2).sum(-1)), lambda t: t)
     prob = fp.Problem(fp.Grid([(-2, 2, 20), (-2, 2, 20)]), land, Isotropic(0.5))
     with pytest.raises(ValueError, match="loss is not finite at 100 of 400 cells"):
         fp.steady_state(prob)
 
 
-@pytest.mark.parametrize("loss, grad, ok", [
-    (lambda t: 0.0 * t[..., 0], lambda t: t, False),                       # the issue's Custom(loss=0, grad=theta)
-    (lambda t: 0.5 * (t ** 2).sum(-1), lambda t: 2.0 * t, False),          # gradient off by a factor 2: mismatch 1/3
-    (lambda t: 0.5 * (t ** 2).sum(-1), lambda t: t, True),                 # consistent: mismatch 0 (exact on quadratics)
-    (lambda t: np.cos(t[..., 0]) + t[..., 1] ** 4, lambda t: np.stack([-np.sin(t[..., 0]), 4 * t[..., 1] ** 3], -1),
-     True),                                                                # consistent, 12 cells a side: mismatch 0.02
-])
+@pytest.mark.parametrize(
+    "loss, grad, ok",
+    [
+        (lambda t: 0.0 * t[..., 0], lambda t: t, False),  # the issue's Custom(loss=0, grad=theta)
+        (lambda t: 0.5 * (t**2).sum(-1), lambda t: 2.0 * t, False),  # gradient off by a factor 2: mismatch 1/3
+        (lambda t: 0.5 * (t**2).sum(-1), lambda t: t, True),  # consistent: mismatch 0 (exact on quadratics)
+        (
+            lambda t: np.cos(t[..., 0]) + t[..., 1] ** 4,
+            lambda t: np.stack([-np.sin(t[..., 0]), 4 * t[..., 1] ** 3], -1),
+            True,
+        ),  # consistent, 12 cells a side: mismatch 0.02
+    ],
+)
 def test_loss_and_gradient_must_agree(loss, grad, ok):
     from fokkerplanck.numerics.operator import check_loss_and_gradient
 
@@ -593,14 +625,16 @@ def test_package_landscapes_pass_the_consistency_check_on_coarse_grids():
     0.0037 / 0.013 at 16); the limit is 0.2."""
     from fokkerplanck.numerics.operator import LOSS_GRADIENT_MISMATCH, check_loss_and_gradient
 
-    for land, box in [(fp.landscapes.DegenerateValley(lambdas=(8.0, -2.0, 1.0), eps=1e-3), (2, 2)),
-                      (fp.MultiValley(centers=[[-1, 0], [1, 0]], curvatures=[[1, 1], [4, 4]]), (2.5, 2))]:
+    for land, box in [
+        (fp.landscapes.DegenerateValley(lambdas=(8.0, -2.0, 1.0), eps=1e-3), (2, 2)),
+        (fp.MultiValley(centers=[[-1, 0], [1, 0]], curvatures=[[1, 1], [4, 4]]), (2.5, 2)),
+    ]:
         m = []
         for n in (8, 16):
             grid = fp.Grid([(-box[0], box[0], n), (-box[1], box[1], n)])
             pts = grid.points()
             m.append(check_loss_and_gradient(grid, land.loss(pts), land.grad(pts), pts))
-        assert m[0] < 0.06 < LOSS_GRADIENT_MISMATCH and 3.5 < m[0] / m[1] < 4.5      # second order
+        assert m[0] < 0.06 < LOSS_GRADIENT_MISMATCH and 3.5 < m[0] / m[1] < 4.5  # second order
 
 
 def test_noiseless_region_is_flagged_with_a_grid_dependent_answer():
@@ -630,7 +664,8 @@ def test_density_narrower_than_a_cell_is_flagged():
 
 def test_nothing_moves_is_one_line():
     """No drift and no noise: every density is stationary (was RuntimeError 'Factor is exactly singular')."""
-    prob = fp.Problem(fp.Grid([(-2, 2, 20), (-2, 2, 20)]), None, fp.noise.Constant(np.zeros((2, 2))),
-                      drift=lambda t: 0 * t)
+    prob = fp.Problem(
+        fp.Grid([(-2, 2, 20), (-2, 2, 20)]), None, fp.noise.Constant(np.zeros((2, 2))), drift=lambda t: 0 * t
+    )
     with pytest.raises(ValueError, match="nothing moves"):
         fp.steady_state(prob)

@@ -1,4 +1,5 @@
 """Closed forms of fokkerplanck.theory against independent computations."""
+
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -62,8 +63,11 @@ def test_eq13_reduces_to_eq14_for_constant_delta_kappa():
     lam = land.lam(x)
     eps_l0 = land.eps * land.lambda_bar0
     # Eq. (13) with constants, integral done by hand: kappa eps l0 x^2 / 2 + Delta kappa ln(lambda) / 2 ...
-    frozen = D0 * (k0 * eps_l0 * x**2 / (2 * D0) + k0 * 0.5 * np.log(lam / land.lam(0.0))) \
-        - 0.5 * D0 * np.log(lam / D0) - 0.5 * eps_l0 * x**2
+    frozen = (
+        D0 * (k0 * eps_l0 * x**2 / (2 * D0) + k0 * 0.5 * np.log(lam / land.lam(0.0)))
+        - 0.5 * D0 * np.log(lam / D0)
+        - 0.5 * eps_l0 * x**2
+    )
     eq14 = theory.eq14_l_sgd(x, land, ds)
     d = frozen - eq14
     np.testing.assert_allclose(d - d[0], 0.0, atol=1e-9 * np.abs(eq14).max())
@@ -106,7 +110,7 @@ def test_transition_noise_and_divergence_bound():
 @pytest.mark.parametrize("d", [2, 3])
 def test_ou_stationary_and_transient_covariance_vs_ode(d):
     rng = np.random.default_rng(d)
-    A = np.eye(d) * 1.5 + 0.4 * rng.normal(size=(d, d))        # non-symmetric, stable
+    A = np.eye(d) * 1.5 + 0.4 * rng.normal(size=(d, d))  # non-symmetric, stable
     G = rng.normal(size=(d, d))
     D = 0.5 * G @ G.T + 0.1 * np.eye(d)
     S = theory.ou_stationary_cov(A, D)
@@ -156,7 +160,7 @@ def test_boltzmann_weights():
 
 def test_sgd_linear_stability_wu_ma_e():
     # 1D: (1 - eta a)^2 + c s^2 <= 1
-    h = np.array([1.0, 3.0, 2.0, 6.0])          # a = 3, s^2 = mean h^2 - 9 = 12.5 - 9 = 3.5
+    h = np.array([1.0, 3.0, 2.0, 6.0])  # a = 3, s^2 = mean h^2 - 9 = 12.5 - 9 = 3.5
     eta, B, n = 0.3, 1, 4
     r = theory.sgd_linear_stability(h, eta, B)
     c = eta**2 * (n - B) / (B * (n - 1))
@@ -175,7 +179,7 @@ def test_sgd_linear_stability_wu_ma_e():
     r = theory.sgd_linear_stability(Hs, eta, B)
     S = np.eye(2)
     subsets = [np.array(s) for s in __import__("itertools").combinations(range(6), B)]
-    for _ in range(200):       # exact expectation over all batches without replacement
+    for _ in range(200):  # exact expectation over all batches without replacement
         S_new = np.zeros((2, 2))
         for sub in subsets:
             M = np.eye(2) - eta * Hs[sub].mean(0)
@@ -207,13 +211,19 @@ def test_mfpt_constant_coefficients_closed_form():
 def test_mfpt_state_dependent_diffusion_vs_ode():
     """T solves v T' + D T'' = -1, T'(a) = 0, T(b) = 0 (checked with a BVP solve)."""
     from scipy.integrate import solve_bvp
-    v = lambda z: -z ** 3 + 0.5 * z
-    D = lambda z: 0.3 + 0.2 * z ** 2
+
+    v = lambda z: -(z**3) + 0.5 * z
+    D = lambda z: 0.3 + 0.2 * z**2
     a, b = -1.0, 1.5
     xs = np.linspace(a, b, 200)
-    sol = solve_bvp(lambda z, u: np.vstack([u[1], (-1 - v(z) * u[1]) / D(z)]),
-                    lambda ua, ub: np.array([ua[1], ub[0]]), xs, np.zeros((2, xs.size)), tol=1e-10,
-                    max_nodes=100000)
+    sol = solve_bvp(
+        lambda z, u: np.vstack([u[1], (-1 - v(z) * u[1]) / D(z)]),
+        lambda ua, ub: np.array([ua[1], ub[0]]),
+        xs,
+        np.zeros((2, xs.size)),
+        tol=1e-10,
+        max_nodes=100000,
+    )
     assert sol.success
     probe = np.array([-0.8, 0.0, 0.7, 1.4])
     np.testing.assert_allclose(theory.mfpt_1d(probe, v, D, a, b), sol.sol(probe)[0], rtol=1e-6)
@@ -249,7 +259,7 @@ def test_xie_escape_exponent_matches_exact_mfpt():
     exact MFPT has the exponent (Delta L/delta)(s/Ha + (1-s)/Hb), s the fraction of the barrier climbed in the
     well's quadratic part: the [XSS] law."""
     Ha, Hb, x1 = 4.0, 2.0, 0.5
-    xs = x1 + Ha * x1 / Hb                    # saddle: slope matched at x1
+    xs = x1 + Ha * x1 / Hb  # saddle: slope matched at x1
     L1 = 0.5 * Ha * x1**2
     dL = L1 + 0.5 * Hb * (xs - x1) ** 2
     s = L1 / dL
@@ -274,7 +284,8 @@ def test_valley_transition_noise_generalises_the_2d_formula():
     # one sharp direction: PRL Appendix Delta_S* = -eps / lambda_1
     assert valley_transition_noise(DegenerateValley((8.0, -2.0, 1.0), eps=1e-3)) == pytest.approx(5e-4)
     assert valley_transition_noise(HighDimValley(3, 1, (8.0, -2.0, 1.0), eps=1e-3)) == pytest.approx(
-        transition_noise(1e-3, -2.0))
+        transition_noise(1e-3, -2.0)
+    )
     # several: eps lambda_bar0 / (-sum_i l0_i l1_i)
     hd = HighDimValley(4, 2, [[8.0, -2.0, 1.0], [2.0, 1.0, 0.5]], eps=1e-2)
     assert valley_transition_noise(hd) == pytest.approx(1e-2 * 5.0 / (16.0 - 2.0))
@@ -284,4 +295,3 @@ def test_valley_transition_noise_generalises_the_2d_formula():
         valley_transition_noise(HighDimValley(2, 1, (1.0, 1.0)))
     with pytest.raises(ValueError, match="diverges"):
         valley_transition_noise(hd, eta=0.3)
-

@@ -25,6 +25,7 @@ default), writes ``DIR/result.json``, ``DIR/arrays.npz``, ``DIR/config.toml`` (t
 and PNG figures, and prints a short summary. A user mistake (bad configuration or value, missing file, an
 unwritable output directory) ends with exit code 2 and one line on stderr; anything else is a bug and raises.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,16 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..numerics.operator import DEFAULT_STENCIL_RADIUS
-
 from ..model.budget import TooLarge
-from .config import MESSAGE_LIMIT, ConfigError, build_problem, load_config, set_path, to_toml
+from ..numerics.operator import DEFAULT_STENCIL_RADIUS
 from ..results.io import CheckpointMismatch
 from ..results.outdir import OutputError, OutputFolder
+from .config import MESSAGE_LIMIT, ConfigError, build_problem, load_config, set_path, to_toml
 
 COMMANDS = {
     "demo": "PRL 2D model (Eq. 11 setting) end to end: solver steady state, Monte Carlo particles, "
-            "closed-form theory, distances and figures",
+    "closed-form theory, distances and figures",
     "steady": "stationary density of the configured problem (compared with a closed form where one exists)",
     "evolve": "time evolution of a Gaussian initial density ([initial] mean, cov) up to [solver] t_end",
     "simulate": "Monte Carlo particles ([particles] section), histogrammed on the grid",
@@ -57,17 +57,19 @@ COMMANDS = {
 #: ``fokkerplanck phase-diagram FIGURE``: the PRL's (sigma, eta) phase diagrams, from SGD particles
 PHASE_DIAGRAMS = {
     "prl-fig5b": "PRL Fig. 5(b): 2D valley (Eq. 8, eps = 1e-3, lambdas 8, -2, 1): flatness F(<|x|>) of the SGD "
-                 "steady state, the transition line eta sigma = Delta_S* = -eps/lambda_1 and the Fokker-Planck "
-                 "solver's transition",
+    "steady state, the transition line eta sigma = Delta_S* = -eps/lambda_1 and the Fokker-Planck "
+    "solver's transition",
     "prl-fig5d": "PRL Fig. 5(d): 2D valley (as Fig. 5b): search time tau_s = eta <t_s> of the SGD to its steady "
-                 "state (log colour scale), the critical slowing down near Delta_S* and the divergence region",
+    "state (log colour scale), the critical slowing down near Delta_S* and the divergence region",
     "prl-fig3c": "PRL Fig. 3(c): high-dimensional valley (Eq. 5, N_S = 5, N_F = 100): time-averaged steady-state "
-                 "flatness <F(x)>, the divergence region and the theory transition sigma*(eta)",
+    "flatness <F(x)>, the divergence region and the theory transition sigma*(eta)",
 }
 
 
-_OVERWRITE_HELP = ("write into an output folder that holds files of no fokkerplanck run (the run's files replace "
-                   "those of the same names; the others stay); a previous run's folder is replaced whole without it")
+_OVERWRITE_HELP = (
+    "write into an output folder that holds files of no fokkerplanck run (the run's files replace "
+    "those of the same names; the others stay); a previous run's folder is replaced whole without it"
+)
 
 
 class UserError(Exception):
@@ -84,65 +86,109 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
 
-    p = _Parser(prog="fokkerplanck",
-                description="Finite-volume Fokker-Planck solver for SGD dynamics (Yang, Tang & Tu, PRL 130, "
-                            "237101 (2023)), with Monte Carlo particles and closed-form theory.",
-                epilog="Each command takes an optional TOML config (none = built-in default) and --out DIR "
-                       "(phase-diagram takes a figure name instead of a config); "
-                       "run 'fokkerplanck COMMAND --help' for details.")
+    p = _Parser(
+        prog="fokkerplanck",
+        description="Finite-volume Fokker-Planck solver for SGD dynamics (Yang, Tang & Tu, PRL 130, "
+        "237101 (2023)), with Monte Carlo particles and closed-form theory.",
+        epilog="Each command takes an optional TOML config (none = built-in default) and --out DIR "
+        "(phase-diagram takes a figure name instead of a config); "
+        "run 'fokkerplanck COMMAND --help' for details.",
+    )
     p.add_argument("--version", action="version", version=f"fokkerplanck {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, text in COMMANDS.items():
         s = sub.add_parser(name, help=text, description=text + ".")
-        s.add_argument("config", nargs="?", default=None, metavar="CONFIG.toml",
-                       help="TOML configuration (default: the built-in one for this command)")
-        s.add_argument("--out", metavar="DIR", default=None,
-                       help=f"output directory (default: ./fokkerplanck-out/{name})")
-        s.add_argument("--quick", action="store_true",
-                       help="small grid and few particles (seconds; for tests and smoke checks)")
+        s.add_argument(
+            "config",
+            nargs="?",
+            default=None,
+            metavar="CONFIG.toml",
+            help="TOML configuration (default: the built-in one for this command)",
+        )
+        s.add_argument(
+            "--out", metavar="DIR", default=None, help=f"output directory (default: ./fokkerplanck-out/{name})"
+        )
+        s.add_argument(
+            "--quick", action="store_true", help="small grid and few particles (seconds; for tests and smoke checks)"
+        )
         s.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-        s.add_argument("--print-config", action="store_true",
-                       help="print the validated configuration as TOML and exit")
+        s.add_argument("--print-config", action="store_true", help="print the validated configuration as TOML and exit")
         s.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
         if name in ("evolve", "simulate"):
-            s.add_argument("--resume", action="store_true",
-                           help="continue an interrupted run from DIR.partial/checkpoint.npz (the same final "
-                                "result as an uninterrupted run; starts afresh when there is no checkpoint; refuses "
-                                "a checkpoint of a different configuration)")
-            s.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                           help="time steps between checkpoints in DIR.partial/checkpoint.npz (default: about "
-                                "5%% of the run); the checkpoint is removed after a successful run")
+            s.add_argument(
+                "--resume",
+                action="store_true",
+                help="continue an interrupted run from DIR.partial/checkpoint.npz (the same final "
+                "result as an uninterrupted run; starts afresh when there is no checkpoint; refuses "
+                "a checkpoint of a different configuration)",
+            )
+            s.add_argument(
+                "--checkpoint-every",
+                type=int,
+                default=None,
+                metavar="N",
+                help="time steps between checkpoints in DIR.partial/checkpoint.npz (default: about "
+                "5%% of the run); the checkpoint is removed after a successful run",
+            )
         if name == "sweep":
-            s.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                           help="'serial', 'local' (a Dask LocalCluster) or the address of a running Dask "
-                                "scheduler, tcp://host:port (default: a LocalCluster when dask.distributed "
-                                "is installed, else serial)")
-            s.add_argument("--workers", type=int, default=None, metavar="N",
-                           help="workers of the LocalCluster (default: one per core)")
+            s.add_argument(
+                "--scheduler",
+                metavar="ADDRESS",
+                default=None,
+                help="'serial', 'local' (a Dask LocalCluster) or the address of a running Dask "
+                "scheduler, tcp://host:port (default: a LocalCluster when dask.distributed "
+                "is installed, else serial)",
+            )
+            s.add_argument(
+                "--workers",
+                type=int,
+                default=None,
+                metavar="N",
+                help="workers of the LocalCluster (default: one per core)",
+            )
     _add_reproduce_parser(sub)
     text = "the PRL's (sigma, eta) phase diagrams of the SGD steady state (table and heat map)"
-    s = sub.add_parser("phase-diagram", help=text,
-                       description=text + ": " + "; ".join(f"{k}: {v}" for k, v in PHASE_DIAGRAMS.items()) + ".")
-    s.add_argument("figure", choices=list(PHASE_DIAGRAMS), metavar="FIGURE",
-                   help=" | ".join(PHASE_DIAGRAMS))
-    s.add_argument("--out", metavar="DIR", default=None,
-                   help="output directory (default: ./fokkerplanck-out/phase-diagram-FIGURE)")
-    s.add_argument("--quick", action="store_true",
-                   help="few particles and short runs (seconds; for tests and smoke checks)")
+    s = sub.add_parser(
+        "phase-diagram",
+        help=text,
+        description=text + ": " + "; ".join(f"{k}: {v}" for k, v in PHASE_DIAGRAMS.items()) + ".",
+    )
+    s.add_argument("figure", choices=list(PHASE_DIAGRAMS), metavar="FIGURE", help=" | ".join(PHASE_DIAGRAMS))
+    s.add_argument(
+        "--out", metavar="DIR", default=None, help="output directory (default: ./fokkerplanck-out/phase-diagram-FIGURE)"
+    )
+    s.add_argument(
+        "--quick", action="store_true", help="few particles and short runs (seconds; for tests and smoke checks)"
+    )
     s.add_argument("--no-figures", action="store_true", help="skip the PNG heat map")
     s.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
-    s.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="'serial', 'local' (a Dask LocalCluster) or the address of a running Dask scheduler, "
-                        "tcp://host:port (default: a LocalCluster when dask.distributed is installed, else serial)")
-    s.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="workers of the LocalCluster (default: one per core)")
-    s.add_argument("--cache", metavar="DIR", default=None,
-                   help="keep every finished point in DIR (one JSON file each); a rerun computes only the "
-                        "missing points")
-    s.add_argument("--etas", type=float, nargs="+", default=None, metavar="ETA",
-                   help="learning rates (default: the figure's)")
-    s.add_argument("--sigmas", type=float, nargs="+", default=None, metavar="SIGMA",
-                   help="shift variances sigma (default: the figure's)")
+    s.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="'serial', 'local' (a Dask LocalCluster) or the address of a running Dask scheduler, "
+        "tcp://host:port (default: a LocalCluster when dask.distributed is installed, else serial)",
+    )
+    s.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="workers of the LocalCluster (default: one per core)"
+    )
+    s.add_argument(
+        "--cache",
+        metavar="DIR",
+        default=None,
+        help="keep every finished point in DIR (one JSON file each); a rerun computes only the missing points",
+    )
+    s.add_argument(
+        "--etas", type=float, nargs="+", default=None, metavar="ETA", help="learning rates (default: the figure's)"
+    )
+    s.add_argument(
+        "--sigmas",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="SIGMA",
+        help="shift variances sigma (default: the figure's)",
+    )
     return p
 
 
@@ -159,12 +205,12 @@ def _theory_for(cfg, prob, grid):
     * isotropic noise ``T > 0``, any landscape: the Boltzmann density ``exp(-L/T)`` (exact);
     * degenerate valley with ``eps = 0`` and diagonal constant ``D = diag(Delta/kappa, Delta)``: PRL Eq. (11)
       (adiabatic: accurate as ``Delta -> 0``)."""
-    from ..sgd import theory
     from ..model.density import Density
+    from ..sgd import theory
 
     land, noise = cfg["landscape"], cfg["noise"]
     d = grid.ndim
-    placed = _placed(cfg)          # a rotated or framed landscape: the closed forms below are of the unplaced one
+    placed = _placed(cfg)  # a rotated or framed landscape: the closed forms below are of the unplaced one
     try:
         if land["kind"] == "quadratic" and noise["kind"] in ("constant", "isotropic") and not placed:
             A = prob.landscape.A
@@ -198,8 +244,10 @@ def _sample_theta0(pcfg, grid, n):
         return grid.lower + (grid.upper - grid.lower) * rng.random((n, grid.ndim))
     th = np.asarray(th, dtype=float)
     if not np.all(grid.contains(th)):
-        raise ConfigError(f"[particles] theta0 = {th.tolist()} lies outside the grid "
-                          f"(lower {grid.lower.tolist()}, upper {grid.upper.tolist()})")
+        raise ConfigError(
+            f"[particles] theta0 = {th.tolist()} lies outside the grid "
+            f"(lower {grid.lower.tolist()}, upper {grid.upper.tolist()})"
+        )
     return th
 
 
@@ -207,16 +255,28 @@ def _run_particles(cfg, prob, grid, **checkpointing):
     from ..particles import simulate
 
     if grid.frame is not None:
-        raise ConfigError("[particles] the particles' walls are a box in theta: they do not run on a [grid] with "
-                          "rotation or frame (simulate with a plain grid, then histogram onto the framed one)")
+        raise ConfigError(
+            "[particles] the particles' walls are a box in theta: they do not run on a [grid] with "
+            "rotation or frame (simulate with a plain grid, then histogram onto the framed one)"
+        )
     p = cfg["particles"]
     n = p["n_particles"]
     from ..model.budget import check
-    check(80.0 * n * grid.ndim, f"simulate: {n:,} particles")     # before theta0 is drawn
+
+    check(80.0 * n * grid.ndim, f"simulate: {n:,} particles")  # before theta0 is drawn
     kw = {k: p[k] for k in ("t_end", "dt", "n_steps", "eta", "sigma", "shift", "T") if k in p}
     noise = prob.noise if p["method"] == "sde" else None
-    ens = simulate(prob.landscape, noise, method=p["method"], n_particles=n, theta0=_sample_theta0(p, grid, n),
-                   grid=grid, seed=p["seed"], **kw, **checkpointing)
+    ens = simulate(
+        prob.landscape,
+        noise,
+        method=p["method"],
+        n_particles=n,
+        theta0=_sample_theta0(p, grid, n),
+        grid=grid,
+        seed=p["seed"],
+        **kw,
+        **checkpointing,
+    )
     return ens
 
 
@@ -229,8 +289,10 @@ def _histogram(ens, grid):
         except ValueError as e:
             if "live particle" not in str(e):
                 raise
-    return None, (f"no live particle inside the grid at t = {ens.time:g} ({ens.diverged.mean():.3g} diverged, "
-                  f"{ens.absorbed.mean():.3g} absorbed); a smaller time step or weaker noise keeps them")
+    return None, (
+        f"no live particle inside the grid at t = {ens.time:g} ({ens.diverged.mean():.3g} diverged, "
+        f"{ens.absorbed.mean():.3g} absorbed); a smaller time step or weaker noise keeps them"
+    )
 
 
 def _wall_ratio(d) -> float:
@@ -262,8 +324,10 @@ def _steady(cfg, prob, warn=True):
 
     grid = prob.grid
     if not grid.conserves_mass:
-        raise ConfigError("[grid] bc: a steady state needs reflecting or periodic walls (absorbing walls let all "
-                          "mass leave); use 'fokkerplanck evolve'")
+        raise ConfigError(
+            "[grid] bc: a steady state needs reflecting or periodic walls (absorbing walls let all "
+            "mass leave); use 'fokkerplanck evolve'"
+        )
     s = cfg.get("solver", {})
     return _solve_steady(steady_state, prob, s, warn=warn)
 
@@ -274,8 +338,13 @@ def _solve_steady(steady_state, prob, s, **kw):
     a method whose limits the grid exceeds -- is one line naming the method (these were tracebacks)."""
     method = s.get("method", "auto")
     try:
-        return steady_state(prob, method=method, tol=s.get("tol", 1e-10),
-                            stencil_radius=s.get("stencil_radius", DEFAULT_STENCIL_RADIUS), **kw)
+        return steady_state(
+            prob,
+            method=method,
+            tol=s.get("tol", 1e-10),
+            stencil_radius=s.get("stencil_radius", DEFAULT_STENCIL_RADIUS),
+            **kw,
+        )
     except TooLarge:
         raise
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as e:
@@ -292,7 +361,7 @@ class _Run:
         self.figures, self.notes, self.summary = [], [], []
         self.seed = None
         self.options = {}
-        self.checkpoint = None           # DIR.partial/checkpoint.npz of evolve / simulate, removed after saving
+        self.checkpoint = None  # DIR.partial/checkpoint.npz of evolve / simulate, removed after saving
         self.t0 = time.perf_counter()
 
     def checkpointing(self) -> dict:
@@ -328,9 +397,18 @@ class _Run:
 
         self.timings["total_s"] = round(time.perf_counter() - self.t0, 4)
         (self.out / "config.toml").write_text(to_toml(self.cfg), encoding="utf-8")
-        return io.save(self.out, command=self.command, parameters=self.cfg, metrics=self.metrics,
-                       timings=self.timings, densities=self.densities, arrays=self.arrays, seed=self.seed,
-                       figures=self.figures, notes=self.notes)
+        return io.save(
+            self.out,
+            command=self.command,
+            parameters=self.cfg,
+            metrics=self.metrics,
+            timings=self.timings,
+            densities=self.densities,
+            arrays=self.arrays,
+            seed=self.seed,
+            figures=self.figures,
+            notes=self.notes,
+        )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -345,21 +423,31 @@ def cmd_steady(run: _Run, figures: bool):
     ss = run.timed("steady_s", _steady, cfg, prob)
     run.densities["steady"] = ss
     info = ss.info
-    run.metrics["steady"] = {**_density_metrics(ss), "residual": info.get("residual"),
-                             "wall_ratio": info.get("wall_ratio"), "method": info.get("method"),
-                             "cells": grid.size,
-                             "cross_diffusion_shrunk_cells": info.get("cross_diffusion_shrunk_cells"),
-                             "split_gap": info.get("split_gap"), "stencil": info.get("stencil"),
-                             "form": info.get("form"), "error_estimate": info.get("error_estimate"),
-                             "refinement_estimate": info.get("refinement_estimate"),
-                             "peclet_mass": info.get("peclet_mass")}
+    run.metrics["steady"] = {
+        **_density_metrics(ss),
+        "residual": info.get("residual"),
+        "wall_ratio": info.get("wall_ratio"),
+        "method": info.get("method"),
+        "cells": grid.size,
+        "cross_diffusion_shrunk_cells": info.get("cross_diffusion_shrunk_cells"),
+        "split_gap": info.get("split_gap"),
+        "stencil": info.get("stencil"),
+        "form": info.get("form"),
+        "error_estimate": info.get("error_estimate"),
+        "refinement_estimate": info.get("refinement_estimate"),
+        "peclet_mass": info.get("peclet_mass"),
+    }
     label, th, tmetrics, note = run.timed("theory_s", _theory_for, cfg, prob, grid)
     if note:
         run.notes.append(note)
-    run.summary.append(f"steady state on {grid.shape} cells in {run.timings['steady_s']:.2f} s "
-                       f"(residual {info.get('residual', float('nan')):.1e})")
-    run.summary.append(f"mean {np.array2string(ss.mean(), precision=4)}, "
-                       f"cov {np.array2string(ss.cov(), precision=4).replace(chr(10), '')}")
+    run.summary.append(
+        f"steady state on {grid.shape} cells in {run.timings['steady_s']:.2f} s "
+        f"(residual {info.get('residual', float('nan')):.1e})"
+    )
+    run.summary.append(
+        f"mean {np.array2string(ss.mean(), precision=4)}, "
+        f"cov {np.array2string(ss.cov(), precision=4).replace(chr(10), '')}"
+    )
     if th is not None:
         run.densities["theory"] = th
         dist = compare(ss, th)
@@ -385,19 +473,21 @@ def _standard_figures(run, cfg, prob, main, curves, title=None):
     if grid.ndim == 2:
         run.figure("heatmap.png", plot.density_heatmap(main, prob.landscape, title=title or "steady state P(x, y)"))
     elif grid.ndim == 3:
-        run.figure("heatmap.png", plot.density_heatmap(main.marginal((0, 1)), None,
-                                                       title="steady state, marginal over axis 2"))
+        run.figure(
+            "heatmap.png", plot.density_heatmap(main.marginal((0, 1)), None, title="steady state, marginal over axis 2")
+        )
     run.figure("marginal_x.png", plot.marginals(curves, axis=0, title="x-marginal"))
     if grid.ndim > 1:
         run.figure("marginal_y.png", plot.marginals(curves, axis=1, title="y-marginal", xlabel="y"))
     scale = _scale_of(cfg)
-    run.figure("l_eff_x.png", plot.effective_potential(curves, scale, axis=0,
-                                                       title="effective potential of the x-marginal"))
+    run.figure(
+        "l_eff_x.png", plot.effective_potential(curves, scale, axis=0, title="effective potential of the x-marginal")
+    )
 
 
 def cmd_compare(run: _Run, figures: bool, demo: bool = False):
-    from . import plot
     from ..results.compare import compare
+    from . import plot
 
     cfg = run.cfg
     if "particles" not in cfg:
@@ -406,12 +496,18 @@ def cmd_compare(run: _Run, figures: bool, demo: bool = False):
     grid = prob.grid
     ss = run.timed("steady_s", _steady, cfg, prob, warn=not demo)
     if demo:
-        run.notes.append("the reflecting walls are part of the demo model: solver, particles and the Eq. (11) "
-                         f"theory (normalised on the box) all live in it; P at the walls / peak = "
-                         f"{_wall_ratio(ss):.2g}")
+        run.notes.append(
+            "the reflecting walls are part of the demo model: solver, particles and the Eq. (11) "
+            f"theory (normalised on the box) all live in it; P at the walls / peak = "
+            f"{_wall_ratio(ss):.2g}"
+        )
     run.densities["steady"] = ss
-    run.metrics["steady"] = {**_density_metrics(ss), "residual": ss.info.get("residual"),
-                             "wall_ratio": _wall_ratio(ss), "cells": grid.size}
+    run.metrics["steady"] = {
+        **_density_metrics(ss),
+        "residual": ss.info.get("residual"),
+        "wall_ratio": _wall_ratio(ss),
+        "cells": grid.size,
+    }
     label, th, tmetrics, note = run.timed("theory_s", _theory_for, cfg, prob, grid)
     if note:
         run.notes.append(note)
@@ -423,11 +519,15 @@ def cmd_compare(run: _Run, figures: bool, demo: bool = False):
     if hist is None:
         raise UserError(f"[particles] nothing to compare with: {why}")
     run.densities["particles"] = hist
-    run.metrics["particles"] = {"n_particles": int(ens.n_particles), "time": float(ens.time),
-                                "diverged_fraction": float(ens.diverged.mean()),
-                                "outside_fraction": hist.info.get("outside"),
-                                "mean": ens.mean().tolist(), "cov": ens.cov().tolist(),
-                                "particle_steps_per_s": ens.info.get("particle_steps_per_s")}
+    run.metrics["particles"] = {
+        "n_particles": int(ens.n_particles),
+        "time": float(ens.time),
+        "diverged_fraction": float(ens.diverged.mean()),
+        "outside_fraction": hist.info.get("outside"),
+        "mean": ens.mean().tolist(),
+        "cov": ens.cov().tolist(),
+        "particle_steps_per_s": ens.info.get("particle_steps_per_s"),
+    }
     curves[f"particles (N={ens.n_particles:.0e}, t={ens.time:g})"] = hist
     if th is not None:
         run.densities["theory"] = th
@@ -440,15 +540,25 @@ def cmd_compare(run: _Run, figures: bool, demo: bool = False):
             (na, a), (nb, b) = pairs[i], pairs[j]
             run.metrics[f"{na}_vs_{nb}"] = compare(a, b)
             run.metrics[f"{na}_vs_{nb}_x_marginal"] = compare(a.marginal(0), b.marginal(0))
-    run.summary.append(f"solver: {grid.shape} cells, steady state in {run.timings['steady_s']:.2f} s "
-                       f"(residual {ss.info.get('residual', float('nan')):.1e})")
+    run.summary.append(
+        f"solver: {grid.shape} cells, steady state in {run.timings['steady_s']:.2f} s "
+        f"(residual {ss.info.get('residual', float('nan')):.1e})"
+    )
     if hist is not None:
         pm = run.metrics["particles"]
-        run.summary.append(f"particles: {pm['n_particles']} x {ens.n_steps} steps (t = {pm['time']:g}) in "
-                           f"{run.timings['particles_s']:.1f} s, diverged {pm['diverged_fraction']:.2g}")
+        run.summary.append(
+            f"particles: {pm['n_particles']} x {ens.n_steps} steps (t = {pm['time']:g}) in "
+            f"{run.timings['particles_s']:.1f} s, diverged {pm['diverged_fraction']:.2g}"
+        )
     if th is not None:
-        run.summary.append(f"theory: {label}" + (f" (Delta = {tmetrics['theory_Delta']:g}, kappa = "
-                                                  f"{tmetrics['theory_kappa']:g})" if "theory_kappa" in tmetrics else ""))
+        run.summary.append(
+            f"theory: {label}"
+            + (
+                f" (Delta = {tmetrics['theory_Delta']:g}, kappa = {tmetrics['theory_kappa']:g})"
+                if "theory_kappa" in tmetrics
+                else ""
+            )
+        )
     for key, m in run.metrics.items():
         if key.endswith("_x_marginal"):
             line = f"  {key:<32s} L1 {m['l1']:.3e}  KS {m['ks'][0]:.3e}"
@@ -467,20 +577,28 @@ def cmd_compare(run: _Run, figures: bool, demo: bool = False):
         if hist is not None and grid.ndim == 2:
             run.figure("heatmap_particles.png", plot.density_heatmap(hist, prob.landscape, title="particles"))
         if demo and grid.ndim == 2:
-            setting = (f"  (\u0394 = {tmetrics['theory_Delta']:g}, \u03ba = {tmetrics['theory_kappa']:g})"
-                       if "theory_kappa" in tmetrics else "")
-            run.figure("overview.png", plot.overview(
-                ss, prob.landscape, curves,
-                title="L = \u03bb(x) y\u00b2/2, \u03bb = 1 + x\u00b2,  D = diag(\u0394/\u03ba, \u0394)" + setting))
+            setting = (
+                f"  (\u0394 = {tmetrics['theory_Delta']:g}, \u03ba = {tmetrics['theory_kappa']:g})"
+                if "theory_kappa" in tmetrics
+                else ""
+            )
+            run.figure(
+                "overview.png",
+                plot.overview(
+                    ss,
+                    prob.landscape,
+                    curves,
+                    title="L = \u03bb(x) y\u00b2/2, \u03bb = 1 + x\u00b2,  D = diag(\u0394/\u03ba, \u0394)" + setting,
+                ),
+            )
         run.timings["figures_s"] = round(time.perf_counter() - t, 4)
 
 
 def cmd_evolve(run: _Run, figures: bool):
-    from . import plot
-    from ..sgd import theory
     from ..model.density import Density
-
+    from ..sgd import theory
     from ..solvers.evolve import evolve
+    from . import plot
 
     cfg = run.cfg
     prob = build_problem(cfg)
@@ -495,8 +613,11 @@ def cmd_evolve(run: _Run, figures: bool):
     except ValueError as e:
         raise ConfigError(f"[initial] {e}") from None
     s = cfg.get("solver", {})
-    kw = {"n_save": s.get("n_save", 11), "scheme": s.get("scheme", "tr-bdf2"),
-          "stencil_radius": s.get("stencil_radius", DEFAULT_STENCIL_RADIUS)}
+    kw = {
+        "n_save": s.get("n_save", 11),
+        "scheme": s.get("scheme", "tr-bdf2"),
+        "stencil_radius": s.get("stencil_radius", DEFAULT_STENCIL_RADIUS),
+    }
     if "dt" in s:
         kw["dt"] = s["dt"]
     kw.update(run.checkpointing())
@@ -506,17 +627,29 @@ def cmd_evolve(run: _Run, figures: bool):
     run.densities["final"] = final
     run.arrays["times"] = traj.times
     run.arrays["trajectory"] = traj.values
-    run.metrics["evolve"] = {"t_end": float(traj.times[-1]), "n_save": len(traj),
-                             "mass": traj.mass.tolist(), "minimum": traj.minimum.tolist(),
-                             "entropy": traj.entropy.tolist(), "final": _density_metrics(final),
-                             **{k: v for k, v in traj.info.items() if isinstance(v, (int, float, str))}}
-    run.summary.append(f"evolved {grid.shape} cells to t = {traj.times[-1]:g} in {run.timings['evolve_s']:.2f} s "
-                       f"({len(traj)} saved densities)")
-    run.summary.append(f"mass {traj.mass[0]:.6f} -> {traj.mass[-1]:.6f}, min P {traj.minimum.min():.2e}, "
-                       f"final mean {np.array2string(final.mean(), precision=4)}")
+    run.metrics["evolve"] = {
+        "t_end": float(traj.times[-1]),
+        "n_save": len(traj),
+        "mass": traj.mass.tolist(),
+        "minimum": traj.minimum.tolist(),
+        "entropy": traj.entropy.tolist(),
+        "final": _density_metrics(final),
+        **{k: v for k, v in traj.info.items() if isinstance(v, (int, float, str))},
+    }
+    run.summary.append(
+        f"evolved {grid.shape} cells to t = {traj.times[-1]:g} in {run.timings['evolve_s']:.2f} s "
+        f"({len(traj)} saved densities)"
+    )
+    run.summary.append(
+        f"mass {traj.mass[0]:.6f} -> {traj.mass[-1]:.6f}, min P {traj.minimum.min():.2e}, "
+        f"final mean {np.array2string(final.mean(), precision=4)}"
+    )
     run.note_resumed(traj.info)
-    if cfg["landscape"]["kind"] == "quadratic" and cfg["noise"]["kind"] in ("constant", "isotropic") and \
-            not _placed(cfg):
+    if (
+        cfg["landscape"]["kind"] == "quadratic"
+        and cfg["noise"]["kind"] in ("constant", "isotropic")
+        and not _placed(cfg)
+    ):
         A, D = prob.landscape.A, prob.noise.tensor(np.zeros(grid.ndim))
         S = theory.ou_cov_at(traj.times[-1], A, D, cov)
         rel = float(np.linalg.norm(final.cov() - S) / np.linalg.norm(S))
@@ -527,14 +660,15 @@ def cmd_evolve(run: _Run, figures: bool):
         t = time.perf_counter()
         run.figure("evolution_x.png", plot.evolution(traj, axis=0, title="x-marginal against time"))
         if grid.ndim == 2:
-            run.figure("heatmap_final.png", plot.density_heatmap(final, prob.landscape,
-                                                                 title=f"P at t = {traj.times[-1]:g}"))
+            run.figure(
+                "heatmap_final.png", plot.density_heatmap(final, prob.landscape, title=f"P at t = {traj.times[-1]:g}")
+            )
         run.timings["figures_s"] = round(time.perf_counter() - t, 4)
 
 
 def cmd_simulate(run: _Run, figures: bool):
-    from . import plot
     from ..results.compare import compare
+    from . import plot
 
     cfg = run.cfg
     if "particles" not in cfg:
@@ -544,27 +678,35 @@ def cmd_simulate(run: _Run, figures: bool):
     run.seed = cfg["particles"]["seed"]
     ens = run.timed("particles_s", _run_particles, cfg, prob, grid, **run.checkpointing())
     hist, why = _histogram(ens, grid)
-    if hist is None:               # every particle diverged or left: a result (the SGD's divergence), not a mistake
+    if hist is None:  # every particle diverged or left: a result (the SGD's divergence), not a mistake
         run.notes.append(f"no histogram: {why}")
     else:
         run.densities["particles"] = hist
     run.arrays["positions"] = ens.positions.astype(np.float32) if ens.n_particles > 200_000 else ens.positions
     run.arrays["diverged"] = ens.diverged
-    pm = {"n_particles": int(ens.n_particles), "n_steps": int(ens.n_steps), "time": float(ens.time),
-          "diverged_fraction": float(ens.diverged.mean()), "absorbed_fraction": float(ens.absorbed.mean()),
-          "outside_fraction": hist.info.get("outside") if hist is not None else None,
-          "particle_steps_per_s": ens.info.get("particle_steps_per_s")}
+    pm = {
+        "n_particles": int(ens.n_particles),
+        "n_steps": int(ens.n_steps),
+        "time": float(ens.time),
+        "diverged_fraction": float(ens.diverged.mean()),
+        "absorbed_fraction": float(ens.absorbed.mean()),
+        "outside_fraction": hist.info.get("outside") if hist is not None else None,
+        "particle_steps_per_s": ens.info.get("particle_steps_per_s"),
+    }
     if ens.alive.any():
         pm["mean"], pm["cov"] = ens.mean().tolist(), ens.cov().tolist()
     run.metrics["particles"] = pm
-    run.summary.append(f"{pm['n_particles']} particles ({cfg['particles']['method']}), {pm['n_steps']} steps to "
-                       f"t = {pm['time']:g} in {run.timings['particles_s']:.1f} s; diverged "
-                       f"{pm['diverged_fraction']:.3g}, absorbed {pm['absorbed_fraction']:.3g}")
+    run.summary.append(
+        f"{pm['n_particles']} particles ({cfg['particles']['method']}), {pm['n_steps']} steps to "
+        f"t = {pm['time']:g} in {run.timings['particles_s']:.1f} s; diverged "
+        f"{pm['diverged_fraction']:.3g}, absorbed {pm['absorbed_fraction']:.3g}"
+    )
     if "mean" in pm:
         run.summary.append(f"mean {np.array2string(np.asarray(pm['mean']), precision=4)}")
     run.note_resumed(ens.info)
-    label, th, tmetrics, note = _theory_for(cfg, prob, grid) if grid.conserves_mass and hist is not None \
-        else (None, None, {}, None)
+    label, th, tmetrics, note = (
+        _theory_for(cfg, prob, grid) if grid.conserves_mass and hist is not None else (None, None, {}, None)
+    )
     if note:
         run.notes.append(note)
     curves = {"particles": hist}
@@ -587,15 +729,17 @@ _OBSERVABLES = {
     "var_x": ("Var x", lambda d: float(d.cov()[0, 0])),
     "var_y": ("Var y", lambda d: float(d.cov()[1, 1]) if d.grid.ndim > 1 else float("nan")),
     "entropy": ("entropy", lambda d: d.entropy()),
-    "peak_x": ("|x| at the peak of P(x)",
-               lambda d: float(abs(d.marginal(0).grid.centers[0][np.argmax(d.marginal(0).values)]))),
+    "peak_x": (
+        "|x| at the peak of P(x)",
+        lambda d: float(abs(d.marginal(0).grid.centers[0][np.argmax(d.marginal(0).values)])),
+    ),
 }
 
 
 def cmd_sweep(run: _Run, figures: bool):
-    from . import plot
     from ..sgd import theory
     from ..solvers.steady import steady_state
+    from . import plot
 
     cfg = run.cfg
     if "sweep" not in cfg:
@@ -621,33 +765,58 @@ def cmd_sweep(run: _Run, figures: bool):
     def point(**params):
         prob, solver = points[(params[p1], params.get(p2) if p2 else None)]
         ss = _solve_steady(steady_state, prob, solver)
-        return {sw["observable"]: float(obs(ss)), "mean": ss.mean().tolist(),
-                "residual": ss.info.get("residual"), "wall_ratio": ss.info.get("wall_ratio")}
+        return {
+            sw["observable"]: float(obs(ss)),
+            "mean": ss.mean().tolist(),
+            "residual": ss.info.get("residual"),
+            "wall_ratio": ss.info.get("wall_ratio"),
+        }
 
     grid_of_params = {p1: list(v1), **({p2: list(v2)} if p2 else {})}
     t = time.perf_counter()
-    from ..scale.sweep import sweep       # caching and resuming with [sweep] cache_dir
+    from ..scale.sweep import sweep  # caching and resuming with [sweep] cache_dir
 
-    res = sweep(point, grid_of_params, scheduler=run.options.get("scheduler"), n_workers=run.options.get("workers"),
-                cache_dir=sw.get("cache_dir"), cache_key={k: v for k, v in cfg.items() if k != "sweep"})
-    rows = [{k: r[k] for k in r if k in grid_of_params or k in (sw["observable"], "mean", "residual", "wall_ratio")}
-            for r in res.rows]
+    res = sweep(
+        point,
+        grid_of_params,
+        scheduler=run.options.get("scheduler"),
+        n_workers=run.options.get("workers"),
+        cache_dir=sw.get("cache_dir"),
+        cache_key={k: v for k, v in cfg.items() if k != "sweep"},
+    )
+    rows = [
+        {k: r[k] for k in r if k in grid_of_params or k in (sw["observable"], "mean", "residual", "wall_ratio")}
+        for r in res.rows
+    ]
     run.metrics["sweep_runner"] = "fokkerplanck.scale.sweep.sweep"
     Z = np.array([r[sw["observable"]] for r in rows], dtype=float).reshape(len(v1), len(v2))
     run.timings["sweep_s"] = round(time.perf_counter() - t, 4)
-    run.metrics["sweep"] = {"parameter": p1, "values": v1, "parameter2": p2, "values2": v2 if p2 else None,
-                            "observable": sw["observable"], "points": rows}
+    run.metrics["sweep"] = {
+        "parameter": p1,
+        "values": v1,
+        "parameter2": p2,
+        "values2": v2 if p2 else None,
+        "observable": sw["observable"],
+        "points": rows,
+    }
     run.arrays["observable"] = Z
     transition = None
-    if p1 == "noise.delta_s" and cfg["landscape"]["kind"] == "degenerate-valley" and \
-            len(cfg["landscape"]["lambdas"]) > 1 and cfg["landscape"]["lambdas"][1] < 0:
+    if (
+        p1 == "noise.delta_s"
+        and cfg["landscape"]["kind"] == "degenerate-valley"
+        and len(cfg["landscape"]["lambdas"]) > 1
+        and cfg["landscape"]["lambdas"][1] < 0
+    ):
         transition = theory.transition_noise(cfg["landscape"]["eps"], cfg["landscape"]["lambdas"][1])
         run.metrics["sweep"]["theory_transition_delta_s"] = transition
-    run.summary.append(f"{len(rows)} steady states in {run.timings['sweep_s']:.1f} s; {obs_label} against {p1}"
-                       + (f" and {p2}" if p2 else ""))
+    run.summary.append(
+        f"{len(rows)} steady states in {run.timings['sweep_s']:.1f} s; {obs_label} against {p1}"
+        + (f" and {p2}" if p2 else "")
+    )
     for r in rows:
-        run.summary.append("  " + ", ".join(f"{k} = {_short(r[k])}" for k in ([p1] + ([p2] if p2 else []) +
-                                                                            [sw["observable"]])))
+        run.summary.append(
+            "  " + ", ".join(f"{k} = {_short(r[k])}" for k in ([p1] + ([p2] if p2 else []) + [sw["observable"]]))
+        )
     if transition is not None:
         run.summary.append(f"PRL transition Delta_S* = -eps/lambda_1 = {transition:.3g}")
     if figures:
@@ -655,13 +824,24 @@ def cmd_sweep(run: _Run, figures: bool):
         numeric = all(isinstance(x, (int, float)) for x in v1)
         logx = numeric and min(v1) > 0 and max(v1) / min(v1) > 20
         if p2 is None and numeric:
-            run.figure("sweep.png", plot.sweep_curve(v1, Z[:, 0], xlabel=p1, ylabel=obs_label, logx=logx,
-                                                     vline=transition,
-                                                     vline_label="Delta_S* = -eps/lambda_1" if transition else None))
+            run.figure(
+                "sweep.png",
+                plot.sweep_curve(
+                    v1,
+                    Z[:, 0],
+                    xlabel=p1,
+                    ylabel=obs_label,
+                    logx=logx,
+                    vline=transition,
+                    vline_label="Delta_S* = -eps/lambda_1" if transition else None,
+                ),
+            )
         elif p2 is not None and numeric and all(isinstance(x, (int, float)) for x in v2):
             logy = min(v2) > 0 and max(v2) / min(v2) > 20
-            run.figure("phase_diagram.png", plot.phase_diagram(v1, v2, Z, xlabel=p1, ylabel=p2, zlabel=obs_label,
-                                                               logx=logx, logy=logy))
+            run.figure(
+                "phase_diagram.png",
+                plot.phase_diagram(v1, v2, Z, xlabel=p1, ylabel=p2, zlabel=obs_label, logx=logx, logy=logy),
+            )
         run.timings["figures_s"] = round(time.perf_counter() - t, 4)
 
 
@@ -679,7 +859,9 @@ def _environment_problem() -> str | None:
     name is checked: loading MKL here, earlier than the solve would, changed PARDISO's last bits between a run
     and its resumed twin (tests/test_checkpoint.py)."""
     import importlib.util
+
     from ..solvers.linalg import BACKENDS
+
     name = os.environ.get("FOKKERPLANCK_LU")
     if name is not None and name not in BACKENDS:
         return f"error: FOKKERPLANCK_LU={name!r}; expected one of {', '.join(BACKENDS)}"
@@ -726,11 +908,15 @@ def _add_reproduce_parser(sub) -> None:
     from .reproduce import HEADLINES
 
     text = "the headline result of a paper beyond the PRL (numbers and a figure)"
-    s = sub.add_parser("reproduce", help=text,
-                       description=text + ": " + "; ".join(f"{k}: {h.what}" for k, h in HEADLINES.items()) + ".")
+    s = sub.add_parser(
+        "reproduce",
+        help=text,
+        description=text + ": " + "; ".join(f"{k}: {h.what}" for k, h in HEADLINES.items()) + ".",
+    )
     s.add_argument("headline", choices=list(HEADLINES), metavar="HEADLINE", help=" | ".join(HEADLINES))
-    s.add_argument("--out", metavar="DIR", default=None,
-                   help="output directory (default: ./fokkerplanck-out/reproduce-HEADLINE)")
+    s.add_argument(
+        "--out", metavar="DIR", default=None, help="output directory (default: ./fokkerplanck-out/reproduce-HEADLINE)"
+    )
     s.add_argument("--quick", action="store_true", help="fewer particles and shorter runs (seconds to a minute)")
     s.add_argument("--no-figures", action="store_true", help="skip the PNG figure")
     s.add_argument("--seed", type=int, default=0, help="seed of the particles (default 0)")
@@ -746,8 +932,9 @@ def cmd_reproduce(args) -> int:
     folder = OutputFolder(out, overwrite=args.overwrite)
     try:
         with folder:
-            path, summary, notes = reproduce.run(args.headline, folder.staging, quick=args.quick, seed=args.seed,
-                                                 figures=not args.no_figures)
+            path, summary, notes = reproduce.run(
+                args.headline, folder.staging, quick=args.quick, seed=args.seed, figures=not args.no_figures
+            )
             folder.publish()
     except OutputError as e:
         return _fail(f"error: {e}")
@@ -765,7 +952,8 @@ def cmd_reproduce(args) -> int:
 
 def cmd_phase_diagram(args) -> int:
     """``fokkerplanck phase-diagram FIGURE``: run :func:`~fokkerplanck.sgd.phase_diagrams.prl_phase_diagram` (Fig. 5b),
-    :func:`~fokkerplanck.sgd.phase_diagrams.prl_search_diagram` (Fig. 5d) or :func:`~fokkerplanck.sgd.phase_diagrams.highdim_phase_diagram`
+    :func:`~fokkerplanck.sgd.phase_diagrams.prl_search_diagram` (Fig. 5d) or
+    :func:`~fokkerplanck.sgd.phase_diagrams.highdim_phase_diagram`
     (Fig. 3c), write ``result.json`` (tables indexed
     ``[sigma, eta]``), ``arrays.npz`` and ``phase_diagram.png``, print the table."""
     t0 = time.perf_counter()
@@ -790,9 +978,15 @@ def cmd_phase_diagram(args) -> int:
 
 def _phase_diagram_into(folder, args, t0) -> int:
     """The phase diagram of ``args.figure`` written into ``folder``'s staging folder, then moved into place."""
+    from ..sgd.phase_diagrams import (
+        PRL_FIG5B_ETAS,
+        PRL_FIG5B_SIGMAS,
+        highdim_phase_diagram,
+        prl_phase_diagram,
+        prl_search_diagram,
+        save_phase_diagram,
+    )
     from . import plot
-    from ..sgd.phase_diagrams import (PRL_FIG5B_ETAS, PRL_FIG5B_SIGMAS, highdim_phase_diagram, prl_phase_diagram,
-                                     prl_search_diagram, save_phase_diagram)
 
     which, out = args.figure, folder.staging
     axes = {k: v for k, v in (("etas", args.etas), ("sigmas", args.sigmas)) if v is not None}
@@ -807,7 +1001,7 @@ def _phase_diagram_into(folder, args, t0) -> int:
                 res = prl_search_diagram(**{"etas": PRL_FIG5B_ETAS, "sigmas": PRL_FIG5B_SIGMAS, **axes}, **common)
             else:
                 res = highdim_phase_diagram(**axes, **common)
-        except OSError as e:      # an unwritable cache, an unreachable scheduler
+        except OSError as e:  # an unwritable cache, an unreachable scheduler
             return _fail(f"error: {e}")
     timings["sweep_s"] = round(time.perf_counter() - t0, 4)
     for w in caught:
@@ -821,44 +1015,60 @@ def _phase_diagram_into(folder, args, t0) -> int:
         Z, zlabel = res["Z_flatness"], "flatness F(<|x|>) = lambda(<|x|>)^(-1/2)"
         title = "PRL Fig. 5(b): 2D valley, random-shift SGD"
         kw = {"transition": res["transition_theory"], "transition_curve": res["transition_theory_curve"]}
-        summary = [f"PRL Fig. 5(b): {len(sigmas)} x {len(etas)} SGD points + {len(res['solver'].rows)} steady "
-                   f"states in {timings['sweep_s']:.1f} s",
-                   f"transition Delta_S*: theory -eps/lambda_1 = {res['transition_theory']:.3g}, solver "
-                   + (f"{res['transition_solver']:.3g}" if res["transition_solver"] is not None else "not crossed")]
+        summary = [
+            f"PRL Fig. 5(b): {len(sigmas)} x {len(etas)} SGD points + {len(res['solver'].rows)} steady "
+            f"states in {timings['sweep_s']:.1f} s",
+            f"transition Delta_S*: theory -eps/lambda_1 = {res['transition_theory']:.3g}, solver "
+            + (f"{res['transition_solver']:.3g}" if res["transition_solver"] is not None else "not crossed"),
+        ]
     elif which == "prl-fig5d":
         Z, zlabel = res["Z_search_time"], "search time tau_s = eta <t_s>"
         title = "PRL Fig. 5(d): search time of random-shift SGD"
-        kw = {"transition": res["transition_theory"], "transition_curve": res["transition_theory_curve"],
-              "log_color": True}
+        kw = {
+            "transition": res["transition_theory"],
+            "transition_curve": res["transition_theory_curve"],
+            "log_color": True,
+        }
         slow = ", ".join(f"eta {e}: {d:.3g}" if d is not None else f"eta {e}: -" for e, d in res["slowest"].items())
-        summary = [f"PRL Fig. 5(d): {len(sigmas)} x {len(etas)} SGD points in {timings['sweep_s']:.1f} s",
-                   f"slowest search (Delta_S) per eta -- {slow}; theory Delta_S* = -eps/lambda_1 = "
-                   f"{res['transition_theory']:.3g}"]
+        summary = [
+            f"PRL Fig. 5(d): {len(sigmas)} x {len(etas)} SGD points in {timings['sweep_s']:.1f} s",
+            f"slowest search (Delta_S) per eta -- {slow}; theory Delta_S* = -eps/lambda_1 = "
+            f"{res['transition_theory']:.3g}",
+        ]
     else:
         Z, zlabel = res["Z_flatness"], "steady-state flatness <F(x)>"
         title = "PRL Fig. 3(c): high-dimensional valley (N_S = 5, N_F = 100)"
         kw = {"transition_curve": res["transition_theory_curve"], "eta_max": res["eta_max_at_0"]}
         c = res["convergence"]
-        summary = [f"PRL Fig. 3(c): {len(sigmas)} x {len(etas)} SGD points in {timings['sweep_s']:.1f} s; "
-                   f"F from {res['flatness_min']:.4f} (x = 0) to {res['flatness_max']:.4f} (|x_F| = "
-                   f"{res['x_flattest']:.3g})",
-                   f"convergence eta <lambda>_ss < 2: {c['converged_cells_with_eta_lambda_below_2']} of "
-                   f"{c['converged_cells']} converged cells satisfy it (max "
-                   + (f"{c['max_eta_lambda_converged']:.3g}" if c["max_eta_lambda_converged"] is not None else "-")
-                   + f"); {c['diverged_cells']} diverged, {c['diverged_cells_beyond_eta_max_at_0']} of them with "
-                   f"eta >= 2/lambda_max(0) = {res['eta_max_at_0']:.3g}",
-                   f"transition Delta_S* (theory, eta -> 0) = {res['transition_theory']:.3g}"]
+        summary = [
+            f"PRL Fig. 3(c): {len(sigmas)} x {len(etas)} SGD points in {timings['sweep_s']:.1f} s; "
+            f"F from {res['flatness_min']:.4f} (x = 0) to {res['flatness_max']:.4f} (|x_F| = "
+            f"{res['x_flattest']:.3g})",
+            f"convergence eta <lambda>_ss < 2: {c['converged_cells_with_eta_lambda_below_2']} of "
+            f"{c['converged_cells']} converged cells satisfy it (max "
+            + (f"{c['max_eta_lambda_converged']:.3g}" if c["max_eta_lambda_converged"] is not None else "-")
+            + f"); {c['diverged_cells']} diverged, {c['diverged_cells_beyond_eta_max_at_0']} of them with "
+            f"eta >= 2/lambda_max(0) = {res['eta_max_at_0']:.3g}",
+            f"transition Delta_S* (theory, eta -> 0) = {res['transition_theory']:.3g}",
+        ]
     summary.append(f"{zlabel} [rows sigma, columns eta; div: >= {threshold:.0%} of particles diverged]:")
-    summary += _table_lines(sigmas, etas, Z, res["Z_diverged"], threshold,
-                            fmt="{:.4g}" if which == "prl-fig5d" else "{:.4f}")
+    summary += _table_lines(
+        sigmas, etas, Z, res["Z_diverged"], threshold, fmt="{:.4g}" if which == "prl-fig5d" else "{:.4f}"
+    )
     if not args.no_figures:
         t = time.perf_counter()
-        fig = plot.sgd_phase_diagram(sigmas, etas, Z, diverged=res["Z_diverged"], diverged_threshold=threshold,
-                                     zlabel=zlabel, title=title, **kw)
+        fig = plot.sgd_phase_diagram(
+            sigmas, etas, Z, diverged=res["Z_diverged"], diverged_threshold=threshold, zlabel=zlabel, title=title, **kw
+        )
         figures.append(plot.save(fig, out / "phase_diagram.png"))
         timings["figures_s"] = round(time.perf_counter() - t, 4)
-    res["parameters"] = {**res["parameters"], "figure": which, "scheduler": args.scheduler,
-                         "workers": args.workers, "cache": args.cache}
+    res["parameters"] = {
+        **res["parameters"],
+        "figure": which,
+        "scheduler": args.scheduler,
+        "workers": args.workers,
+        "cache": args.cache,
+    }
     timings["total_s"] = round(time.perf_counter() - t0, 4)
     path = save_phase_diagram(res, out, command="phase-diagram", figures=figures, notes=notes, timings=timings)
     folder.publish()
@@ -872,15 +1082,21 @@ def _phase_diagram_into(folder, args, t0) -> int:
     return 0
 
 
-_RUNNERS = {"demo": cmd_demo, "steady": cmd_steady, "evolve": cmd_evolve, "simulate": cmd_simulate,
-            "compare": cmd_compare, "sweep": cmd_sweep}
+_RUNNERS = {
+    "demo": cmd_demo,
+    "steady": cmd_steady,
+    "evolve": cmd_evolve,
+    "simulate": cmd_simulate,
+    "compare": cmd_compare,
+    "sweep": cmd_sweep,
+}
 
 
 # ------------------------------------------------------------------------------------------------------------
 def _fail(message: str) -> int:
     """Print ``message`` as one line of at most ``MESSAGE_LIMIT`` characters; exit code 2 (a user mistake)."""
     line = " ".join(str(message).split())
-    print(line if len(line) <= MESSAGE_LIMIT else line[:MESSAGE_LIMIT - 3] + "...", file=sys.stderr)
+    print(line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 3] + "...", file=sys.stderr)
     return 2
 
 
@@ -889,7 +1105,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as e:       # --help, --version, usage errors
+    except SystemExit as e:  # --help, --version, usage errors
         return int(e.code or 0)
     if args.command is None:
         parser.print_help()
@@ -914,8 +1130,12 @@ def main(argv=None) -> int:
     except TooLarge as e:
         return _fail(f"error: {e}")
     out = Path(args.out) if args.out else Path("fokkerplanck-out") / command
-    folder = OutputFolder(out, overwrite=args.overwrite, resume=bool(getattr(args, "resume", False)),
-                          outside={"[sweep] cache_dir": cfg.get("sweep", {}).get("cache_dir")})
+    folder = OutputFolder(
+        out,
+        overwrite=args.overwrite,
+        resume=bool(getattr(args, "resume", False)),
+        outside={"[sweep] cache_dir": cfg.get("sweep", {}).get("cache_dir")},
+    )
     try:
         with folder:
             return _run_into(folder, command, cfg, args)
@@ -926,8 +1146,9 @@ def main(argv=None) -> int:
 def _run_into(folder, command, cfg, args) -> int:
     """Run ``command`` into ``folder``'s staging folder, save, move it into place, print the summary."""
     run = _Run(command, cfg, folder.staging)
-    run.options = {k: getattr(args, k) for k in ("scheduler", "workers", "resume", "checkpoint_every")
-                   if hasattr(args, k)}
+    run.options = {
+        k: getattr(args, k) for k in ("scheduler", "workers", "resume", "checkpoint_every") if hasattr(args, k)
+    }
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -938,11 +1159,11 @@ def _run_into(folder, command, cfg, args) -> int:
             return _fail(f"error: {e}")
         except CheckpointMismatch as e:
             return _fail(f"error: {e}")
-        except OSError as e:               # an unwritable cache directory, a full disk, an unreachable scheduler
+        except OSError as e:  # an unwritable cache directory, a full disk, an unreachable scheduler
             return _fail(f"error: {e}")
-        except TooLarge as e:              # estimated before the work (fokkerplanck.model.budget)
+        except TooLarge as e:  # estimated before the work (fokkerplanck.model.budget)
             return _fail(f"error: {e}")
-        except KeyboardInterrupt:          # Ctrl-C: one line, the checkpoint (written atomically) kept
+        except KeyboardInterrupt:  # Ctrl-C: one line, the checkpoint (written atomically) kept
             kept = run.checkpoint is not None and run.checkpoint.is_file()
             what = f"the checkpoint {run.checkpoint} is kept: rerun with --resume" if kept else "nothing was saved"
             print(f"interrupted; {what}", file=sys.stderr)
@@ -956,7 +1177,7 @@ def _run_into(folder, command, cfg, args) -> int:
             seen.add(msg)
             run.notes.append(f"{w.category.__name__}: {msg}")
     path = run.save()
-    if run.checkpoint is not None:       # the results are saved: the checkpoint has served its purpose
+    if run.checkpoint is not None:  # the results are saved: the checkpoint has served its purpose
         from ..results.io import remove_checkpoint
 
         remove_checkpoint(run.checkpoint)

@@ -31,6 +31,7 @@ The builders :func:`build_grid`, :func:`build_landscape`, :func:`build_noise` an
 turn a validated configuration into ``fokkerplanck`` objects; errors raised by the constructors are
 re-raised as :class:`ConfigError` naming the section.
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,22 +48,35 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ConfigError", "DEFAULTS", "SCHEMA", "load_config", "validate", "parse_toml", "build_grid",
-           "build_landscape", "build_noise", "build_problem", "get_path", "set_path", "to_toml"]
+__all__ = [
+    "ConfigError",
+    "DEFAULTS",
+    "SCHEMA",
+    "load_config",
+    "validate",
+    "parse_toml",
+    "build_grid",
+    "build_landscape",
+    "build_noise",
+    "build_problem",
+    "get_path",
+    "set_path",
+    "to_toml",
+]
 
 
-MESSAGE_LIMIT = 300   # characters of a one-line error
+MESSAGE_LIMIT = 300  # characters of a one-line error
 
 
 class ConfigError(ValueError):
     """A user mistake in a configuration; the message is one line starting with ``config error:``."""
 
     def __init__(self, message: str):
-        message = " ".join(str(message).split())          # always one line
+        message = " ".join(str(message).split())  # always one line
         if not message.startswith("config error:"):
             message = "config error: " + message
-        if len(message) > MESSAGE_LIMIT:                 # a huge value is not echoed whole
-            message = message[:MESSAGE_LIMIT - 3] + "..."
+        if len(message) > MESSAGE_LIMIT:  # a huge value is not echoed whole
+            message = message[: MESSAGE_LIMIT - 3] + "..."
         super().__init__(message)
 
 
@@ -117,6 +131,7 @@ def _integer(minimum):
         if v < minimum:
             raise _Bad(f"expected an integer >= {minimum}, got {v}")
         return int(v)
+
     check.__name__ = f"integer>={minimum}"
     return check
 
@@ -130,6 +145,7 @@ def _string(choices=None):
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise _Bad(f"{v!r} is not one of {', '.join(map(repr, choices))}{extra}")
         return v.lower() if choices is not None else v
+
     return check
 
 
@@ -208,7 +224,7 @@ def _bc(v):
 def _theta0(v):
     if isinstance(v, str):
         if v.lower() != "uniform":
-            raise _Bad(f"expected a point (list of numbers) or \"uniform\", got {v!r}")
+            raise _Bad(f'expected a point (list of numbers) or "uniform", got {v!r}')
         return "uniform"
     return _vector(v)
 
@@ -219,8 +235,10 @@ def _values(v):
         raise _Bad(f"expected a non-empty list of values, got {_show(v)}")
     for x in v:
         if isinstance(x, bool) or not isinstance(x, (int, float, str)):
-            raise _Bad(f"each value must be a number or a string, got {_show(x)} (a list-valued key such as "
-                       "landscape.lambdas cannot be swept; sweep one of its numbers with a config per value)")
+            raise _Bad(
+                f"each value must be a number or a string, got {_show(x)} (a list-valued key such as "
+                "landscape.lambdas cannot be swept; sweep one of its numbers with a config per value)"
+            )
     if len(set(v)) != len(v):
         raise _Bad(f"repeated values in {_show(v)}")
     return list(v)
@@ -255,8 +273,11 @@ LANDSCAPES = {
     },
     "multi-valley": {
         "centers": Key(_nested, required=True, doc="(K, d) well centres"),
-        "curvatures": Key(lambda v: v if isinstance(v, list) else _vector(v), required=True,
-                          doc="(K,), (K, d) or (K, d, d) curvatures"),
+        "curvatures": Key(
+            lambda v: v if isinstance(v, list) else _vector(v),
+            required=True,
+            doc="(K,), (K, d) or (K, d, d) curvatures",
+        ),
         "depths": Key(_vector, doc="(K,) well offsets b_k"),
         "beta": Key(_positive, 20.0, "soft-min sharpness"),
     },
@@ -290,13 +311,15 @@ SCHEMA = {
         "method": Key(_string(("auto", "direct", "iterative", "gth")), "auto", "steady-state linear solver"),
         "tol": Key(_unit_interval, 1e-10, "relative residual of the iterative solver, in (0, 1)"),
         "stencil_radius": Key(_integer(1), DEFAULT_STENCIL_RADIUS, "longest diffusion-stencil jump, in cells"),
-        "convention": Key(_string(("ito", "stratonovich", "hanggi-klimontovich")), "ito",
-                          "interpretation of multiplicative noise"),
+        "convention": Key(
+            _string(("ito", "stratonovich", "hanggi-klimontovich")), "ito", "interpretation of multiplicative noise"
+        ),
         "t_end": Key(_positive, 10.0, "evolve: final time"),
         "n_save": Key(_integer(2), 11, "evolve: number of saved densities (>= 2)"),
         "dt": Key(_positive, doc="evolve: time step (default t_end / 200)"),
-        "scheme": Key(_string(("tr-bdf2", "implicit-euler", "explicit", "expm")), "tr-bdf2",
-                      "evolve: time-stepping scheme"),
+        "scheme": Key(
+            _string(("tr-bdf2", "implicit-euler", "explicit", "expm")), "tr-bdf2", "evolve: time-stepping scheme"
+        ),
     },
     "initial": {
         "mean": Key(_vector, doc="mean of the Gaussian initial density (default: the grid centre)"),
@@ -305,7 +328,7 @@ SCHEMA = {
     "particles": {
         "method": Key(_string(("sde", "sgd", "langevin")), "sde", "particle dynamics"),
         "n_particles": Key(_integer(1), 10_000, "number of particles"),
-        "theta0": Key(_theta0, "uniform", "start point, or \"uniform\" in the grid box"),
+        "theta0": Key(_theta0, "uniform", 'start point, or "uniform" in the grid box'),
         "t_end": Key(_positive, doc="final time (sde/langevin; sgd: t = steps * eta)"),
         "dt": Key(_positive, doc="time step (sde/langevin)"),
         "n_steps": Key(_integer(1), doc="number of steps (instead of t_end)"),
@@ -316,12 +339,15 @@ SCHEMA = {
         "seed": Key(_integer(0), 0, "random seed"),
     },
     "sweep": {
-        "parameter": Key(_string(), required=True, doc="\"section.key\" to vary, e.g. \"noise.delta_s\""),
+        "parameter": Key(_string(), required=True, doc='"section.key" to vary, e.g. "noise.delta_s"'),
         "values": Key(_values, required=True, doc="its values"),
-        "parameter2": Key(_string(), doc="a second \"section.key\" (2D phase diagram)"),
+        "parameter2": Key(_string(), doc='a second "section.key" (2D phase diagram)'),
         "values2": Key(_values, doc="its values"),
-        "observable": Key(_string(("mean_abs_x", "mean_x", "var_x", "var_y", "entropy", "peak_x")),
-                          "mean_abs_x", "scalar recorded at each point (x = axis 0, y = axis 1)"),
+        "observable": Key(
+            _string(("mean_abs_x", "mean_x", "var_x", "var_y", "entropy", "peak_x")),
+            "mean_abs_x",
+            "scalar recorded at each point (x = axis 0, y = axis 1)",
+        ),
         "cache_dir": Key(_string(), doc="directory caching finished points (a rerun skips them)"),
     },
 }
@@ -336,8 +362,7 @@ PRL_EQ11 = {
     "grid": {"axes": [[-2.0, 2.0, 160], [-1.0, 1.0, 100]], "bc": "reflecting"},
     "landscape": {"kind": "degenerate-valley", "lambdas": [1.0, 1.0], "eps": 0.0},
     "noise": {"kind": "constant", "D": [0.05 / 3.0, 0.05]},
-    "particles": {"method": "sde", "n_particles": 100_000, "theta0": "uniform", "t_end": 125.0, "dt": 0.025,
-                  "seed": 0},
+    "particles": {"method": "sde", "n_particles": 100_000, "theta0": "uniform", "t_end": 125.0, "dt": 0.025, "seed": 0},
 }
 
 DEFAULTS = {
@@ -355,8 +380,11 @@ DEFAULTS = {
         "grid": {"axes": [[-2.0, 2.0, 120], [-0.6, 0.6, 80]], "bc": "reflecting"},
         "landscape": {"kind": "degenerate-valley", "lambdas": [8.0, -2.0, 1.0], "eps": 1e-3},
         "noise": {"kind": "hessian-aligned", "delta_s": 5e-4},
-        "sweep": {"parameter": "noise.delta_s", "values": [1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4, 8e-4, 1e-3],
-                  "observable": "mean_abs_x"},
+        "sweep": {
+            "parameter": "noise.delta_s",
+            "values": [1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4, 8e-4, 1e-3],
+            "observable": "mean_abs_x",
+        },
     },
 }
 
@@ -382,8 +410,7 @@ def _check_section(name: str, given: dict, spec: dict, context: str = "") -> dic
     out = {}
     for key, value in given.items():
         if key not in spec:
-            raise ConfigError(f"[{name}] unknown key {key!r}{context}{_suggest(key, spec)}; "
-                              f"allowed: {', '.join(spec)}")
+            raise ConfigError(f"[{name}] unknown key {key!r}{context}{_suggest(key, spec)}; allowed: {', '.join(spec)}")
         try:
             out[key] = spec[key].check(value)
         except _Bad as e:
@@ -408,8 +435,7 @@ def validate(raw: dict) -> dict:
         if name not in SCHEMA:
             hint = difflib.get_close_matches(name, list(SCHEMA), n=1, cutoff=0.6)
             extra = f" (did you mean [{hint[0]}]?)" if hint else ""
-            raise ConfigError(f"unknown section [{name}]{extra}; allowed: "
-                              f"{', '.join('[' + s + ']' for s in SCHEMA)}")
+            raise ConfigError(f"unknown section [{name}]{extra}; allowed: {', '.join('[' + s + ']' for s in SCHEMA)}")
         if not isinstance(section, dict):
             raise ConfigError(f"{name!r} must be a section ([{name}] table), got {_show(section)}")
         if name in ("landscape", "noise"):
@@ -448,16 +474,17 @@ def _cross_checks(cfg: dict) -> None:
             raise ConfigError(f"[noise] D: the diffusion tensor is not symmetric: {M.tolist()}")
         lam = np.linalg.eigvalsh(M)
         if lam[0] < -1e-12 * max(abs(lam).max(), 1e-300):
-            raise ConfigError(f"[noise] D: the diffusion tensor is not positive semi-definite "
-                              f"(smallest eigenvalue {lam[0]:.4g}): {M.tolist()}")
+            raise ConfigError(
+                f"[noise] D: the diffusion tensor is not positive semi-definite "
+                f"(smallest eigenvalue {lam[0]:.4g}): {M.tolist()}"
+            )
         if not lam[-1] > 0:
             raise ConfigError("[noise] D: the diffusion tensor is zero")
     land = cfg.get("landscape")
     if land and d is not None:
         ld = _landscape_dim(land)
         if ld is not None and ld != d:
-            raise ConfigError(f"[landscape] a {ld}-dimensional {land['kind']} landscape on a {d}-dimensional "
-                              "[grid]")
+            raise ConfigError(f"[landscape] a {ld}-dimensional {land['kind']} landscape on a {d}-dimensional [grid]")
     part = cfg.get("particles")
     if part:
         m = part["method"]
@@ -476,13 +503,15 @@ def _cross_checks(cfg: dict) -> None:
         if m == "langevin" and "T" not in part:
             raise ConfigError("[particles] method 'langevin' needs a temperature 'T'")
         if m != "langevin" and "T" in part:
-            raise ConfigError(f"[particles] T: a parameter of method 'langevin', not of {m!r} "
-                              "(use [noise] kind = \"isotropic\")")
+            raise ConfigError(
+                f"[particles] T: a parameter of method 'langevin', not of {m!r} (use [noise] kind = \"isotropic\")"
+            )
         if "t_end" not in part and "n_steps" not in part:
             raise ConfigError("[particles] give 't_end' or 'n_steps'")
         step = part.get("eta") if m == "sgd" else part.get("dt")
         if "t_end" in part and step and "n_steps" not in part:
-            from ..particles import step_count          # the rule the run itself applies: whole steps only
+            from ..particles import step_count  # the rule the run itself applies: whole steps only
+
             try:
                 step_count(part["t_end"], None, float(step), "[particles]")
             except ValueError as e:
@@ -508,11 +537,12 @@ def _cross_checks(cfg: dict) -> None:
             if p in sweep:
                 path = sweep[p]
                 if path.count(".") != 1:
-                    raise ConfigError(f"[sweep] {p}: expected \"section.key\", got {path!r}")
+                    raise ConfigError(f'[sweep] {p}: expected "section.key", got {path!r}')
                 sec, key = path.split(".")
                 if sec not in ("grid", "landscape", "noise", "solver"):
-                    raise ConfigError(f"[sweep] {p}: can vary [grid], [landscape], [noise] or [solver] keys, "
-                                      f"got [{sec}]")
+                    raise ConfigError(
+                        f"[sweep] {p}: can vary [grid], [landscape], [noise] or [solver] keys, got [{sec}]"
+                    )
         if sweep.get("parameter2") is not None and sweep.get("parameter2") == sweep.get("parameter"):
             raise ConfigError(f"[sweep] parameter2: the same key as parameter ({sweep['parameter']!r})")
 
@@ -529,8 +559,10 @@ def _landscape_dim(land: dict):
     if k == "multi-valley":
         rows = land["centers"]
         if isinstance(rows[0], list) and len({len(r) if isinstance(r, list) else 1 for r in rows}) != 1:
-            raise ConfigError(f"[landscape] centers: every centre needs the same number of coordinates, got "
-                              f"{[len(r) if isinstance(r, list) else 1 for r in rows]}")
+            raise ConfigError(
+                f"[landscape] centers: every centre needs the same number of coordinates, got "
+                f"{[len(r) if isinstance(r, list) else 1 for r in rows]}"
+            )
         c = np.asarray(rows, dtype=float)
         return 1 if c.ndim == 1 else c.shape[1]
     return None  # pragma: no cover
@@ -542,7 +574,7 @@ def _landscape_dim(land: dict):
 def parse_toml(text: str, source: str = "<string>") -> dict:
     """Parse TOML text; a syntax error becomes a one-line :class:`ConfigError` with the position."""
     if text.startswith("\ufeff"):
-        text = text[1:]                  # a UTF-8 byte-order mark (editors on Windows write one): not TOML, ignored
+        text = text[1:]  # a UTF-8 byte-order mark (editors on Windows write one): not TOML, ignored
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -573,7 +605,7 @@ def load_config(path=None, command: str = "steady", quick: bool = False) -> dict
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"cannot read config file '{path}': {e}") from None
         user = parse_toml(text, source=f"'{path}'")
-        validate(user)                       # report mistakes against what the user wrote
+        validate(user)  # report mistakes against what the user wrote
     merged = validate({**base, **user})
     if quick:
         _apply_quick(merged)
@@ -584,8 +616,12 @@ def load_config(path=None, command: str = "steady", quick: bool = False) -> dict
 def _apply_quick(cfg: dict) -> None:
     g = cfg.get("grid")
     if g and isinstance(g.get("axes"), list):
-        g["axes"] = [[a[0], a[1], min(int(a[2]), QUICK["grid_cells"])] if isinstance(a, list) and len(a) == 3
-                     and isinstance(a[2], int) else a for a in g["axes"]]
+        g["axes"] = [
+            [a[0], a[1], min(int(a[2]), QUICK["grid_cells"])]
+            if isinstance(a, list) and len(a) == 3 and isinstance(a[2], int)
+            else a
+            for a in g["axes"]
+        ]
     if "particles" in cfg and isinstance(cfg["particles"], dict):
         p = cfg["particles"]
         p["n_particles"] = min(p.get("n_particles", 10**9), QUICK["particles"]["n_particles"])
@@ -714,8 +750,9 @@ def build_problem(cfg: dict, check: bool = True):
 
     grid = build_grid(cfg)
     from ..model.budget import TooLarge, check_grid
+
     try:
-        check_grid(grid)                       # before the fields are evaluated on every cell
+        check_grid(grid)  # before the fields are evaluated on every cell
     except TooLarge as e:
         raise ConfigError(f"[grid] axes: {e}") from None
     land = build_landscape(cfg)

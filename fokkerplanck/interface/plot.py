@@ -8,6 +8,7 @@ this module does not change the backend of an interactive session. Colours are c
 Each function takes an optional ``ax`` to draw into; without it a new figure is made. Every function returns
 the figure; :func:`save` writes it to a PNG.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,15 +16,26 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:   # matplotlib is imported when a figure is made: it is half of ``import fokkerplanck``'s time
+if TYPE_CHECKING:  # matplotlib is imported when a figure is made: it is half of ``import fokkerplanck``'s time
     from matplotlib.figure import Figure
 
 #: Okabe & Ito (2008) colour-blind-safe palette
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 _STYLES = ("-", "--", ":", "-.")
 
-__all__ = ["density_heatmap", "marginals", "effective_potential", "phase_diagram", "sgd_phase_diagram", "sweep_curve",
-           "flatness_curves", "evolution", "overview", "save", "OKABE_ITO"]
+__all__ = [
+    "density_heatmap",
+    "marginals",
+    "effective_potential",
+    "phase_diagram",
+    "sgd_phase_diagram",
+    "sweep_curve",
+    "flatness_curves",
+    "evolution",
+    "overview",
+    "save",
+    "OKABE_ITO",
+]
 
 
 def _axes(ax, figsize=(6.0, 4.0)):
@@ -35,6 +47,7 @@ def _axes(ax, figsize=(6.0, 4.0)):
 
 def _figure(figsize) -> Figure:
     from matplotlib.figure import Figure
+
     return Figure(figsize=figsize, layout="constrained")
 
 
@@ -52,8 +65,17 @@ def _axis_label(i: int, names=None) -> str:
     return ("x", "y", "z")[i] if i < 3 else f"theta{i}"
 
 
-def density_heatmap(density, landscape=None, *, ax=None, cmap: str = "cividis", n_contours: int = 8,
-                    log: bool = False, title: str | None = None, axis_names=None) -> Figure:
+def density_heatmap(
+    density,
+    landscape=None,
+    *,
+    ax=None,
+    cmap: str = "cividis",
+    n_contours: int = 8,
+    log: bool = False,
+    title: str | None = None,
+    axis_names=None,
+) -> Figure:
     """Heat map of a 2D density with contour lines of the loss landscape ``L`` (when given).
 
     ``log=True`` shows ``log10 P`` (values below ``1e-12`` of the peak are clipped). Contour levels of ``L``
@@ -79,7 +101,7 @@ def density_heatmap(density, landscape=None, *, ax=None, cmap: str = "cividis", 
             cs = ax.contour(cx, cy, L.T, levels=levels, colors="white", linewidths=0.6, alpha=0.7)
             ax.clabel(cs, fontsize=6, fmt="%.2g")
     if axis_names is None and grid.frame is not None:
-        axis_names = ("xi0 (frame)", "xi1 (frame)")       # the cells, and so the picture, are in the frame's xi
+        axis_names = ("xi0 (frame)", "xi1 (frame)")  # the cells, and so the picture, are in the frame's xi
     ax.set_xlabel(_axis_label(0, axis_names))
     ax.set_ylabel(_axis_label(1, axis_names))
     if title:
@@ -96,8 +118,9 @@ def _curve(obj, axis: int):
     return np.asarray(x, dtype=float), np.asarray(p, dtype=float), None, None
 
 
-def marginals(curves: dict, axis: int = 0, *, ax=None, title: str | None = None, xlabel: str | None = None,
-              log: bool = False) -> Figure:
+def marginals(
+    curves: dict, axis: int = 0, *, ax=None, title: str | None = None, xlabel: str | None = None, log: bool = False
+) -> Figure:
     """The marginal densities along ``axis`` of several results on one axis.
 
     ``curves`` maps labels to :class:`~fokkerplanck.model.density.Density` objects (marginalised here) or to
@@ -109,11 +132,17 @@ def marginals(curves: dict, axis: int = 0, *, ax=None, title: str | None = None,
         color = OKABE_ITO[k % len(OKABE_ITO)]
         if se is not None and edges is not None:
             ax.stairs(p, edges, color=color, lw=1.0, label=label)
-            ax.fill_between(x, np.clip(p - 2 * se, 0, None), p + 2 * se, color=color, alpha=0.25, lw=0,
-                            step="mid")
+            ax.fill_between(x, np.clip(p - 2 * se, 0, None), p + 2 * se, color=color, alpha=0.25, lw=0, step="mid")
         else:
-            ax.plot(x, p, _STYLES[k % len(_STYLES)], color=color, lw=1.5 if k == 0 else 2.0, label=label,
-                    zorder=2 if k == 0 else 3)
+            ax.plot(
+                x,
+                p,
+                _STYLES[k % len(_STYLES)],
+                color=color,
+                lw=1.5 if k == 0 else 2.0,
+                label=label,
+                zorder=2 if k == 0 else 3,
+            )
     ax.set_xlabel(xlabel or _axis_label(axis))
     ax.set_ylabel(f"P({xlabel or _axis_label(axis)})")
     if log:
@@ -124,8 +153,9 @@ def marginals(curves: dict, axis: int = 0, *, ax=None, title: str | None = None,
     return fig
 
 
-def effective_potential(curves: dict, scale: float, axis: int = 0, *, ax=None, title: str | None = None,
-                        xlabel: str | None = None) -> Figure:
+def effective_potential(
+    curves: dict, scale: float, axis: int = 0, *, ax=None, title: str | None = None, xlabel: str | None = None
+) -> Figure:
     """``L_eff(x) = -scale ln P(x)`` (PRL Eq. 12, applied to the marginal along ``axis``), each curve shifted
     to minimum 0. ``curves`` as in :func:`marginals`; ``(x, L)`` pairs whose label starts with ``"L:"`` are
     drawn as given (e.g. a closed-form ``L_SGD``)."""
@@ -162,9 +192,21 @@ def _cell_edges(v, log: bool) -> np.ndarray:
     return np.exp(e) if log else e
 
 
-def phase_diagram(x, y, Z, *, ax=None, xlabel: str = "", ylabel: str = "", zlabel: str = "",
-                  logx: bool = False, logy: bool = False, cmap: str = "viridis", title: str | None = None,
-                  marks=None) -> Figure:
+def phase_diagram(
+    x,
+    y,
+    Z,
+    *,
+    ax=None,
+    xlabel: str = "",
+    ylabel: str = "",
+    zlabel: str = "",
+    logx: bool = False,
+    logy: bool = False,
+    cmap: str = "viridis",
+    title: str | None = None,
+    marks=None,
+) -> Figure:
     """A two-parameter sweep: ``Z[i, j]`` at ``(x[i], y[j])`` as a colour map (cell per sweep point).
 
     ``marks`` is an optional ``(n, 2)`` array of points to overlay (e.g. a theoretical transition line); NaN
@@ -173,8 +215,9 @@ def phase_diagram(x, y, Z, *, ax=None, xlabel: str = "", ylabel: str = "", zlabe
     if Z.shape != (x.size, y.size):
         raise ValueError(f"phase_diagram: Z has shape {Z.shape}, expected ({x.size}, {y.size})")
     fig, ax = _axes(ax, (5.6, 4.2))
-    mesh = ax.pcolormesh(_cell_edges(x, logx), _cell_edges(y, logy), np.ma.masked_invalid(Z).T, cmap=cmap,
-                         shading="flat")
+    mesh = ax.pcolormesh(
+        _cell_edges(x, logx), _cell_edges(y, logy), np.ma.masked_invalid(Z).T, cmap=cmap, shading="flat"
+    )
     fig.colorbar(mesh, ax=ax, label=zlabel)
     if logx:
         ax.set_xscale("log")
@@ -190,12 +233,26 @@ def phase_diagram(x, y, Z, *, ax=None, xlabel: str = "", ylabel: str = "", zlabe
     return fig
 
 
-def sgd_phase_diagram(sigmas, etas, Z, *, diverged=None, diverged_threshold: float = 0.5, transition=None,
-                      transition_curve=None, eta_max=None, ax=None, zlabel: str = "flatness F",
-                      cmap: str = "viridis", log_color: bool = False, title: str | None = None) -> Figure:
+def sgd_phase_diagram(
+    sigmas,
+    etas,
+    Z,
+    *,
+    diverged=None,
+    diverged_threshold: float = 0.5,
+    transition=None,
+    transition_curve=None,
+    eta_max=None,
+    ax=None,
+    zlabel: str = "flatness F",
+    cmap: str = "viridis",
+    log_color: bool = False,
+    title: str | None = None,
+) -> Figure:
     """The (sigma, eta) phase diagram of SGD hyperparameters (PRL Figs. 3c and 5b): ``Z[i, j]`` at
     ``sigma = sigmas[i]``, ``eta = etas[j]`` (the ``[sigma, eta]`` tables of
-    :func:`~fokkerplanck.sgd.phase_diagrams.prl_phase_diagram` / :func:`~fokkerplanck.sgd.phase_diagrams.highdim_phase_diagram`) as a
+    :func:`~fokkerplanck.sgd.phase_diagrams.prl_phase_diagram` /
+    :func:`~fokkerplanck.sgd.phase_diagrams.highdim_phase_diagram`) as a
     colour map on log axes, sigma across and eta up.
 
     * ``diverged``: the diverged fraction per cell; cells with at least ``diverged_threshold`` (and cells
@@ -212,8 +269,9 @@ def sgd_phase_diagram(sigmas, etas, Z, *, diverged=None, diverged_threshold: flo
 
     s, e, Z = np.asarray(sigmas, dtype=float), np.asarray(etas, dtype=float), np.asarray(Z, dtype=float)
     if Z.shape != (s.size, e.size):
-        raise ValueError(f"sgd_phase_diagram: Z has shape {Z.shape}, expected (len(sigmas), len(etas)) = "
-                         f"({s.size}, {e.size})")
+        raise ValueError(
+            f"sgd_phase_diagram: Z has shape {Z.shape}, expected (len(sigmas), len(etas)) = ({s.size}, {e.size})"
+        )
     if np.any(s <= 0) or np.any(e <= 0):
         raise ValueError("sgd_phase_diagram: sigmas and etas must be positive (log axes)")
     grey = ~np.isfinite(Z)
@@ -235,44 +293,79 @@ def sgd_phase_diagram(sigmas, etas, Z, *, diverged=None, diverged_threshold: flo
     fig.colorbar(mesh, ax=ax, label=zlabel)
     handles = []
     if grey.any():
-        ax.pcolormesh(xe, ye, np.ma.masked_array(np.ones_like(Z), mask=~grey).T,
-                      cmap=mcolors.ListedColormap(["#9a9a9a"]), shading="flat", vmin=0, vmax=1)
-        handles.append(Patch(color="#9a9a9a", label=f"diverged (\u2265 {diverged_threshold:.0%} of particles)"
-                             if diverged is not None else "diverged"))
+        ax.pcolormesh(
+            xe,
+            ye,
+            np.ma.masked_array(np.ones_like(Z), mask=~grey).T,
+            cmap=mcolors.ListedColormap(["#9a9a9a"]),
+            shading="flat",
+            vmin=0,
+            vmax=1,
+        )
+        handles.append(
+            Patch(
+                color="#9a9a9a",
+                label=f"diverged (\u2265 {diverged_threshold:.0%} of particles)"
+                if diverged is not None
+                else "diverged",
+            )
+        )
     lo, hi = xe[0], xe[-1]
     if transition is not None and transition > 0:
         sg = np.geomspace(lo, hi, 200)
-        (ln,) = ax.plot(sg, float(transition) / sg, ls=":", color=OKABE_ITO[5], lw=2.0,
-                        label=f"\u03b7\u03c3 = \u0394S* = {transition:.3g}")
+        (ln,) = ax.plot(
+            sg,
+            float(transition) / sg,
+            ls=":",
+            color=OKABE_ITO[5],
+            lw=2.0,
+            label=f"\u03b7\u03c3 = \u0394S* = {transition:.3g}",
+        )
         handles.append(ln)
     if transition_curve is not None:
         c = np.asarray([p for p in transition_curve if p[0] is not None and p[0] > 0], dtype=float).reshape(-1, 2)
         if c.size:
-            (ln,) = ax.plot(c[:, 0], c[:, 1], "--", color=OKABE_ITO[1], lw=1.6,
-                            label="\u03c3*(\u03b7) = \u0394S*(\u03b7)/\u03b7 (discrete SGD)")
+            (ln,) = ax.plot(
+                c[:, 0],
+                c[:, 1],
+                "--",
+                color=OKABE_ITO[1],
+                lw=1.6,
+                label="\u03c3*(\u03b7) = \u0394S*(\u03b7)/\u03b7 (discrete SGD)",
+            )
             handles.append(ln)
     if eta_max is not None and ye[0] <= float(eta_max) <= ye[-1]:
-        ln = ax.axhline(float(eta_max), color=OKABE_ITO[3], ls="--", lw=1.4,
-                        label=f"\u03b7 = 2/\u03bb_max(0) = {eta_max:.3g}")
+        ln = ax.axhline(
+            float(eta_max), color=OKABE_ITO[3], ls="--", lw=1.4, label=f"\u03b7 = 2/\u03bb_max(0) = {eta_max:.3g}"
+        )
         handles.append(ln)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())     # decades only: short axes would crowd minor labels
+    ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: short axes would crowd minor labels
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlim(xe[0], xe[-1])
     ax.set_ylim(ye[0], ye[-1])
     ax.set_xlabel("noise strength \u03c3")
     ax.set_ylabel("learning rate \u03b7")
-    if handles:      # below the axes: the cells stay visible
-        ax.legend(handles=handles, frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14),
-                  ncol=2)
+    if handles:  # below the axes: the cells stay visible
+        ax.legend(handles=handles, frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     if title:
         ax.set_title(title, fontsize=10)
     return fig
 
 
-def sweep_curve(x, values, *, ax=None, xlabel: str = "", ylabel: str = "", logx: bool = False,
-                vline: float | None = None, vline_label: str | None = None, title: str | None = None) -> Figure:
+def sweep_curve(
+    x,
+    values,
+    *,
+    ax=None,
+    xlabel: str = "",
+    ylabel: str = "",
+    logx: bool = False,
+    vline: float | None = None,
+    vline_label: str | None = None,
+    title: str | None = None,
+) -> Figure:
     """A one-parameter sweep: ``values`` against ``x``, with an optional vertical marker (e.g. a
     theoretical transition point)."""
     fig, ax = _axes(ax)
@@ -290,8 +383,9 @@ def sweep_curve(x, values, *, ax=None, xlabel: str = "", ylabel: str = "", logx:
     return fig
 
 
-def flatness_curves(curves: dict, *, ax=None, logx: bool = True, flatness_max: float | None = None,
-                    title: str | None = None) -> Figure:
+def flatness_curves(
+    curves: dict, *, ax=None, logx: bool = True, flatness_max: float | None = None, title: str | None = None
+) -> Figure:
     """Flatness dynamics ``<F>(t)`` (PRL Figs. 2a, 3a): one line per entry of ``curves`` (label -> a
     :class:`~fokkerplanck.sgd.flatness.FlatnessCurve`), with a band of one standard error where the curve has one
     (particles), and an optional dotted line at the flattest value of the valley. The first record (t = 0) is

@@ -4,6 +4,7 @@ Each headline is a function of :mod:`fokkerplanck.sgd` returning plain numbers (
 and a figure writer (``plot_*_headline(result, path)``); this command runs one, writes ``DIR/result.json``
 (parameters, the numbers as metrics, timings) and ``DIR/headline.png``, and prints a short summary.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -17,30 +18,42 @@ from pathlib import Path
 class Headline:
     """A reproducible headline: where its functions live and what it shows."""
 
-    module: str          # under fokkerplanck.sgd
-    compute: str         # name of f(quick: bool, seed: int) -> dict
-    draw: str            # name of g(result: dict, path) -> None
-    what: str            # one line for the help text
+    module: str  # under fokkerplanck.sgd
+    compute: str  # name of f(quick: bool, seed: int) -> dict
+    draw: str  # name of g(result: dict, path) -> None
+    what: str  # one line for the help text
 
 
 #: headline name -> how to compute and draw it
 HEADLINES = {
     "label-noise": Headline(
-        "label_noise", "label_noise_headline", "plot_label_noise_headline",
+        "label_noise",
+        "label_noise_headline",
+        "plot_label_noise_headline",
         "Xu et al. 2026: sharpness of the minimum SGD reaches against the anisotropy of the label noise "
-        "(closed form against particles)"),
+        "(closed form against particles)",
+    ),
     "alignment": Headline(
-        "alignment", "alignment_headline", "plot_alignment_headline",
+        "alignment",
+        "alignment_headline",
+        "plot_alignment_headline",
         "Wu, Wang & Su 2022: the exact linear-stability threshold of minibatch SGD against the alignment bound "
-        "sqrt(B/mu)/eta, particles across it, and the power-law Fokker-Planck steady state"),
+        "sqrt(B/mu)/eta, particles across it, and the power-law Fokker-Planck steady state",
+    ),
     "freezing": Headline(
-        "freezing", "freezing_headline", "plot_freezing_headline",
+        "freezing",
+        "freezing_headline",
+        "plot_freezing_headline",
         "Yang et al. 2026: transient escape from the sharp valley and freezing under a decaying learning rate "
-        "(1D two-valley model of ours; final flat fraction against eta_0, exact MFPTs)"),
+        "(1D two-valley model of ours; final flat fraction against eta_0, exact MFPTs)",
+    ),
     "freezing-2d": Headline(
-        "freezing", "freezing_2d_headline", "plot_freezing_2d_headline",
+        "freezing",
+        "freezing_2d_headline",
+        "plot_freezing_2d_headline",
         "Yang et al. 2026, 2D two-valley model of ours: final flat-valley fraction and freezing time over "
-        "(eta_0, B), with where the continuous limit fails for discrete SGD"),
+        "(eta_0, B), with where the continuous limit fails for discrete SGD",
+    ),
 }
 
 
@@ -84,7 +97,14 @@ def run(name: str, out: Path, *, quick: bool, seed: int, figures: bool) -> tuple
         written.append(path)
         timings["figures_s"] = round(time.perf_counter() - t, 4)
     timings["total_s"] = round(time.perf_counter() - t0, 4)
-    path = io.save(out, command="reproduce", parameters={"headline": name, "quick": quick, "seed": seed},
-                   metrics=res, timings=timings, figures=written, notes=notes)
+    path = io.save(
+        out,
+        command="reproduce",
+        parameters={"headline": name, "quick": quick, "seed": seed},
+        metrics=res,
+        timings=timings,
+        figures=written,
+        notes=notes,
+    )
     summary = [f"{name}: {h.what}", *_summary(name, res)]
     return path, summary, notes

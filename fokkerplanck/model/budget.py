@@ -12,6 +12,7 @@ above :data:`WORK_LIMIT_S` (three days) is refused with one line naming the esti
 1e302 steps and ran until killed); ``FOKKERPLANCK_ALLOW_LONG=1`` lets it run. Above :data:`WARN_S` (an hour) the
 command line says how long it expects before it starts.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,10 @@ def check(nbytes: float, what: str) -> None:
     """Raise :class:`TooLarge` when ``nbytes`` exceeds the machine's physical memory."""
     mem = physical_memory()
     if mem is not None and nbytes > mem:
-        raise TooLarge(f"{what} needs about {nbytes / 2**30:.3g} GiB, more than this machine's "
-                       f"{mem / 2**30:.3g} GiB of memory; use fewer cells or particles")
+        raise TooLarge(
+            f"{what} needs about {nbytes / 2**30:.3g} GiB, more than this machine's "
+            f"{mem / 2**30:.3g} GiB of memory; use fewer cells or particles"
+        )
 
 
 def check_grid(grid, what: str = "the grid") -> None:
@@ -79,7 +82,9 @@ def check_work(steps: float, size: float, unit: str, what: str) -> float:
     allowed = os.environ.get(ALLOW_ENV, "").strip().lower() not in ("", "0", "false", "no")
     if not math.isfinite(work) or steps >= 2.0**62 or (seconds > WORK_LIMIT_S and not allowed):
         noun = unit.split()[-1].split("-")[0]
-        raise TooLong(f"{what}: {steps:.3g} steps x {size:.3g} {noun}s = {work:.2g} {unit}, about {duration(seconds)} "
-                      f"at {rate:.0e}/s (measured here), over the limit of {duration(WORK_LIMIT_S)}; take fewer steps "
-                      f"(a larger time step, a shorter t_end) or {noun}s, or set {ALLOW_ENV}=1")
+        raise TooLong(
+            f"{what}: {steps:.3g} steps x {size:.3g} {noun}s = {work:.2g} {unit}, about {duration(seconds)} "
+            f"at {rate:.0e}/s (measured here), over the limit of {duration(WORK_LIMIT_S)}; take fewer steps "
+            f"(a larger time step, a shorter t_end) or {noun}s, or set {ALLOW_ENV}=1"
+        )
     return seconds

@@ -4,6 +4,7 @@ A :class:`Density` holds the cell averages ``P_k`` of a probability density on a
 normalised so that ``sum_k P_k |cell| = 1`` (absorbing walls make the mass of an evolving density fall
 below one; it is then left as it is).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -32,8 +33,9 @@ class Density:
         Diagnostics of the computation (residuals, timings, method).
     """
 
-    def __init__(self, grid: Grid, values, *, normalize: bool = False, stderr=None, generator=None,
-                 info: dict | None = None):
+    def __init__(
+        self, grid: Grid, values, *, normalize: bool = False, stderr=None, generator=None, info: dict | None = None
+    ):
         values = np.asarray(values, dtype=float)
         if values.size == grid.size and values.shape != grid.shape:
             values = values.reshape(grid.shape)
@@ -103,8 +105,14 @@ class Density:
     def mean(self) -> np.ndarray:
         """``<theta>`` under the (normalised) density (in the problem's coordinates also on a framed grid)."""
         w = self.values / self.values.sum()
-        m = np.array([np.tensordot(w.sum(axis=tuple(j for j in range(self.grid.ndim) if j != i)),
-                                   self.grid.centers[i], axes=1) for i in range(self.grid.ndim)])
+        m = np.array(
+            [
+                np.tensordot(
+                    w.sum(axis=tuple(j for j in range(self.grid.ndim) if j != i)), self.grid.centers[i], axes=1
+                )
+                for i in range(self.grid.ndim)
+            ]
+        )
         return m if self.grid.frame is None else self.grid.frame.to_theta(m)
 
     def cov(self) -> np.ndarray:
@@ -128,7 +136,7 @@ class Density:
         keep = [int(a) % self.grid.ndim for a in keep]
         drop = tuple(i for i in range(self.grid.ndim) if i not in keep)
         h = self.grid.spacing
-        jac = 1.0 if self.grid.frame is None else abs(self.grid.frame.det)    # P_xi = |det M| P_theta
+        jac = 1.0 if self.grid.frame is None else abs(self.grid.frame.det)  # P_xi = |det M| P_theta
         vals = self.values.sum(axis=drop) * np.prod(h[list(drop)]) * jac if drop else self.values * jac
         sub = self.grid.subgrid(sorted(keep))
         if keep != sorted(keep):
@@ -164,13 +172,19 @@ class Density:
         for a discrete detailed-balance steady state, unlike ``v P - div(D P)`` computed by finite
         differences of ``P``."""
         if self.generator is None:
-            raise ValueError("Density.current needs the generator it was computed with "
-                             "(densities from steady_state/evolve carry it)")
+            raise ValueError(
+                "Density.current needs the generator it was computed with (densities from steady_state/evolve carry it)"
+            )
         return self.generator.current(self.values)
 
     def copy(self) -> "Density":
-        return Density(self.grid, self.values.copy(), stderr=None if self.stderr is None else self.stderr.copy(),
-                       generator=self.generator, info=self.info)
+        return Density(
+            self.grid,
+            self.values.copy(),
+            stderr=None if self.stderr is None else self.stderr.copy(),
+            generator=self.generator,
+            info=self.info,
+        )
 
     def to_xarray(self):
         """The density as an ``xarray.DataArray`` with coordinates ``theta0, theta1, ...``; on a framed grid
@@ -247,7 +261,10 @@ def warn_wall_mass(density: Density, threshold: float = 1e-3) -> float:
             if r > worst:
                 worst, where = r, (ax, "lower" if side == 0 else "upper")
     if worst > threshold:
-        warnings.warn(f"the density at the {where[1]} wall of axis {where[0]} is {worst:.2g} of its peak: "
-                      "the domain is probably too small and the wall shapes the answer", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"the density at the {where[1]} wall of axis {where[0]} is {worst:.2g} of its peak: "
+            "the domain is probably too small and the wall shapes the answer",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return worst

@@ -21,6 +21,7 @@ densities stay densities in ``theta`` (``cell_volume = |det M| prod h_i``). Alig
 principal directions of a problem -- a rotated valley, a tilted anisotropic noise -- makes its tensors nearly
 diagonal on the grid, which any stencil resolves.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,9 @@ def _parse_bc(bc, ndim: int) -> tuple[tuple[str, str], ...]:
 
     def one(kind, where):
         if not isinstance(kind, str) or kind.lower() not in BOUNDARY_KINDS:
-            raise ValueError(f"bc{where}: unknown boundary condition {kind!r}; "
-                             f"expected one of {', '.join(BOUNDARY_KINDS)}")
+            raise ValueError(
+                f"bc{where}: unknown boundary condition {kind!r}; expected one of {', '.join(BOUNDARY_KINDS)}"
+            )
         return kind.lower()
 
     if isinstance(bc, str):
@@ -82,7 +84,7 @@ class Frame:
             det = float(np.linalg.det(M))
         if not math.isfinite(det):
             raise ValueError("Frame: matrix entries too large (the determinant overflows)")
-        scale = float(np.abs(M).max())          # relative to the entries' size (1e300 overflowed the power)
+        scale = float(np.abs(M).max())  # relative to the entries' size (1e300 overflowed the power)
         if not abs(float(np.linalg.det(M / scale)) if scale > 1.0 else det) > 1e-12:
             raise ValueError("Frame: matrix must be invertible")
         c = np.zeros(M.shape[0]) if origin is None else np.asarray(origin, dtype=float).reshape(-1)
@@ -102,7 +104,7 @@ class Frame:
         T = np.asarray(tensor, dtype=float)
         _, V = np.linalg.eigh(0.5 * (T + T.T))
         if np.linalg.det(V) < 0:
-            V[:, 0] = -V[:, 0]          # a rotation, not a reflection
+            V[:, 0] = -V[:, 0]  # a rotation, not a reflection
         return cls(V, origin)
 
     @property
@@ -118,8 +120,11 @@ class Frame:
         return (np.asarray(theta, dtype=float) - self.origin) @ self.inverse.T
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, Frame) and np.array_equal(self.matrix, other.matrix)
-                and np.array_equal(self.origin, other.origin))
+        return (
+            isinstance(other, Frame)
+            and np.array_equal(self.matrix, other.matrix)
+            and np.array_equal(self.origin, other.origin)
+        )
 
     def __hash__(self):
         return hash((self.matrix.tobytes(), self.origin.tobytes()))
@@ -268,8 +273,7 @@ class Grid:
         return Grid([(lo, hi, n * factor) for lo, hi, n in self.axes], bc=self.bc, frame=self.frame)
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, Grid) and self.axes == other.axes and self.bc == other.bc
-                and self.frame == other.frame)
+        return isinstance(other, Grid) and self.axes == other.axes and self.bc == other.bc and self.frame == other.frame
 
     def __hash__(self):
         return hash((self.axes, self.bc, self.frame))

@@ -1,5 +1,6 @@
 """Numba kernels of the model layer: the eigenvalues of small symmetric tensors and the PSD check of a tensor
 field ``D(theta)`` (used when a :class:`~fokkerplanck.model.problem.Problem` is built, and by the discretisation)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,7 @@ def sym_eig(A, w, V):
     for i in range(d):
         for j in range(d):
             V[i, j] = 1.0 if i == j else 0.0
-    for sweep in range(100):
+    for _sweep in range(100):
         rotated = False
         for p in range(d - 1):
             for q in range(p + 1, d):
@@ -98,7 +99,7 @@ def psd_violation_field(D, rtol):
                 scale = max(scale, abs(D[c, i, j]))
                 asym = max(asym, abs(D[c, i, j] - D[c, j, i]))
                 A[i, j] = 0.5 * (D[c, i, j] + D[c, j, i])
-        scale = max(scale, 2.2250738585072014e-308)            # the smallest normal number
+        scale = max(scale, 2.2250738585072014e-308)  # the smallest normal number
         if asym > 1e-8 * scale:
             bad[c] = True
             continue

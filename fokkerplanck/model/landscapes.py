@@ -8,6 +8,7 @@ Every landscape takes points of shape ``(..., d)`` and returns
 
 The drift velocity of gradient dynamics is ``v = -grad L`` (see :mod:`fokkerplanck.model.problem`).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -137,7 +138,7 @@ class DegenerateValley(Landscape):
             raise ValueError(f"DegenerateValley.lam: derivative must be 0, 1 or 2, got {derivative}")
         r = x * x
         out = np.zeros_like(x)
-        below = np.ones_like(x)                 # r^(n-1) at the term n >= 1
+        below = np.ones_like(x)  # r^(n-1) at the term n >= 1
         for n, c in enumerate(self.lambdas):
             if n == 0:
                 if derivative == 0:
@@ -265,8 +266,9 @@ class HighDimValley(Landscape):
 
     kind = "high-dim-valley"
 
-    def __init__(self, n_flat: int = 1, n_sharp: int = 1, lambdas=(8.0, -2.0, 1.0), eps: float = 1e-3,
-                 lambda_bar0=None):
+    def __init__(
+        self, n_flat: int = 1, n_sharp: int = 1, lambdas=(8.0, -2.0, 1.0), eps: float = 1e-3, lambda_bar0=None
+    ):
         if int(n_flat) != n_flat or int(n_sharp) != n_sharp or n_flat < 1 or n_sharp < 1:
             raise ValueError(f"HighDimValley: n_flat and n_sharp must be integers >= 1, got {n_flat}, {n_sharp}")
         self.n_flat, self.n_sharp = int(n_flat), int(n_sharp)
@@ -276,8 +278,9 @@ class HighDimValley(Landscape):
         if lam.ndim == 1:
             lam = np.broadcast_to(lam, (self.n_sharp, lam.size)).copy()
         if lam.ndim != 2 or lam.shape[0] != self.n_sharp or lam.shape[1] == 0:
-            raise ValueError(f"HighDimValley: lambdas must have shape (K,) or (n_sharp={self.n_sharp}, K), "
-                             f"got {np.shape(lambdas)}")
+            raise ValueError(
+                f"HighDimValley: lambdas must have shape (K,) or (n_sharp={self.n_sharp}, K), got {np.shape(lambdas)}"
+            )
         if not np.all(np.isfinite(lam)):
             raise ValueError("HighDimValley: lambdas must be finite")
         if not np.isfinite(eps):
@@ -329,7 +332,7 @@ class HighDimValley(Landscape):
     # --- loss and derivatives --------------------------------------------------------------------
     def _split(self, theta):
         t = _as_points(theta, self.dim, "HighDimValley")
-        return t, t[..., : self.n_flat], t[..., self.n_flat:]
+        return t, t[..., : self.n_flat], t[..., self.n_flat :]
 
     def loss(self, theta):
         _, x, y = self._split(theta)
@@ -339,7 +342,7 @@ class HighDimValley(Landscape):
     def grad(self, theta):
         _, x, y = self._split(theta)
         r = np.sum(x * x, axis=-1)
-        S = np.sum(self._lam_r(r, 1) * y * y, axis=-1)          # sum_i lambda_i'(r) y_i^2
+        S = np.sum(self._lam_r(r, 1) * y * y, axis=-1)  # sum_i lambda_i'(r) y_i^2
         gx = (S + self.eps * self.lambda_bar0)[..., None] * x
         gy = self._lam_r(r) * y
         return np.concatenate([gx, gy], axis=-1)
@@ -353,9 +356,10 @@ class HighDimValley(Landscape):
         S2 = np.sum(l2 * y * y, axis=-1)
         H = np.zeros(t.shape + (self.dim,))
         eye = np.eye(nf)
-        H[..., :nf, :nf] = ((S1 + self.eps * self.lambda_bar0)[..., None, None] * eye
-                            + 2.0 * S2[..., None, None] * x[..., :, None] * x[..., None, :])
-        hxy = 2.0 * x[..., :, None] * (l1 * y)[..., None, :]     # d^2 L / dx_k dy_i = 2 lambda_i' y_i x_k
+        H[..., :nf, :nf] = (S1 + self.eps * self.lambda_bar0)[..., None, None] * eye + 2.0 * S2[..., None, None] * x[
+            ..., :, None
+        ] * x[..., None, :]
+        hxy = 2.0 * x[..., :, None] * (l1 * y)[..., None, :]  # d^2 L / dx_k dy_i = 2 lambda_i' y_i x_k
         H[..., :nf, nf:] = hxy
         H[..., nf:, :nf] = np.swapaxes(hxy, -1, -2)
         idx = np.arange(nf, self.dim)
@@ -363,8 +367,13 @@ class HighDimValley(Landscape):
         return H
 
     def params(self):
-        return {"n_flat": self.n_flat, "n_sharp": self.n_sharp, "lambdas": self.lambdas.tolist(),
-                "eps": self.eps, "lambda_bar0": self.lambda_bar0}
+        return {
+            "n_flat": self.n_flat,
+            "n_sharp": self.n_sharp,
+            "lambdas": self.lambdas.tolist(),
+            "eps": self.eps,
+            "lambda_bar0": self.lambda_bar0,
+        }
 
 
 class MultiValley(Landscape):
@@ -396,8 +405,10 @@ class MultiValley(Landscape):
         elif C.ndim == 2 and C.shape == (K, d):
             C = C[:, :, None] * np.eye(d)
         elif not (C.ndim == 3 and C.shape == (K, d, d)):
-            raise ValueError(f"MultiValley: curvatures must have shape ({K},), ({K}, {d}) or ({K}, {d}, {d}), "
-                             f"got {np.shape(curvatures)}")
+            raise ValueError(
+                f"MultiValley: curvatures must have shape ({K},), ({K}, {d}) or ({K}, {d}, {d}), "
+                f"got {np.shape(curvatures)}"
+            )
         C = 0.5 * (C + np.swapaxes(C, -1, -2))
         b = np.zeros(K) if depths is None else np.asarray(depths, dtype=float).reshape(-1)
         if b.shape != (K,):
@@ -412,9 +423,9 @@ class MultiValley(Landscape):
 
     def _parts(self, theta):
         t = _as_points(theta, self.dim, "MultiValley")
-        z = t[..., None, :] - self.centers                        # (..., K, d)
-        g = np.einsum("kij,...kj->...ki", self.curvatures, z)     # (..., K, d)
-        q = 0.5 * np.sum(z * g, axis=-1) + self.depths            # (..., K)
+        z = t[..., None, :] - self.centers  # (..., K, d)
+        g = np.einsum("kij,...kj->...ki", self.curvatures, z)  # (..., K, d)
+        q = 0.5 * np.sum(z * g, axis=-1) + self.depths  # (..., K)
         a = -self.beta * q
         amax = np.max(a, axis=-1, keepdims=True)
         w = np.exp(a - amax)
@@ -448,8 +459,9 @@ class MultiValley(Landscape):
         exponentially small pull of the other wells)."""
         from scipy.optimize import minimize
 
-        res = minimize(self.loss, self.centers[k], jac=self.grad, hess=self.hessian, method="trust-exact",
-                       options={"gtol": 1e-12})
+        res = minimize(
+            self.loss, self.centers[k], jac=self.grad, hess=self.hessian, method="trust-exact", options={"gtol": 1e-12}
+        )
         return np.asarray(res.x)
 
     def barrier(self, i: int, j: int, n: int = 2001) -> dict:
@@ -469,9 +481,18 @@ class MultiValley(Landscape):
         if not sol.success or np.linalg.norm(x - guess) > np.linalg.norm(mj - mi):
             x = guess
         Ls = float(self.loss(x))
-        return {"saddle": x, "loss": Ls, "hessian_eigenvalues": np.linalg.eigvalsh(self.hessian(x)),
-                "minima": (mi, mj), "heights": (Ls - float(self.loss(mi)), Ls - float(self.loss(mj)))}
+        return {
+            "saddle": x,
+            "loss": Ls,
+            "hessian_eigenvalues": np.linalg.eigvalsh(self.hessian(x)),
+            "minima": (mi, mj),
+            "heights": (Ls - float(self.loss(mi)), Ls - float(self.loss(mj))),
+        }
 
     def params(self):
-        return {"centers": self.centers.tolist(), "curvatures": self.curvatures.tolist(),
-                "depths": self.depths.tolist(), "beta": self.beta}
+        return {
+            "centers": self.centers.tolist(),
+            "curvatures": self.curvatures.tolist(),
+            "depths": self.depths.tolist(),
+            "beta": self.beta,
+        }

@@ -19,6 +19,7 @@ class              ``D(theta)``                  source
 ``Field``          user callable                 --
 =================  ===========================  =============================================
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -30,8 +31,9 @@ def psd_violation(D: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
     """Boolean mask over the leading axes of ``D`` (``(..., d, d)``): True where ``D`` is not symmetric PSD
     within relative tolerance ``rtol`` (or not finite)."""
     D = np.asarray(D, dtype=float)
-    if D.ndim >= 2 and 1 <= D.shape[-1] <= 3 and D.shape[-1] == D.shape[-2]:   # one compiled pass
+    if D.ndim >= 2 and 1 <= D.shape[-1] <= 3 and D.shape[-1] == D.shape[-2]:  # one compiled pass
         from .kernels import psd_violation_field
+
         flat = np.ascontiguousarray(D.reshape(-1, D.shape[-1], D.shape[-1]))
         bad = psd_violation_field(flat, float(rtol)).reshape(D.shape[:-2])
         return bad[()] if bad.ndim == 0 else bad
@@ -51,18 +53,26 @@ def check_tensor_field(D: np.ndarray, points: np.ndarray, who: str) -> np.ndarra
         raise ValueError(f"{who}: diffusion tensor has shape {D.shape}, expected {points.shape[:-1] + (d, d)}")
     flat = D.reshape(-1, d, d)
     if flat.shape[0] > 1 and np.array_equal(flat.min(axis=0), flat.max(axis=0)):
-        bad = np.broadcast_to(psd_violation(flat[:1])[0], D.shape[:-2])   # a constant field: check once
+        bad = np.broadcast_to(psd_violation(flat[:1])[0], D.shape[:-2])  # a constant field: check once
     else:
         bad = psd_violation(D)
     if np.any(bad):
         k = np.argwhere(bad)[0]
         at = points[tuple(k)]
         Dk = D[tuple(k)]
-        what = "is not finite" if not np.all(np.isfinite(Dk)) else (
-            "is not symmetric" if not np.allclose(Dk, Dk.T) else
-            f"is not positive semi-definite (smallest eigenvalue {np.linalg.eigvalsh(Dk)[0]:.3g})")
-        raise ValueError(f"{who}: D at theta={np.array2string(at, precision=4)} {what}: "
-                         f"{np.array2string(Dk, precision=4)} ({int(bad.sum())} bad point(s) in all)")
+        what = (
+            "is not finite"
+            if not np.all(np.isfinite(Dk))
+            else (
+                "is not symmetric"
+                if not np.allclose(Dk, Dk.T)
+                else f"is not positive semi-definite (smallest eigenvalue {np.linalg.eigvalsh(Dk)[0]:.3g})"
+            )
+        )
+        raise ValueError(
+            f"{who}: D at theta={np.array2string(at, precision=4)} {what}: "
+            f"{np.array2string(Dk, precision=4)} ({int(bad.sum())} bad point(s) in all)"
+        )
     return 0.5 * (D + np.swapaxes(D, -1, -2))
 
 
@@ -118,7 +128,9 @@ class Constant(Noise):
     def tensor(self, theta, landscape=None):
         theta = np.asarray(theta, dtype=float)
         if theta.shape[-1] != self.D.shape[0]:
-            raise ValueError(f"Constant noise is {self.D.shape[0]}-dimensional, points are {theta.shape[-1]}-dimensional")
+            raise ValueError(
+                f"Constant noise is {self.D.shape[0]}-dimensional, points are {theta.shape[-1]}-dimensional"
+            )
         return np.broadcast_to(self.D, theta.shape[:-1] + self.D.shape).copy()
 
     def params(self):

@@ -19,6 +19,7 @@ dimension it reduces to ``alpha D'(theta)``. The amplitude is the noise model's 
 (the symmetric square root of ``2D`` unless the model says otherwise). The derivatives are taken by
 central differences of ``g`` with a step of ``1e-4`` of the cell width.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -30,8 +31,14 @@ from .landscapes import Landscape
 from .noise import Noise, check_tensor_field, tensor_divergence
 
 CONVENTIONS = {"ito": 0.0, "stratonovich": 0.5, "hanggi-klimontovich": 1.0}
-_ALIASES = {"strat": "stratonovich", "hanggi": "hanggi-klimontovich", "klimontovich": "hanggi-klimontovich",
-            "hk": "hanggi-klimontovich", "isothermal": "hanggi-klimontovich", "anti-ito": "hanggi-klimontovich"}
+_ALIASES = {
+    "strat": "stratonovich",
+    "hanggi": "hanggi-klimontovich",
+    "klimontovich": "hanggi-klimontovich",
+    "hk": "hanggi-klimontovich",
+    "isothermal": "hanggi-klimontovich",
+    "anti-ito": "hanggi-klimontovich",
+}
 
 
 class Problem:
@@ -57,8 +64,16 @@ class Problem:
         (:meth:`potential_on_grid`): a ``psi`` that does not fit the drift and noise is refused.
     """
 
-    def __init__(self, grid: Grid, landscape: Landscape | None = None, noise: Noise | None = None, *,
-                 drift: Callable | None = None, convention: str = "ito", potential: Callable | None = None):
+    def __init__(
+        self,
+        grid: Grid,
+        landscape: Landscape | None = None,
+        noise: Noise | None = None,
+        *,
+        drift: Callable | None = None,
+        convention: str = "ito",
+        potential: Callable | None = None,
+    ):
         if not isinstance(grid, Grid):
             raise TypeError(f"Problem: grid must be a fokkerplanck.Grid, got {type(grid).__name__}")
         if landscape is None and drift is None:
@@ -179,8 +194,9 @@ class Problem:
             tp, tm = pts.copy(), pts.copy()
             tp[:, j] += step
             tm[:, j] -= step
-            grad_psi[:, j] = (np.asarray(self.potential(tp), float).reshape(-1)
-                              - np.asarray(self.potential(tm), float).reshape(-1)) / (2 * step)
+            grad_psi[:, j] = (
+                np.asarray(self.potential(tp), float).reshape(-1) - np.asarray(self.potential(tm), float).reshape(-1)
+            ) / (2 * step)
         div_D = self.diffusion_divergence(pts)
         v = self.ito_velocity(pts)
         D_grad = np.einsum("nij,nj->ni", self.diffusion(pts), grad_psi)
@@ -190,10 +206,12 @@ class Problem:
         bad = alive & (mismatch > rtol * scale + 1e-300)
         if np.any(bad):
             worst = np.argmax(np.where(bad, mismatch / (scale + 1e-300), 0.0))
-            raise ValueError(f"Problem: potential does not fit the drift and noise (D grad psi + v - div D = "
-                             f"{mismatch[worst]:.3g} against a scale {scale[worst]:.3g} at theta={pts[worst]}); "
-                             "it must satisfy v - div D = -D grad psi")
-        for ax, (lo, hi) in enumerate(grid.bc):
+            raise ValueError(
+                f"Problem: potential does not fit the drift and noise (D grad psi + v - div D = "
+                f"{mismatch[worst]:.3g} against a scale {scale[worst]:.3g} at theta={pts[worst]}); "
+                "it must satisfy v - div D = -D grad psi"
+            )
+        for ax, (lo, _hi) in enumerate(grid.bc):
             if lo == "periodic":
                 low, high = grid.local_mesh().reshape(-1, d), grid.local_mesh().reshape(-1, d)
                 low[:, ax], high[:, ax] = grid.axes[ax][0], grid.axes[ax][1]

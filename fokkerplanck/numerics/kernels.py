@@ -30,6 +30,7 @@ with a leading dimension of 1, shared by every cell. Helpers called in the cell 
 ``return`` and use their array arguments unconditionally, which keeps numba from reference-counting the
 arrays on every call (measured: that alone doubled the time of :func:`assemble_jumps`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -186,7 +187,7 @@ def _beyond_radius(M, radius):
         for q in range(d):
             scale = max(scale, abs(M[p, q]))
     R = float(radius)
-    slack = 1e-10 * R ** 6 * scale
+    slack = 1e-10 * R**6 * scale
     for p in range(d):
         for q in range(p + 1, d):
             if abs(M[p, q]) > R * min(M[p, p], M[q, q]) + (R + 1.0) * slack:
@@ -314,7 +315,7 @@ def _neighbour(idx, e, shape, bc):
             else:
                 if status == 0:
                     status = 2
-                while t < 0 or t >= n:      # the mirror image of a cell centre in the wall at 0 or n
+                while t < 0 or t >= n:  # the mirror image of a cell centre in the wall at 0 or n
                     t = -1 - t if t < 0 else 2 * n - 1 - t
         flat = flat * n + t
     if status == 0 and wrapped:
@@ -352,7 +353,7 @@ def offset_keys(offsets, weights):
         for k in range(K):
             for p in range(d):
                 R = max(R, abs(offsets[c, k, p]))
-    if R >= 1 << 20:   # keys must fit in int64: (2R + 1)^3 < 2^63
+    if R >= 1 << 20:  # keys must fit in int64: (2R + 1)^3 < 2^63
         raise ValueError("stencil offsets of a million cells or more are not supported")
     keys = np.empty((M, K), dtype=np.int64)
     axis_weights = np.zeros((M, d))
@@ -373,7 +374,7 @@ def offset_keys(offsets, weights):
             for p in range(d - 1, -1, -1):
                 key = key * (2 * R + 1) + (sgn * offsets[c, k, p] + R)
             keys[c, k] = key
-            if nz == 1 and abs(offsets[c, k, ax]) == 1 and not found[ax]:   # the first match
+            if nz == 1 and abs(offsets[c, k, ax]) == 1 and not found[ax]:  # the first match
                 axis_weights[c, ax] = weights[c, k]
                 found[ax] = True
     return keys, axis_weights, R
@@ -383,7 +384,7 @@ def offset_keys(offsets, weights):
 def _weight_of_key(keys, weights, m, key):
     """Weight of the offset with ``key`` (see :func:`offset_keys`) at cell ``m`` (0 when absent)."""
     w = 0.0
-    for k in range(keys.shape[1] - 1, -1, -1):   # backwards: the first match wins
+    for k in range(keys.shape[1] - 1, -1, -1):  # backwards: the first match wins
         if keys[m, k] == key:
             w = weights[m, k]
     return w
@@ -449,7 +450,7 @@ def stencil_tensor(offsets, weights):
 def _two_product(a, b):
     """``a b = p + e`` exactly (Dekker's splitting; no fused multiply-add needed): returns ``(p, e)``."""
     p = a * b
-    s = 134217729.0 * a                      # 2^27 + 1
+    s = 134217729.0 * a  # 2^27 + 1
     ah = s - (s - a)
     al = a - ah
     s = 134217729.0 * b
@@ -659,8 +660,9 @@ def _cell_potential_drop(n, qn, e, landscape, gradL, Q, gx):
 
 
 @njit(cache=True, nogil=True)
-def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL, Q, gx, resid, psi, ito, first,
-                   stop, index_like):
+def assemble_jumps(
+    shape, bc, offsets, weights, keys, axis_weights, Lval, gradL, Q, gx, resid, psi, ito, first, stop, index_like
+):
     """The jumps of the discrete process on the edges that the cells ``first <= n < stop`` own (each edge
     once; rates in the problem's time unit). Concatenated over consecutive ranges of cells, the lists are those
     of one call over all cells, in the same order. Runs without the GIL, so ranges can be assembled by threads.
@@ -683,7 +685,8 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
         True: the drift given (``gx``, the landscape, ``resid``) is the Ito velocity ``v`` and each direction's
         flux is the Ito one below. False: it is the conservative drift ``b = v - div D`` and each flux is
         ``F = rho_h [B(-a/rho_h) P_n - B(a/rho_h) P_m]`` with ``a = rho_h (e . g)``, ``g = D~^+ b~`` -- the
-        divergence form ``div(D grad P - b P)`` of the same equation (see :class:`fokkerplanck.numerics.operator.Generator`)
+        divergence form ``div(D grad P - b P)`` of the same equation (see
+        :class:`fokkerplanck.numerics.operator.Generator`)
 
     Scheme
     ------
@@ -720,8 +723,8 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
     q_per_cell = Q.shape[0] > 1
     landscape = Lval.shape[0] > 0
     reversible = psi.shape[0] > 0
-    per_cell_most = 4 * d + 4 * K                   # jumps one cell can own at most
-    cap = (stop - first) * (4 * d + 2 * K) + per_cell_most     # enough but at walls and stencil switches
+    per_cell_most = 4 * d + 4 * K  # jumps one cell can own at most
+    cap = (stop - first) * (4 * d + 2 * K) + per_cell_most  # enough but at walls and stencil switches
     src = np.empty(cap, index_like.dtype)
     dst = np.empty(cap, index_like.dtype)
     rate = np.empty(cap)
@@ -729,7 +732,7 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
     m = 0
     idx = np.zeros(d, dtype=np.int64)
     rest = first
-    for ax in range(d - 1, -1, -1):     # the multi-index of cell ``first``
+    for ax in range(d - 1, -1, -1):  # the multi-index of cell ``first``
         idx[ax] = rest % shape[ax]
         rest //= shape[ax]
     e = np.zeros(d, dtype=np.int64)
@@ -798,7 +801,7 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
                 if offsets[c, kk, p] != 0:
                     sgn = 1 if offsets[c, kk, p] > 0 else -1
                     break
-            for direction in range(2):   # f = +e, then -e
+            for direction in range(2):  # f = +e, then -e
                 for p in range(d):
                     f[p] = sgn * offsets[c, kk, p] if direction == 0 else -sgn * offsets[c, kk, p]
                 t, status = _neighbour(idx, f, shape, bc)
@@ -831,7 +834,7 @@ def assemble_jumps(shape, bc, offsets, weights, keys, axis_weights, Lval, gradL,
                 rho_h = 0.5 * (w + rho_t)
                 if reversible:
                     at = rho_h * (psi[n] - psi[t])
-                else:   # as on the axis faces above, kept inline: a helper taking the arrays made the 512^2
+                else:  # as on the axis faces above, kept inline: a helper taking the arrays made the 512^2
                     #         assembly 0.118 -> 0.145 s (numba's reference counting of array arguments)
                     z, cn = _face_potential_drop(n, t, f, gx, w if ito else 1.0, rho_t if ito else 1.0)
                     if landscape:
@@ -912,7 +915,7 @@ def _sort_rows(indptr, pos, indices, data, diag):
         q = pos[r]
         indices[q] = r
         data[q] = diag[r]
-        for a in range(start + 1, end):         # stable insertion sort by column
+        for a in range(start + 1, end):  # stable insertion sort by column
             col = indices[a]
             val = data[a]
             b = a - 1
@@ -923,7 +926,7 @@ def _sort_rows(indptr, pos, indices, data, diag):
             indices[b + 1] = col
             data[b + 1] = val
         a = start
-        while a < end:                          # sum duplicates, compacting towards the front
+        while a < end:  # sum duplicates, compacting towards the front
             col = indices[a]
             val = data[a]
             a += 1

@@ -59,6 +59,7 @@ Reversible problems. Given ``psi`` with ``v - div D = -D grad psi`` (``Problem(p
 is balanced against ``exp(-psi)`` (rates ``rho_h B(psi_m - psi_n)`` and ``rho_h B(psi_n - psi_m)``): the
 sampled exact density is the discrete steady state, for any tensor field and stencil.
 """
+
 from __future__ import annotations
 
 import time
@@ -67,16 +68,13 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from ..model import budget
-
+from ..model import budget, noise
+from ..model.problem import Problem
 from . import kernels
 
-from ..model import noise
-from ..model.problem import Problem
-
-DEFAULT_STENCIL_RADIUS = None   # the exact decomposition where the whole field fits a quarter of the grid
-SHORT_STENCIL_RADIUS = 2        # else: this radius, the cross-diffusion scaled down where it does not fit
-_PINV_RCOND = 1e-12   # eigenvalues of D_r below this fraction of the largest are dropped from D_r^+
+DEFAULT_STENCIL_RADIUS = None  # the exact decomposition where the whole field fits a quarter of the grid
+SHORT_STENCIL_RADIUS = 2  # else: this radius, the cross-diffusion scaled down where it does not fit
+_PINV_RCOND = 1e-12  # eigenvalues of D_r below this fraction of the largest are dropped from D_r^+
 
 
 class Generator:
@@ -106,9 +104,14 @@ class Generator:
     assembled on as many threads as numba may use, into the same ``A`` on any number of them.
     """
 
-    def __init__(self, problem: Problem, stencil_radius: int | None = DEFAULT_STENCIL_RADIUS, warn: bool = True,
-                 drop_unresolved: bool = False):
-        resolve_stencil_radius(problem.grid, stencil_radius)        # validates
+    def __init__(
+        self,
+        problem: Problem,
+        stencil_radius: int | None = DEFAULT_STENCIL_RADIUS,
+        warn: bool = True,
+        drop_unresolved: bool = False,
+    ):
+        resolve_stencil_radius(problem.grid, stencil_radius)  # validates
         budget.check_grid(problem.grid, "the generator")
         with single_blas_thread():  # many small dense products: threads only add overhead
             self._build(problem, stencil_radius, warn, drop_unresolved)
@@ -123,11 +126,11 @@ class Generator:
         pts = grid.points()
 
         if type(problem.noise) in (noise.Constant, noise.Isotropic):
-            D = problem.diffusion(pts[:1])                           # the same tensor at every cell: (1, d, d)
+            D = problem.diffusion(pts[:1])  # the same tensor at every cell: (1, d, d)
         else:
-            D = problem.diffusion(pts)                               # (N, d, d)
-        v, grad = problem.velocity_and_gradient(pts)                 # grad L evaluated once
-        v = v + problem.noise_induced_drift(pts)                     # = problem.ito_velocity(pts)
+            D = problem.diffusion(pts)  # (N, d, d)
+        v, grad = problem.velocity_and_gradient(pts)  # grad L evaluated once
+        v = v + problem.noise_induced_drift(pts)  # = problem.ito_velocity(pts)
         if not np.all(np.isfinite(v)):
             bad = pts[~np.all(np.isfinite(v), axis=1)][0]
             raise ValueError(f"Problem: the drift is not finite at theta={bad}")
@@ -163,7 +166,9 @@ class Generator:
                 f"{factor.min():.3g}), keeping the diagonal of D exactly: the scheme solves a nearby equation. "
                 "steady_state reports the measured error estimate in info['error_estimate']; refine the grid "
                 "across the narrow direction, or compare with particles (fp.simulate).",
-                RuntimeWarning, stacklevel=3)
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
         if grid.frame is not None:
             # v_xi = M^-1 v (also for b: div_xi D_xi = M^-1 div_theta D), and the landscape's gradient along xi is
@@ -180,8 +185,8 @@ class Generator:
             L = np.ascontiguousarray(problem.loss(pts), dtype=float)
             grad = np.ascontiguousarray(grad, dtype=float)
             check_loss_and_gradient(grid, L, grad, pts)
-            Q = pinv / (h * h)[None, None, :]                         # D~^+ diag(1/h^2)
-        else:                                                        # no gradient part at all
+            Q = pinv / (h * h)[None, None, :]  # D~^+ diag(1/h^2)
+        else:  # no gradient part at all
             L, Q, grad = np.zeros(0), np.zeros((0, d, d)), np.zeros((0, d))
         # D_r^+ v~_extra (v~_extra = (v + grad L)/h: the drift beyond -grad L), v~ - D_r D_r^+ v~, h grad L
         gx, resid, gradL = kernels.split_drift(Dr, pinv, rank, v, grad, h)
@@ -202,15 +207,28 @@ class Generator:
         psi = problem.potential_on_grid() if problem.potential is not None else np.zeros(0)
         # what assemble_jumps needs to make the jumps again (current(), apply(matrix_free=True)): kept instead
         # of the jump lists, which take 28 bytes a jump (3-4x less memory with a constant tensor)
-        self._walk = (np.array(grid.shape, dtype=np.int64), grid.bc_codes(), offsets, weights, keys,
-                      axis_weights, L, gradL, Q, gx, resid, psi, not conservative)
+        self._walk = (
+            np.array(grid.shape, dtype=np.int64),
+            grid.bc_codes(),
+            offsets,
+            weights,
+            keys,
+            axis_weights,
+            L,
+            gradL,
+            Q,
+            gx,
+            resid,
+            psi,
+            not conservative,
+        )
         jumps = _jumps_in_threads(N, self._walk)
         count = sum(chunk[0].shape[0] for chunk in jumps)
         index_dtype = np.int32 if count + N <= np.iinfo(np.int32).max else np.int64
         indptr, indices, data = kernels.jumps_to_csr(N, jumps, index_dtype)
         del jumps
         self.A = sp.csr_matrix((data, indices, indptr), shape=(N, N))
-        self.A.has_sorted_indices = True                             # canonical: sorted, duplicates summed
+        self.A.has_sorted_indices = True  # canonical: sorted, duplicates summed
         self.A.has_canonical_format = True
         self.info = {
             "cross_diffusion_shrunk_cells": shrunk_cells,
@@ -240,8 +258,9 @@ class Generator:
         if not matrix_free:
             return (self.A @ P).reshape(self.grid.shape)
         out = np.zeros(self.grid.size)
-        kernels.walk_jumps(self.grid.size, self._walk,
-                           lambda src, dst, rate, _: kernels.add_jump_flows(out, src, dst, rate, P))
+        kernels.walk_jumps(
+            self.grid.size, self._walk, lambda src, dst, rate, _: kernels.add_jump_flows(out, src, dst, rate, P)
+        )
         return out.reshape(self.grid.shape)
 
     def current(self, P) -> np.ndarray:
@@ -253,10 +272,13 @@ class Generator:
         P = self._density(P)
         J = np.zeros((self.grid.size, self.grid.ndim))
         h = np.asarray(self.grid.spacing, dtype=float)
-        kernels.walk_jumps(self.grid.size, self._walk,
-                           lambda src, dst, rate, disp: kernels.add_jump_current(J, src, dst, rate, disp, h, P))
+        kernels.walk_jumps(
+            self.grid.size,
+            self._walk,
+            lambda src, dst, rate, disp: kernels.add_jump_current(J, src, dst, rate, disp, h, P),
+        )
         if self.grid.frame is not None:
-            J = J @ self.grid.frame.matrix.T           # the current is a velocity times a density: J_theta = M J_xi
+            J = J @ self.grid.frame.matrix.T  # the current is a velocity times a density: J_theta = M J_xi
         return J.reshape(self.grid.shape + (self.grid.ndim,))
 
     def exit_rates(self) -> np.ndarray:
@@ -301,8 +323,10 @@ def check_loss_and_gradient(grid, L: np.ndarray, grad: np.ndarray, pts: np.ndarr
     the gradient along them)."""
     if not np.all(np.isfinite(L)):
         bad = ~np.isfinite(L)
-        raise ValueError(f"Problem: the loss is not finite at {int(bad.sum())} of {L.size} cells (first at "
-                         f"theta={pts[np.argmax(bad)]}); the scheme takes the drift from differences of the loss")
+        raise ValueError(
+            f"Problem: the loss is not finite at {int(bad.sum())} of {L.size} cells (first at "
+            f"theta={pts[np.argmax(bad)]}); the scheme takes the drift from differences of the loss"
+        )
     Lg = L.reshape(grid.shape)
     gg = grad.reshape(grid.shape + (grid.ndim,))
     num = den = 0.0
@@ -317,15 +341,18 @@ def check_loss_and_gradient(grid, L: np.ndarray, grad: np.ndarray, pts: np.ndarr
         den += float(np.abs(dL).sum() + np.abs(trap).sum())
     mismatch = num / den if den > 0 else 0.0
     if mismatch > LOSS_GRADIENT_MISMATCH:
-        raise ValueError(f"Problem: the landscape's loss and gradient disagree on the grid (differences of the loss "
-                         f"against the gradient integrated along the edges: relative mismatch {mismatch:.2g}); the "
-                         "solver uses the loss, particles the gradient -- fix one of them")
+        raise ValueError(
+            f"Problem: the landscape's loss and gradient disagree on the grid (differences of the loss "
+            f"against the gradient integrated along the edges: relative mismatch {mismatch:.2g}); the "
+            "solver uses the loss, particles the gradient -- fix one of them"
+        )
     return mismatch
 
 
 def _cell_peclet(offsets, weights, gx) -> np.ndarray:
     """The largest cell Peclet number ``|e . g|`` over each cell's stencil offsets, for ``g = D~^+ v~`` of the drift
-    other than a landscape's ``-grad L`` (``gx`` of :func:`fokkerplanck.numerics.kernels.split_drift`; all of it for a drift
+    other than a landscape's ``-grad L`` (``gx`` of :func:`fokkerplanck.numerics.kernels.split_drift`; all of it for
+    a drift
     field). Past about 2 the exponentially fitted fluxes upwind and their numerical diffusion rivals the physical
     one. The landscape's part is left out: its drops along the offsets are differences of ``L`` (exact Boltzmann
     weights for isotropic noise, exact Gaussians for Hessian-aligned noise on a quadratic) however large."""
@@ -341,15 +368,15 @@ def _reflected_cells(grid, offsets, weights) -> np.ndarray:
     (its face has zero flux), so isotropic noise keeps its exact Boltzmann weights."""
     shape = np.array(grid.shape)
     diagonal = (np.count_nonzero(offsets, axis=2) > 1) & (weights > 0)
-    reach = np.max(np.where(diagonal[:, :, None], np.abs(offsets), 0), axis=1)     # (M, d)
-    idx = np.indices(grid.shape).reshape(grid.ndim, -1).T                          # (N, d)
+    reach = np.max(np.where(diagonal[:, :, None], np.abs(offsets), 0), axis=1)  # (M, d)
+    idx = np.indices(grid.shape).reshape(grid.ndim, -1).T  # (N, d)
     low = np.array([lo == "reflecting" for lo, _ in grid.bc])
     high = np.array([hi == "reflecting" for _, hi in grid.bc])
     near = ((idx < reach) & low) | ((idx >= shape - reach) & high)
     return np.any(near, axis=1)
 
 
-_CELLS_PER_THREAD = 65_536      # below this a thread's start costs more than it saves
+_CELLS_PER_THREAD = 65_536  # below this a thread's start costs more than it saves
 
 
 def _jumps_in_threads(N: int, args: tuple, workers: int | None = None) -> list:
@@ -362,15 +389,18 @@ def _jumps_in_threads(N: int, args: tuple, workers: int | None = None) -> list:
     thread; at 512^2 the kernel alone in 0.06 s against 0.1 s."""
     if workers is None:
         import numba
+
         workers = max(1, min(numba.get_num_threads(), N // _CELLS_PER_THREAD))
     bounds = [N * k // workers for k in range(workers + 1)]
     if workers == 1:
         return [kernels.assemble_jumps(*args, 0, N, kernels.cell_index_like(N))]
     from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(workers) as pool:
         index_like = kernels.cell_index_like(N)
-        return list(pool.map(lambda k: kernels.assemble_jumps(*args, bounds[k], bounds[k + 1], index_like),
-                             range(workers)))
+        return list(
+            pool.map(lambda k: kernels.assemble_jumps(*args, bounds[k], bounds[k + 1], index_like), range(workers))
+        )
 
 
 def single_blas_thread():
@@ -382,6 +412,7 @@ def single_blas_thread():
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl is a core dependency
         import contextlib
+
         return contextlib.nullcontext()
     return ThreadpoolController().select(internal_api=["openblas", "blis"]).limit(limits=1)
 

@@ -19,6 +19,7 @@ come from the 256-layer ziggurat of Marsaglia & Tsang (2000) in the 52-bit form 
 ``Generator.standard_normal`` (one 64-bit draw per normal 99% of the time); a Box-Muller variant is kept
 for the throughput benchmark.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,16 +28,18 @@ import numpy as np
 from numba import njit, prange
 
 # --- landscape and noise kind codes -------------------------------------------------------------------
-LAND_QUADRATIC = 0        # params: A (d*d, row-major), c (d)
-LAND_DEGENERATE = 1       # params: [1, 1, K, eps*lambda_bar0, lambda_0..lambda_{K-1}]   (same layout as 2)
-LAND_HIGHDIM = 2          # params: [n_flat, n_sharp, K, eps*lambda_bar0, lambdas (n_sharp*K, row-major)]
-LAND_MULTI = 3            # params: [K, d, beta, centers (K*d), C (K*d*d), depths (K)]
+LAND_QUADRATIC = 0  # params: A (d*d, row-major), c (d)
+LAND_DEGENERATE = 1  # params: [1, 1, K, eps*lambda_bar0, lambda_0..lambda_{K-1}]   (same layout as 2)
+LAND_HIGHDIM = 2  # params: [n_flat, n_sharp, K, eps*lambda_bar0, lambdas (n_sharp*K, row-major)]
+LAND_MULTI = 3  # params: [K, d, beta, centers (K*d), C (K*d*d), depths (K)]
 
-NOISE_CONSTANT = 0        # params: S (d*d) with S S^T = 2 D            increment sqrt(dt) S xi
-NOISE_ISOTROPIC = 1       # params: [sqrt(2 T)]                          increment sqrt(dt) sqrt(2T) xi
-NOISE_HESS_ALIGNED = 2    # params: [sqrt(2 Delta_S)]                    increment sqrt(dt) sqrt(2 Delta_S) H xi
-NOISE_HESS_LINEAR = 3     # params: [sqrt(2 Delta)]                      increment sqrt(dt) sqrt(2 Delta) [H]_+^(1/2) xi
-NOISE_SHIFT_EXACT = 4     # params: [sqrt(2 sigma)]                      theta' = theta - dt grad L(theta - sqrt(2 sigma) xi)
+NOISE_CONSTANT = 0  # params: S (d*d) with S S^T = 2 D            increment sqrt(dt) S xi
+NOISE_ISOTROPIC = 1  # params: [sqrt(2 T)]                          increment sqrt(dt) sqrt(2T) xi
+NOISE_HESS_ALIGNED = 2  # params: [sqrt(2 Delta_S)]                    increment sqrt(dt) sqrt(2 Delta_S) H xi
+NOISE_HESS_LINEAR = 3  # params: [sqrt(2 Delta)]                      increment sqrt(dt) sqrt(2 Delta) [H]_+^(1/2) xi
+NOISE_SHIFT_EXACT = (
+    4  # params: [sqrt(2 sigma)]                      theta' = theta - dt grad L(theta - sqrt(2 sigma) xi)
+)
 
 ALIVE, DIVERGED, ABSORBED = 0, 1, 2
 
@@ -201,17 +204,17 @@ def bench_normals(n_per_particle, n_particles, key, method):
     for i in prange(n_particles):
         acc = 0.0
         if method == 2:
-            for k in range(n_per_particle):
-                acc += np.random.standard_normal()
+            for _k in range(n_per_particle):
+                acc += np.random.standard_normal()  # noqa: NPY002 (numba's own generator, the baseline measured)
         else:
             kp = particle_key(key, i)
             st = step_state(kp, 0)
             if method == 0:
-                for k in range(n_per_particle):
+                for _k in range(n_per_particle):
                     x, st = normal(st)
                     acc += x
             else:
-                for k in range(n_per_particle // 2):
+                for _k in range(n_per_particle // 2):
                     a, b, st = normal_pair_box_muller(st)
                     acc += a + b
         out[i] = acc
@@ -358,8 +361,7 @@ def _grad_hess_multi(p, th, g, H, want_h, work):
                 s = 0.0
                 for k in range(K):
                     pk = work[k]
-                    s += pk * (p[oC + k * d * d + a * d + b]
-                               - beta * work[K + k * d + a] * work[K + k * d + b])
+                    s += pk * (p[oC + k * d * d + a * d + b] - beta * work[K + k * d + a] * work[K + k * d + b])
                 H[a, b] = s + beta * g[a] * g[b]
 
 
@@ -409,7 +411,7 @@ def jacobi_eigh(A, w, V, W):
             W[i, j] = A[i, j]
             V[i, j] = 1.0 if i == j else 0.0
             scale = max(scale, abs(A[i, j]))
-    for sweep in range(50):
+    for _sweep in range(50):
         off = 0.0
         for i in range(d):
             for j in range(i + 1, d):
@@ -503,7 +505,7 @@ def apply_walls(x, lower, upper, bc):
         hi = upper[j]
         L = hi - lo
         inside = False
-        for it in range(64):
+        for _it in range(64):
             v = x[j]
             if v < lo:
                 code = bc[j, 0]
@@ -546,8 +548,26 @@ def _check_step(th, new, thr2, lower, upper, bc, use_walls):
 
 # --- the simulators ------------------------------------------------------------------------------------------------
 @njit(cache=True, parallel=True)
-def run_chunk(pos, status, event_step, land_kind, land_p, ws, noise_kind, noise_p, dt, step0, n_steps, key,
-              lower, upper, bc, use_walls, thr, n_blocks):
+def run_chunk(
+    pos,
+    status,
+    event_step,
+    land_kind,
+    land_p,
+    ws,
+    noise_kind,
+    noise_p,
+    dt,
+    step0,
+    n_steps,
+    key,
+    lower,
+    upper,
+    bc,
+    use_walls,
+    thr,
+    n_blocks,
+):
     """Advance every live particle by ``n_steps`` steps of size ``dt`` (steps ``step0 .. step0+n_steps-1``).
 
     Euler-Maruyama (Ito) ``theta' = theta - dt grad L(theta) + sqrt(dt) G(theta) xi`` with the noise
@@ -703,8 +723,25 @@ def finish_step(pos, new, status, event_step, step, lower, upper, bc, use_walls,
 
 
 @njit(cache=True, parallel=True)
-def run_chunk_2d(pos, status, event_step, land_kind, land_p, noise_kind, noise_p, dt, step0, n_steps, key,
-                 lower, upper, bc, use_walls, thr, n_blocks):
+def run_chunk_2d(
+    pos,
+    status,
+    event_step,
+    land_kind,
+    land_p,
+    noise_kind,
+    noise_p,
+    dt,
+    step0,
+    n_steps,
+    key,
+    lower,
+    upper,
+    bc,
+    use_walls,
+    thr,
+    n_blocks,
+):
     """Two-dimensional specialisation of :func:`run_chunk` with the state in scalars (about 2-3x faster:
     small heap arrays keep LLVM from holding the state in registers). Landscapes: quadratic and the
     degenerate valley (``LAND_DEGENERATE`` or ``LAND_HIGHDIM`` with one flat and one sharp variable);
@@ -744,7 +781,7 @@ def run_chunk_2d(pos, status, event_step, land_kind, land_p, noise_kind, noise_p
     for blk in prange(n_blocks):
         i0 = blk * per
         i1 = min(n, i0 + per)
-        lam_c = land_p[4:4 + K].copy()
+        lam_c = land_p[4 : 4 + K].copy()
         wbuf = np.empty(2)
         lo = lower.copy()
         hi = upper.copy()

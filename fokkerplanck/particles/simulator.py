@@ -9,8 +9,10 @@ particles, reproducible by seed whatever the number of threads):
 
   ``G`` per noise model: ``Constant`` -- the symmetric square root of ``2D`` (computed once, PSD-singular
   allowed); ``Isotropic`` -- ``sqrt(2T) I``; ``HessianAligned`` -- ``sqrt(2 Delta_S) H`` (no factorisation:
-  ``(sqrt(2 Delta_S) H)^2 = 2 Delta_S H^2``); ``HessianLinear`` -- the symmetric root ``sqrt(2 Delta) V diag(sqrt([w]_+)) V^T`` from
-  an eigen-decomposition ``H = V diag(w) V^T`` (Jacobi; closed form in 2D; negative curvature clipped); ``Field`` noise or a
+  ``(sqrt(2 Delta_S) H)^2 = 2 Delta_S H^2``); ``HessianLinear`` -- the symmetric root ``sqrt(2 Delta) V
+  diag(sqrt([w]_+)) V^T`` from
+  an eigen-decomposition ``H = V diag(w) V^T`` (Jacobi; closed form in 2D; negative curvature clipped); ``Field``
+  noise or a
   ``Custom`` landscape -- a vectorised numpy step that evaluates ``D`` for all particles and factors it with a
   PSD-tolerant Cholesky (slower, same random stream).
 
@@ -37,23 +39,24 @@ With a ``grid``, particles obey its walls: ``reflecting`` (mirrored back into th
 ``absorbing`` (flagged *absorbed*, frozen on the wall, its exit time recorded in ``absorption_time``; a crossing
 is detected at the step ends only, so exit times carry an ``O(sqrt(dt))`` bias upwards).
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 import sys
 import time as _time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..model import budget
-from ..solvers import checkpoint as ckpt_io
-from . import kernels as K
 from ..model import landscapes as _L
 from ..model import noise as _N
 from ..model.density import Density
 from ..model.grid import Grid
+from ..solvers import checkpoint as ckpt_io
+from . import kernels as K
 
 __all__ = ["simulate", "Ensemble", "METHODS"]
 
@@ -85,8 +88,12 @@ def pack_landscape(landscape, d: int):
         lam = np.asarray(landscape.lambdas, dtype=float)
         if lam.ndim == 1:
             lam = np.broadcast_to(lam, (landscape.n_sharp, lam.size))
-        head = [float(landscape.n_flat), float(landscape.n_sharp), float(lam.shape[1]),
-                landscape.eps * landscape.lambda_bar0]
+        head = [
+            float(landscape.n_flat),
+            float(landscape.n_sharp),
+            float(lam.shape[1]),
+            landscape.eps * landscape.lambda_bar0,
+        ]
         return K.LAND_HIGHDIM, np.concatenate([head, lam.ravel()]).astype(float)
     mv = getattr(_L, "MultiValley", None)
     if mv is not None and t is mv:
@@ -190,27 +197,40 @@ class Ensemble:
         if axes is not None:
             axes = [int(a) for a in np.atleast_1d(axes)]
             if any(not -self.positions.shape[1] <= a < self.positions.shape[1] for a in axes):
-                raise ValueError(f"histogram: axes {axes} out of range for {self.positions.shape[1]}-dimensional particles")
+                raise ValueError(
+                    f"histogram: axes {axes} out of range for {self.positions.shape[1]}-dimensional particles"
+                )
             pts = pts[:, axes]
         if pts.shape[1] != grid.ndim:
-            raise ValueError(f"histogram: particles are {pts.shape[1]}-dimensional but the grid has {grid.ndim} "
-                             "axes; pass axes=... to choose the coordinates")
+            raise ValueError(
+                f"histogram: particles are {pts.shape[1]}-dimensional but the grid has {grid.ndim} "
+                "axes; pass axes=... to choose the coordinates"
+            )
         n_live = pts.shape[0]
         if n_live == 0:
             raise ValueError("histogram: no live particles (all diverged or were absorbed)")
-        counts, _ = np.histogramdd(grid.to_local(pts), bins=grid.edges)     # in a frame: binned in xi
+        counts, _ = np.histogramdd(grid.to_local(pts), bins=grid.edges)  # in a frame: binned in xi
         n_in = float(counts.sum())
         if n_in == 0:
             raise ValueError("histogram: no live particle lies inside the grid")
         outside = 1.0 - n_in / n_live
         if outside > 1e-3:
-            warnings.warn(f"histogram: {outside:.3g} of the live particles lie outside the grid and are left out",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"histogram: {outside:.3g} of the live particles lie outside the grid and are left out",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         p = counts / n_in
         vol = grid.cell_volume
-        info = {"source": "particles", "n_particles": int(self.n_particles), "n_used": int(n_in),
-                "outside": outside, "diverged": float(self.diverged.mean()),
-                "absorbed": float(self.absorbed.mean()), "time": self.time}
+        info = {
+            "source": "particles",
+            "n_particles": int(self.n_particles),
+            "n_used": int(n_in),
+            "outside": outside,
+            "diverged": float(self.diverged.mean()),
+            "absorbed": float(self.absorbed.mean()),
+            "time": self.time,
+        }
         return Density(grid, p / vol, stderr=np.sqrt(p * (1.0 - p) / n_in) / vol, info=info)
 
     def first_passage(self) -> dict:
@@ -225,8 +245,10 @@ class Ensemble:
         return out
 
     def __repr__(self):
-        return (f"Ensemble(n={self.n_particles}, d={self.positions.shape[1]}, t={self.time:g}, "
-                f"diverged={self.diverged.mean():.3g}, absorbed={self.absorbed.mean():.3g})")
+        return (
+            f"Ensemble(n={self.n_particles}, d={self.positions.shape[1]}, t={self.time:g}, "
+            f"diverged={self.diverged.mean():.3g}, absorbed={self.absorbed.mean():.3g})"
+        )
 
 
 # --- the public entry point ------------------------------------------------------------------------------------------
@@ -251,8 +273,11 @@ def _nonneg(name, value):
 
 
 def _count(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
-            isinstance(value, float) and value.is_integer()):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        and not (isinstance(value, float) and value.is_integer())
+    ):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
@@ -276,8 +301,10 @@ def step_count(t_end, n_steps, step, who) -> int:
     if t > 0 and n == 0:
         raise ValueError(f"{who}: t_end={t:g} is shorter than half a step ({step:g}): no step would be taken")
     if not math.isclose(n * step, t, rel_tol=1e-9, abs_tol=1e-12):
-        raise ValueError(f"{who}: t_end={t:g} is not a whole number of steps of {step:g} (the nearest run ends at "
-                         f"{n * step:g}); give t_end={n * step:g} or n_steps={n}, or a step that divides t_end")
+        raise ValueError(
+            f"{who}: t_end={t:g} is not a whole number of steps of {step:g} (the nearest run ends at "
+            f"{n * step:g}); give t_end={n * step:g} or n_steps={n}, or a step that divides t_end"
+        )
     return n
 
 
@@ -289,10 +316,30 @@ def _seed_key(seed):
     return int(seed), np.uint64(K.seed_key(np.uint64(int(seed))))
 
 
-def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, dt=None, eta=None, sigma=None,
-             n_steps=None, shift="linear", T=None, grid=None, seed=0, record_every=None,
-             divergence_threshold=1e6, progress=None, checkpoint=None, checkpoint_every=None,
-             resume=False, noise_schedule=None) -> Ensemble:
+def simulate(
+    landscape,
+    noise=None,
+    *,
+    method,
+    n_particles,
+    theta0,
+    t_end=None,
+    dt=None,
+    eta=None,
+    sigma=None,
+    n_steps=None,
+    shift="linear",
+    T=None,
+    grid=None,
+    seed=0,
+    record_every=None,
+    divergence_threshold=1e6,
+    progress=None,
+    checkpoint=None,
+    checkpoint_every=None,
+    resume=False,
+    noise_schedule=None,
+) -> Ensemble:
     """Simulate ``n_particles`` independent particles of a stochastic gradient dynamics.
 
     Parameters
@@ -334,7 +381,8 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
     checkpoint : path, optional
         Write the state of the run to this ``.npz`` file every ``checkpoint_every`` steps, atomically (a
         temporary file in the same directory, then ``os.replace``; see
-        :func:`fokkerplanck.solvers.checkpoint.write_checkpoint`): positions, status flags, event steps, the step counter and
+        :func:`fokkerplanck.solvers.checkpoint.write_checkpoint`): positions, status flags, event steps, the step
+        counter and
         the statistics recorded so far, with the parameters that identify the run (method, step, number of
         steps, seed, particle count, the packed landscape/noise parameters, walls, ``record_every`` and a
         hash of the initial positions). The finished run is written too (marked complete) and kept.
@@ -369,8 +417,18 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
     thr = _positive("divergence_threshold", divergence_threshold)
     if shift not in SHIFTS:
         raise ValueError(f"shift must be 'linear' or 'exact', got {shift!r}")
-    dyn = METHOD_SETUPS[method](d=d, noise=noise, t_end=t_end, dt=dt, eta=eta, sigma=sigma, n_steps=n_steps,
-                                shift=shift, T=T, scheduled=noise_schedule is not None)
+    dyn = METHOD_SETUPS[method](
+        d=d,
+        noise=noise,
+        t_end=t_end,
+        dt=dt,
+        eta=eta,
+        sigma=sigma,
+        n_steps=n_steps,
+        shift=shift,
+        T=T,
+        scheduled=noise_schedule is not None,
+    )
     lower, upper, bc, use_walls = _walls(grid, d, pos)
     if record_every is not None:
         record_every = _count("record_every", record_every)
@@ -381,15 +439,21 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         sched_steps, sched_scales = schedule_steps(noise_schedule, method, dyn.step, nsteps, t_end, n_steps)
         nsteps = sched_steps.size
     step_times = None if sched_steps is None else np.concatenate([[0.0], np.cumsum(sched_steps)])
-    budget.check_work(nsteps, n, "particle-steps", f"simulate ({method})")   # dt = 1e-300 asked for 1e302 steps
+    budget.check_work(nsteps, n, "particle-steps", f"simulate ({method})")  # dt = 1e-300 asked for 1e302 steps
 
     packed_land = pack_landscape(landscape, d)
     if packed_land is not None and packed_land[0] == K.LAND_MULTI and int(packed_land[1][1]) != d:
         raise ValueError(f"theta0 is {d}-dimensional but the MultiValley is {int(packed_land[1][1])}-dimensional")
     use_numba = packed_land is not None and dyn.nk is not None
-    use_2d = use_numba and d == 2 and not _FORCE_GENERIC and (
-        packed_land[0] in (K.LAND_QUADRATIC, K.LAND_DEGENERATE)
-        or (packed_land[0] == K.LAND_HIGHDIM and int(packed_land[1][0]) == 1 and int(packed_land[1][1]) == 1))
+    use_2d = (
+        use_numba
+        and d == 2
+        and not _FORCE_GENERIC
+        and (
+            packed_land[0] in (K.LAND_QUADRATIC, K.LAND_DEGENERATE)
+            or (packed_land[0] == K.LAND_HIGHDIM and int(packed_land[1][0]) == 1 and int(packed_land[1][1]) == 1)
+        )
+    )
     status = np.zeros(n, dtype=np.int8)
     event = np.full(n, -1, dtype=np.int64)
     rec = _Recorder(landscape, pos, status, d, dyn.step, step_times)
@@ -398,18 +462,31 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
     done0, complete = 0, False
     ckpt = None
     if checkpoint is not None:
-        meta = {"method": method, "n_particles": n, "dim": d, "step": dyn.step, "n_steps": nsteps,
-                "seed": seed_int, "shift": shift if method == "sgd" else None,
-                "sigma": sigma if method == "sgd" else None, "T": None if T is None else float(T),
-                "record_every": record_every, "divergence_threshold": thr,
-                "walls": ckpt_io.array_hash(lower, upper, bc) if use_walls else None,
-                "path": ("numba-2d" if use_2d else "numba") if use_numba else "numpy",
-                "landscape": (ckpt_io.array_hash(np.int64(packed_land[0]), packed_land[1]) if use_numba
-                              else _strip_addresses(repr(landscape))),
-                "noise": (ckpt_io.array_hash(np.int64(dyn.nk), dyn.npar) if use_numba
-                          else _strip_addresses(repr(dyn.noise_model))),
-                "theta0_hash": ckpt_io.array_hash(pos),
-                "schedule": None if sched_steps is None else ckpt_io.array_hash(sched_steps, sched_scales)}
+        meta = {
+            "method": method,
+            "n_particles": n,
+            "dim": d,
+            "step": dyn.step,
+            "n_steps": nsteps,
+            "seed": seed_int,
+            "shift": shift if method == "sgd" else None,
+            "sigma": sigma if method == "sgd" else None,
+            "T": None if T is None else float(T),
+            "record_every": record_every,
+            "divergence_threshold": thr,
+            "walls": ckpt_io.array_hash(lower, upper, bc) if use_walls else None,
+            "path": ("numba-2d" if use_2d else "numba") if use_numba else "numpy",
+            "landscape": (
+                ckpt_io.array_hash(np.int64(packed_land[0]), packed_land[1])
+                if use_numba
+                else _strip_addresses(repr(landscape))
+            ),
+            "noise": (
+                ckpt_io.array_hash(np.int64(dyn.nk), dyn.npar) if use_numba else _strip_addresses(repr(dyn.noise_model))
+            ),
+            "theta0_hash": ckpt_io.array_hash(pos),
+            "schedule": None if sched_steps is None else ckpt_io.array_hash(sched_steps, sched_scales),
+        }
         ckpt = _ParticleCheckpoint(checkpoint, checkpoint_every, nsteps, meta, pos, status, event, rec)
         if resume:
             done0, complete = ckpt.resume()
@@ -427,13 +504,53 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
     if done0 == 0 and not complete:
         rec.record(0)
     if use_numba:
-        _run_compiled(packed_land, dyn, d, use_2d, pos, status, event, key, lower, upper, bc, use_walls, thr,
-                      done0, nsteps, record_every, None if ckpt is None else ckpt.every, sched_steps, sched_scales,
-                      after_steps, bar)
+        _run_compiled(
+            packed_land,
+            dyn,
+            d,
+            use_2d,
+            pos,
+            status,
+            event,
+            key,
+            lower,
+            upper,
+            bc,
+            use_walls,
+            thr,
+            done0,
+            nsteps,
+            record_every,
+            None if ckpt is None else ckpt.every,
+            sched_steps,
+            sched_scales,
+            after_steps,
+            bar,
+        )
     else:
-        _numpy_path(landscape, dyn.noise_model, method, shift, sigma, pos, status, event, dyn.step, nsteps, key,
-                    lower, upper, bc, use_walls, thr, after_steps, bar, start=done0, steps=sched_steps,
-                    scales=sched_scales)
+        _numpy_path(
+            landscape,
+            dyn.noise_model,
+            method,
+            shift,
+            sigma,
+            pos,
+            status,
+            event,
+            dyn.step,
+            nsteps,
+            key,
+            lower,
+            upper,
+            bc,
+            use_walls,
+            thr,
+            after_steps,
+            bar,
+            start=done0,
+            steps=sched_steps,
+            scales=sched_scales,
+        )
     wall = _time.perf_counter() - t0
     if bar is not None:
         bar.close()
@@ -445,10 +562,18 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
 
     # ---- the ensemble
     step = dyn.step
-    info = {"method": method, "path": "numba" if use_numba else "numpy", "seed": seed_int, "n_particles": n,
-            "n_steps": nsteps, "step": step, "wall_s": wall,
-            "particle_steps_per_s": (n * nsteps / wall) if wall > 0 else float("nan"),
-            "landscape": repr(landscape), "noise": repr(dyn.noise_model) if dyn.noise_model is not None else None}
+    info = {
+        "method": method,
+        "path": "numba" if use_numba else "numpy",
+        "seed": seed_int,
+        "n_particles": n,
+        "n_steps": nsteps,
+        "step": step,
+        "wall_s": wall,
+        "particle_steps_per_s": (n * nsteps / wall) if wall > 0 else float("nan"),
+        "landscape": repr(landscape),
+        "noise": repr(dyn.noise_model) if dyn.noise_model is not None else None,
+    }
     if method == "sgd":
         info.update(eta=eta, sigma=sigma, delta_s=eta * sigma, shift=shift)
     elif method == "langevin":
@@ -460,9 +585,11 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
         if done0 or complete:
             info["resumed_from_step"] = done0
     ens = Ensemble(pos, status, event, dt=step, n_steps=nsteps, times=rec.times, stats=rec.stats, info=info)
-    if step_times is not None:            # variable steps: times from the schedule, not step * dt
-        info["noise_schedule"] = {"min": float(sched_scales.min()) if nsteps else 1.0,
-                                  "max": float(sched_scales.max()) if nsteps else 1.0}
+    if step_times is not None:  # variable steps: times from the schedule, not step * dt
+        info["noise_schedule"] = {
+            "min": float(sched_scales.min()) if nsteps else 1.0,
+            "max": float(sched_scales.max()) if nsteps else 1.0,
+        }
         ev = np.where(event >= 0, step_times[np.clip(event, 0, nsteps)], np.nan)
         ens.divergence_time = np.where(ens.diverged, ev, np.nan)
         ens.absorption_time = np.where(ens.absorbed, ev, np.nan)
@@ -476,7 +603,7 @@ def simulate(landscape, noise=None, *, method, n_particles, theta0, t_end=None, 
 def _initial_positions(theta0, n: int, landscape) -> tuple[np.ndarray, int]:
     """``(n, d)`` starting positions from a point or an array of them, checked."""
     d_guess = np.shape(theta0)[-1] if np.ndim(theta0) >= 1 else 1
-    budget.check(80.0 * n * d_guess, f"simulate: {n:,} particles")   # ~10 numbers a coordinate: positions, normals
+    budget.check(80.0 * n * d_guess, f"simulate: {n:,} particles")  # ~10 numbers a coordinate: positions, normals
     theta0 = np.asarray(theta0, dtype=float)
     if theta0.ndim == 0:
         theta0 = theta0[None]
@@ -493,8 +620,9 @@ def _initial_positions(theta0, n: int, landscape) -> tuple[np.ndarray, int]:
     if d < 1:
         raise ValueError("theta0 is empty")
     if landscape.dim is not None and d != landscape.dim:
-        raise ValueError(f"theta0 is {d}-dimensional but the landscape {type(landscape).__name__} is "
-                         f"{landscape.dim}-dimensional")
+        raise ValueError(
+            f"theta0 is {d}-dimensional but the landscape {type(landscape).__name__} is {landscape.dim}-dimensional"
+        )
     if not np.all(np.isfinite(pos)):
         raise ValueError("theta0 has non-finite entries")
     return pos, d
@@ -509,8 +637,10 @@ def _walls(grid, d: int, pos: np.ndarray):
     if grid.ndim != d:
         raise ValueError(f"grid has {grid.ndim} axes but the particles are {d}-dimensional")
     if grid.frame is not None:
-        raise ValueError("the particles' walls are those of a grid without frame: pass grid=None, or a grid "
-                         "whose box is in theta (histogram onto the framed grid afterwards)")
+        raise ValueError(
+            "the particles' walls are those of a grid without frame: pass grid=None, or a grid "
+            "whose box is in theta (histogram onto the framed grid afterwards)"
+        )
     if np.any(~grid.contains(pos)):
         raise ValueError("some theta0 lie outside the grid")
     bc = np.ascontiguousarray(grid.bc_codes(), dtype=np.int64)
@@ -579,10 +709,19 @@ class _ParticleCheckpoint:
 
     def save(self, done: int, final: bool = False):
         ckpt_io.write_checkpoint(
-            self.path, "simulate", self.meta,
-            {"pos": self.pos, "status": self.status, "event": self.event, "done": np.int64(done),
-             "times": np.asarray(self.rec.times, dtype=float),
-             **{"stat_" + k: np.asarray(self.rec.stats[k], dtype=float) for k in _Recorder.NAMES}}, complete=final)
+            self.path,
+            "simulate",
+            self.meta,
+            {
+                "pos": self.pos,
+                "status": self.status,
+                "event": self.event,
+                "done": np.int64(done),
+                "times": np.asarray(self.rec.times, dtype=float),
+                **{"stat_" + k: np.asarray(self.rec.stats[k], dtype=float) for k in _Recorder.NAMES},
+            },
+            complete=final,
+        )
 
 
 def _particle_progress(progress, work: int, nsteps: int, done0: int, method: str):
@@ -603,10 +742,10 @@ def _particle_progress(progress, work: int, nsteps: int, done0: int, method: str
 # ------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Dynamics:
-    step: float              # dt, or eta for SGD
-    nsteps: int | None       # None: set by a noise schedule
-    noise_model: object      # the Noise model, or None (SGD with the exact shift)
-    nk: int | None           # the compiled kernels' noise kind, None: numpy fallback
+    step: float  # dt, or eta for SGD
+    nsteps: int | None  # None: set by a noise schedule
+    noise_model: object  # the Noise model, or None (SGD with the exact shift)
+    nk: int | None  # the compiled kernels' noise kind, None: numpy fallback
     npar: np.ndarray | None  # its parameters
 
 
@@ -624,8 +763,9 @@ def _sgd_setup(*, d, noise, t_end, dt, eta, sigma, n_steps, shift, T, scheduled)
     sigma = _nonneg("sigma", sigma)
     nsteps = step_count(t_end, n_steps, eta, "method='sgd'") if not scheduled else None
     if shift == "linear":
-        return _Dynamics(eta, nsteps, _N.HessianAligned(eta * sigma), K.NOISE_HESS_ALIGNED,
-                         np.array([math.sqrt(2.0 * eta * sigma)]))
+        return _Dynamics(
+            eta, nsteps, _N.HessianAligned(eta * sigma), K.NOISE_HESS_ALIGNED, np.array([math.sqrt(2.0 * eta * sigma)])
+        )
     return _Dynamics(eta, nsteps, None, K.NOISE_SHIFT_EXACT, np.array([math.sqrt(2.0 * sigma)]))
 
 
@@ -652,8 +792,17 @@ def _langevin_setup(*, d, noise, t_end, dt, eta, sigma, n_steps, shift, T, sched
         raise ValueError("method='langevin' needs a temperature T")
     if noise is not None:
         raise ValueError("method='langevin' sets the noise D = T I; pass T, not noise (or use method='sde')")
-    return _diffusion_setup("langevin", _N.Isotropic(_nonneg("T", T)), d=d, t_end=t_end, dt=dt, eta=eta,
-                            sigma=sigma, n_steps=n_steps, shift=shift)
+    return _diffusion_setup(
+        "langevin",
+        _N.Isotropic(_nonneg("T", T)),
+        d=d,
+        t_end=t_end,
+        dt=dt,
+        eta=eta,
+        sigma=sigma,
+        n_steps=n_steps,
+        shift=shift,
+    )
 
 
 def _sde_setup(*, d, noise, t_end, dt, eta, sigma, n_steps, shift, T, scheduled) -> _Dynamics:
@@ -664,16 +813,36 @@ def _sde_setup(*, d, noise, t_end, dt, eta, sigma, n_steps, shift, T, scheduled)
         raise ValueError("method='sde' needs a noise model (e.g. noise.Isotropic(T), noise.Constant(D))")
     if not isinstance(noise, _N.Noise):
         raise ValueError(f"noise must be a fokkerplanck.model.noise.Noise, got {type(noise).__name__}")
-    return _diffusion_setup("sde", noise, d=d, t_end=t_end, dt=dt, eta=eta, sigma=sigma, n_steps=n_steps,
-                            shift=shift)
+    return _diffusion_setup("sde", noise, d=d, t_end=t_end, dt=dt, eta=eta, sigma=sigma, n_steps=n_steps, shift=shift)
 
 
 #: method -> its setup
 METHOD_SETUPS = {"sgd": _sgd_setup, "langevin": _langevin_setup, "sde": _sde_setup}
 
 
-def _run_compiled(packed_land, dyn: _Dynamics, d, use_2d, pos, status, event, key, lower, upper, bc, use_walls, thr,
-                  done, nsteps, record_every, ckpt_every, sched_steps, sched_scales, after_steps, bar):
+def _run_compiled(
+    packed_land,
+    dyn: _Dynamics,
+    d,
+    use_2d,
+    pos,
+    status,
+    event,
+    key,
+    lower,
+    upper,
+    bc,
+    use_walls,
+    thr,
+    done,
+    nsteps,
+    record_every,
+    ckpt_every,
+    sched_steps,
+    sched_scales,
+    after_steps,
+    bar,
+):
     """The numba kernels, in chunks of steps that end at every record and checkpoint step (and, under a noise
     schedule, at every change of step size or noise factor)."""
     import numba
@@ -692,18 +861,52 @@ def _run_compiled(packed_land, dyn: _Dynamics, d, use_2d, pos, status, event, ke
         if ckpt_every is not None:
             m = min(m, ckpt_every - done % ckpt_every)
         h, par = dyn.step, npar
-        if sched_steps is not None:        # a run of steps with the same step size and noise factor
+        if sched_steps is not None:  # a run of steps with the same step size and noise factor
             h, gk = float(sched_steps[done]), float(sched_scales[done])
-            same = (sched_steps[done:done + m] == h) & (sched_scales[done:done + m] == gk)
+            same = (sched_steps[done : done + m] == h) & (sched_scales[done : done + m] == gk)
             m = int(np.argmin(same)) if not same.all() else m
             par = npar if dyn.nk == K.NOISE_SHIFT_EXACT else np.ascontiguousarray(npar * math.sqrt(gk))
         if use_2d:
-            K.run_chunk_2d(pos, status, event, np.int64(lk), lp, np.int64(dyn.nk), par, float(h), np.int64(done),
-                           np.int64(m), key, lower, upper, bc, use_walls, float(thr), np.int64(n_blocks))
+            K.run_chunk_2d(
+                pos,
+                status,
+                event,
+                np.int64(lk),
+                lp,
+                np.int64(dyn.nk),
+                par,
+                float(h),
+                np.int64(done),
+                np.int64(m),
+                key,
+                lower,
+                upper,
+                bc,
+                use_walls,
+                float(thr),
+                np.int64(n_blocks),
+            )
         else:
-            K.run_chunk(pos, status, event, np.int64(lk), lp, np.int64(ws), np.int64(dyn.nk), par, float(h),
-                        np.int64(done), np.int64(m), key, lower, upper, bc, use_walls, float(thr),
-                        np.int64(n_blocks))
+            K.run_chunk(
+                pos,
+                status,
+                event,
+                np.int64(lk),
+                lp,
+                np.int64(ws),
+                np.int64(dyn.nk),
+                par,
+                float(h),
+                np.int64(done),
+                np.int64(m),
+                key,
+                lower,
+                upper,
+                bc,
+                use_walls,
+                float(thr),
+                np.int64(n_blocks),
+            )
         done += m
         if bar is not None:
             bar.update(m)
@@ -737,8 +940,10 @@ def schedule_steps(schedule, method: str, step: float, nsteps, t_end, n_steps):
             scales.append(gk)
             t += step * gk
         if t_end is not None and not math.isclose(t, float(t_end), rel_tol=1e-9, abs_tol=1e-12):
-            raise ValueError(f"method='sgd': t_end={t_end} and n_steps={n_steps} disagree under the schedule "
-                             f"(the steps end at {t:g}); give one of them")
+            raise ValueError(
+                f"method='sgd': t_end={t_end} and n_steps={n_steps} disagree under the schedule "
+                f"(the steps end at {t:g}); give one of them"
+            )
         return np.array(steps), np.array(scales)
     if t_end is None:
         raise ValueError("method='sgd': give t_end or n_steps")
@@ -747,7 +952,7 @@ def schedule_steps(schedule, method: str, step: float, nsteps, t_end, n_steps):
         gk = g_at(t)
         h = min(step * gk, t_end - t)
         steps.append(h)
-        scales.append(h / step)                        # the last, shortened step: learning rate h
+        scales.append(h / step)  # the last, shortened step: learning rate h
         t += h
         if len(steps) > 10**8:
             raise ValueError("method='sgd': the noise schedule makes more than 1e8 steps; is it decaying to 0?")
@@ -761,8 +966,29 @@ def _strip_addresses(text: str) -> str:
     return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
-def _numpy_path(landscape, noise, method, shift, sigma, pos, status, event, step, nsteps, key, lower, upper, bc,
-                use_walls, thr, after_step, bar, start=0, steps=None, scales=None):
+def _numpy_path(
+    landscape,
+    noise,
+    method,
+    shift,
+    sigma,
+    pos,
+    status,
+    event,
+    step,
+    nsteps,
+    key,
+    lower,
+    upper,
+    bc,
+    use_walls,
+    thr,
+    after_step,
+    bar,
+    start=0,
+    steps=None,
+    scales=None,
+):
     """Vectorised numpy Euler-Maruyama / SGD step for models the kernels do not know (Custom landscapes,
     Field noise). Same random stream as the compiled path; the per-step bookkeeping (divergence, walls) is
     the compiled :func:`~fokkerplanck.particles.kernels.finish_step`. Steps ``start .. nsteps-1``;
@@ -778,7 +1004,7 @@ def _numpy_path(landscape, noise, method, shift, sigma, pos, status, event, step
             const_G = packed[1].reshape(d, d) if packed[0] == K.NOISE_CONSTANT else packed[1][0] * np.eye(d)
     for s in range(start, nsteps):
         amp = 1.0
-        if steps is not None:          # a noise schedule: this step's size and noise factor
+        if steps is not None:  # a noise schedule: this step's size and noise factor
             step = float(steps[s])
             sqdt = math.sqrt(step)
             amp = 1.0 if (method == "sgd" and shift == "exact") else math.sqrt(float(scales[s]))
@@ -799,12 +1025,15 @@ def _numpy_path(landscape, noise, method, shift, sigma, pos, status, event, step
                 else:
                     D = np.ascontiguousarray(noise.tensor(p, landscape), dtype=float)
                     if D.shape != (p.shape[0], d, d):
-                        raise ValueError(f"noise {noise!r} returned a tensor of shape {D.shape}, expected "
-                                         f"{(p.shape[0], d, d)}")
+                        raise ValueError(
+                            f"noise {noise!r} returned a tensor of shape {D.shape}, expected {(p.shape[0], d, d)}"
+                        )
                     Lc, n_bad = K.batch_psd_cholesky(0.5 * (D + np.swapaxes(D, -1, -2)))
                     if n_bad:
-                        raise ValueError(f"noise {noise!r}: D is not positive semi-definite at {n_bad} particle "
-                                         f"position(s) at step {s}")
+                        raise ValueError(
+                            f"noise {noise!r}: D is not positive semi-definite at {n_bad} particle "
+                            f"position(s) at step {s}"
+                        )
                     inc += sqdt * math.sqrt(2.0) * np.einsum("nij,nj->ni", Lc, z)
         new[live] = p + inc
         K.finish_step(pos, new, status, event, np.int64(s), lower, upper, bc, use_walls, float(thr))

@@ -23,6 +23,7 @@ combined error ``s = sqrt(se_a^2 + se_b^2)`` gives ``z = (a - b) / s`` on cells 
 * ``expected_l1_noise``: ``sqrt(2/pi) ∫ s``, the L1 distance pure noise of that size would give,
 * ``l1_over_noise``: ``l1 / expected_l1_noise`` (≈ 1 when the difference is statistical).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -26,16 +26,19 @@ writes a run there and moves it into place whole, :mod:`fokkerplanck.results.out
 earlier layout, a ``checkpoint.npz`` newer than ``result.json`` lies beside it. The result is then the earlier,
 complete run's.
 
-Checkpoints (``checkpoint=`` of :func:`~fokkerplanck.solvers.evolve.evolve` and :func:`~fokkerplanck.particles.simulate`,
+Checkpoints (``checkpoint=`` of :func:`~fokkerplanck.solvers.evolve.evolve` and
+:func:`~fokkerplanck.particles.simulate`,
 ``DIR.partial/checkpoint.npz`` of the command line) are one ``.npz`` file: the state arrays plus ``__meta__``, a JSON
 string with ``format`` (``fokkerplanck-checkpoint/1``), ``kind`` (``evolve`` | ``simulate``), ``complete``
 (the run finished) and the parameters that identify the problem. :func:`write_checkpoint` is atomic: it
 writes a temporary file ``.NAME.XXXX.tmp`` in the same directory, flushes it to disk and ``os.replace``-s it
 over ``NAME``, so a reader (or a resumed run) sees the previous checkpoint or the new one, never a partial
 file; a failed write removes its temporary file (a process killed in the middle of a write cannot: its
-``.NAME.XXXX.tmp`` is harmless, ignored, and removed by :func:`remove_checkpoint`). :func:`read_checkpoint` refuses, with a
+``.NAME.XXXX.tmp`` is harmless, ignored, and removed by :func:`remove_checkpoint`). :func:`read_checkpoint` refuses,
+with a
 :class:`CheckpointMismatch` naming the differing parameters, a checkpoint written for another problem.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -50,8 +53,14 @@ from pathlib import Path
 import numpy as np
 
 # checkpoints live in a low-level module (evolve and simulate write them); re-exported here
-from ..solvers.checkpoint import (CHECKPOINT_FORMAT, CheckpointMismatch, array_hash, read_checkpoint,  # noqa: F401
-                         remove_checkpoint, to_jsonable, write_checkpoint)
+from ..solvers.checkpoint import (
+    CheckpointMismatch,
+    array_hash,
+    read_checkpoint,  # noqa: F401
+    remove_checkpoint,
+    to_jsonable,
+    write_checkpoint,
+)
 
 FORMAT = "fokkerplanck-result/1"
 RESULT_FILE = "result.json"
@@ -60,11 +69,22 @@ NETCDF_FILE = "densities.nc"
 _DEPENDENCIES = ("numpy", "scipy", "numba", "matplotlib", "tqdm", "pyamg", "xarray", "pypardiso", "mkl")
 
 CHECKPOINT_FILE = "checkpoint.npz"
-STAGING_SUFFIX = ".partial"      # the command line writes DIR.partial, then moves it to DIR (results.outdir)
-_RUN_ID = "__run_id__"          # the key of the run id in arrays.npz (names with '__' are reserved)
+STAGING_SUFFIX = ".partial"  # the command line writes DIR.partial, then moves it to DIR (results.outdir)
+_RUN_ID = "__run_id__"  # the key of the run id in arrays.npz (names with '__' are reserved)
 
-__all__ = ["save", "load", "Result", "versions", "to_jsonable", "write_checkpoint", "read_checkpoint",
-           "remove_checkpoint", "array_hash", "CheckpointMismatch", "CHECKPOINT_FILE"]
+__all__ = [
+    "save",
+    "load",
+    "Result",
+    "versions",
+    "to_jsonable",
+    "write_checkpoint",
+    "read_checkpoint",
+    "remove_checkpoint",
+    "array_hash",
+    "CheckpointMismatch",
+    "CHECKPOINT_FILE",
+]
 
 
 def versions() -> dict:
@@ -72,8 +92,12 @@ def versions() -> dict:
     backend the direct solves use (``lu``)."""
     from .._version import __version__
 
-    out = {"fokkerplanck": __version__, "python": platform.python_version(),
-           "platform": platform.platform(), "machine": platform.machine()}
+    out = {
+        "fokkerplanck": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
     for name in _DEPENDENCIES:
         try:
             out[name] = metadata.version(name)
@@ -81,14 +105,12 @@ def versions() -> dict:
             mod = sys.modules.get(name)
             out[name] = getattr(mod, "__version__", None) if mod else None
     from ..solvers.linalg import lu_backend
+
     try:
         out["lu"] = lu_backend()
-    except (ValueError, ImportError) as exc:     # a bad FOKKERPLANCK_LU: say so rather than fail the save
+    except (ValueError, ImportError) as exc:  # a bad FOKKERPLANCK_LU: say so rather than fail the save
         out["lu"] = f"invalid: {exc}"
     return out
-
-
-
 
 
 def _check_name(name: str):
@@ -96,9 +118,20 @@ def _check_name(name: str):
         raise ValueError(f"io.save: array name {name!r} must be non-empty, alphanumeric/_/-/. and without '__'")
 
 
-def save(out_dir, *, command: str, parameters: dict | None = None, metrics: dict | None = None,
-         timings: dict | None = None, densities: dict | None = None, arrays: dict | None = None,
-         seed=None, figures=(), notes=(), extra: dict | None = None) -> Path:
+def save(
+    out_dir,
+    *,
+    command: str,
+    parameters: dict | None = None,
+    metrics: dict | None = None,
+    timings: dict | None = None,
+    densities: dict | None = None,
+    arrays: dict | None = None,
+    seed=None,
+    figures=(),
+    notes=(),
+    extra: dict | None = None,
+) -> Path:
     """Write ``out_dir/result.json`` and ``out_dir/arrays.npz``; returns the path of ``result.json``.
 
     ``densities`` maps names to :class:`~fokkerplanck.model.density.Density` objects (values, standard errors and
@@ -157,13 +190,15 @@ def _write_netcdf(path: Path, densities: dict):
     try:
         variables = {}
         for name, d in densities.items():
-            axis = "theta" if d.grid.frame is None else "xi"     # a framed grid's cells are in xi
+            axis = "theta" if d.grid.frame is None else "xi"  # a framed grid's cells are in xi
             dims = [f"{name}_{axis}{i}" for i in range(d.grid.ndim)]
-            variables[name] = xr.DataArray(np.asarray(d.values, dtype=float),
-                                           coords=dict(zip(dims, d.grid.centers)), dims=dims)
+            variables[name] = xr.DataArray(
+                np.asarray(d.values, dtype=float), coords=dict(zip(dims, d.grid.centers)), dims=dims
+            )
         xr.Dataset(variables).to_netcdf(path, engine="scipy")
     except Exception as exc:  # noqa: BLE001 - an optional extra output must not sink the run
         import warnings
+
         warnings.warn(f"could not write {path.name}: {exc}", RuntimeWarning, stacklevel=3)
         return None
     return path.name
@@ -210,15 +245,18 @@ class Result:
             grid = Grid.from_dict(g)
             if name not in arrays:
                 raise ValueError(f"io.load: density {name!r} is listed in {RESULT_FILE} but missing from {ARRAYS_FILE}")
-            self.densities[name] = Density(grid, arrays[name], stderr=arrays.get(name + "__stderr"),
-                                           info=meta.get("info", {}))
+            self.densities[name] = Density(
+                grid, arrays[name], stderr=arrays.get(name + "__stderr"), info=meta.get("info", {})
+            )
 
     def __getitem__(self, name):
         return self.densities[name] if name in self.densities else self.arrays[name]
 
     def __repr__(self):
-        return (f"Result({str(self.path)!r}, command={self.command!r}, densities={list(self.densities)}, "
-                f"arrays={[k for k in self.arrays if k not in self.densities and '__' not in k]})")
+        return (
+            f"Result({str(self.path)!r}, command={self.command!r}, densities={list(self.densities)}, "
+            f"arrays={[k for k in self.arrays if k not in self.densities and '__' not in k]})"
+        )
 
 
 def load(path) -> Result:
@@ -240,14 +278,24 @@ def load(path) -> Result:
             arrays = {k: z[k] for k in z.files}
     stamp = arrays.pop(_RUN_ID, None)
     if doc.get("run_id") is not None and (stamp is None or str(stamp) != doc["run_id"]):
-        raise ValueError(f"io.load: {rj} and {npz} were written by different runs (run_id {doc['run_id']!r} vs "
-                         f"{None if stamp is None else str(stamp)!r}); rerun the command")
+        raise ValueError(
+            f"io.load: {rj} and {npz} were written by different runs (run_id {doc['run_id']!r} vs "
+            f"{None if stamp is None else str(stamp)!r}); rerun the command"
+        )
     ck = p / CHECKPOINT_FILE
     if ck.is_file() and ck.stat().st_mtime > rj.stat().st_mtime:
-        warnings.warn(f"io.load: {ck} is newer than {rj}: a rerun into {str(p)!r} was interrupted; this result "
-                      "is the earlier run's", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"io.load: {ck} is newer than {rj}: a rerun into {str(p)!r} was interrupted; this result "
+            "is the earlier run's",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     staged = p.with_name(p.name + STAGING_SUFFIX) / CHECKPOINT_FILE
     if p.name and staged.is_file():
-        warnings.warn(f"io.load: a later run into {str(p)!r} was interrupted (its checkpoint is {staged}; rerun it "
-                      "with --resume); this result is the earlier, complete run's", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"io.load: a later run into {str(p)!r} was interrupted (its checkpoint is {staged}; rerun it "
+            "with --resume); this result is the earlier, complete run's",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return Result(p, doc, arrays)

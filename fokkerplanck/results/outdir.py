@@ -24,6 +24,7 @@ A run of ``fokkerplanck COMMAND --out DIR`` goes through :class:`OutputFolder`:
 
 Without ``fcntl`` (Windows) there is no lock; the rest works alike.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,7 @@ def _own_names(folder: Path) -> set | None:
     ``result.json`` is not one of ours."""
     rj = folder / RESULT_FILE
     if not rj.exists():
-        return set(_FIXED - {RESULT_FILE, ARRAYS_FILE, NETCDF_FILE})   # an interrupted run of the old layout
+        return set(_FIXED - {RESULT_FILE, ARRAYS_FILE, NETCDF_FILE})  # an interrupted run of the old layout
     try:
         doc = json.loads(rj.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -119,7 +120,7 @@ class OutputFolder:
     def __init__(self, out, *, overwrite: bool = False, resume: bool = False, outside: dict | None = None):
         self.shown = str(out)
         path = Path(out)
-        if path.is_symlink():                     # write where the link points; the link stays
+        if path.is_symlink():  # write where the link points; the link stays
             path = Path(os.path.realpath(path))
         self.final = Path(os.path.abspath(path))
         self.overwrite, self.resume = bool(overwrite), bool(resume)
@@ -147,8 +148,10 @@ class OutputFolder:
         for label, p in self.outside.items():
             p = Path(os.path.abspath(p))
             if p == final or final in p.parents:
-                raise OutputError(f"{label} '{p}' lies inside the output folder '{self.shown}', which a run "
-                                  "replaces whole; put it elsewhere")
+                raise OutputError(
+                    f"{label} '{p}' lies inside the output folder '{self.shown}', which a run "
+                    "replaces whole; put it elsewhere"
+                )
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -159,9 +162,11 @@ class OutputFolder:
             foreign = foreign_entries(final)
             cwd = Path(os.path.abspath(os.getcwd()))
             if foreign and not self.overwrite:
-                raise OutputError(f"output folder '{self.shown}' holds files that no fokkerplanck run wrote "
-                                  f"({_listing(foreign)}); choose another --out, or pass --overwrite to write "
-                                  "into it anyway")
+                raise OutputError(
+                    f"output folder '{self.shown}' holds files that no fokkerplanck run wrote "
+                    f"({_listing(foreign)}); choose another --out, or pass --overwrite to write "
+                    "into it anyway"
+                )
             self.merge = bool(foreign) or cwd == final or final in cwd.parents
             if self.merge and not os.access(final, os.W_OK):
                 raise OutputError(f"cannot write to output directory '{self.shown}': Permission denied")
@@ -222,9 +227,11 @@ class OutputFolder:
                 finally:
                     os.close(fd)
                 who = f" (pid {pid})" if pid.isdigit() else ""
-                raise OutputError(f"output folder '{self.shown}' is being written by another run{who}; wait for "
-                                  "it to finish or choose another --out") from None
-            try:                          # the file may have been removed by the previous holder: lock it anew
+                raise OutputError(
+                    f"output folder '{self.shown}' is being written by another run{who}; wait for "
+                    "it to finish or choose another --out"
+                ) from None
+            try:  # the file may have been removed by the previous holder: lock it anew
                 same = os.path.samestat(os.fstat(fd), os.stat(path))
             except FileNotFoundError:
                 same = False
@@ -239,7 +246,7 @@ class OutputFolder:
         if self._lock_fd is None:
             return
         try:
-            self._lock_path.unlink(missing_ok=True)       # while still holding it (see _lock)
+            self._lock_path.unlink(missing_ok=True)  # while still holding it (see _lock)
         except OSError:
             pass
         os.close(self._lock_fd)
@@ -261,18 +268,22 @@ class OutputFolder:
         staging = self.staging
         try:
             if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
-                raise OutputError(f"'{staging}' (where a run is written before it is moved into place) exists "
-                                  "and is not a folder of fokkerplanck's; move it away")
+                raise OutputError(
+                    f"'{staging}' (where a run is written before it is moved into place) exists "
+                    "and is not a folder of fokkerplanck's; move it away"
+                )
             if staging.is_dir():
                 bad = _staging_foreign(staging)
                 if bad:
-                    raise OutputError(f"'{staging}' (where a run is written before it is moved into place) holds "
-                                      f"files that no fokkerplanck run wrote ({_listing(bad)}); move it away")
+                    raise OutputError(
+                        f"'{staging}' (where a run is written before it is moved into place) holds "
+                        f"files that no fokkerplanck run wrote ({_listing(bad)}); move it away"
+                    )
                 for p in staging.iterdir():
                     if not (self.resume and p.name == CHECKPOINT_FILE):
                         p.unlink()
             staging.mkdir(exist_ok=True)
-            legacy = self.final / CHECKPOINT_FILE          # a checkpoint of the previous layout, DIR/checkpoint.npz
+            legacy = self.final / CHECKPOINT_FILE  # a checkpoint of the previous layout, DIR/checkpoint.npz
             if self.resume and legacy.is_file() and not (staging / CHECKPOINT_FILE).exists():
                 shutil.copy2(legacy, staging / CHECKPOINT_FILE)
             probe = staging / ".write-test"
@@ -281,5 +292,7 @@ class OutputFolder:
         except OutputError:
             raise
         except OSError as e:
-            raise OutputError(f"cannot write to output directory '{self.shown}' (a run is written into "
-                              f"'{staging.name}' beside it first): {e.strerror or e}") from None
+            raise OutputError(
+                f"cannot write to output directory '{self.shown}' (a run is written into "
+                f"'{staging.name}' beside it first): {e.strerror or e}"
+            ) from None

@@ -25,6 +25,7 @@ Named point functions (``func_or_spec`` may name them, as the CLI's ``sweep`` do
 diagrams of :mod:`fokkerplanck.sgd.phase_diagrams` register ``"prl_steady"``, ``"prl_sgd"``, ``"prl_sde"``,
 ``"prl_search"``, ``"prl_search_sgd"`` and ``"highdim_sgd"``). This module knows no model.
 """
+
 from __future__ import annotations
 
 import csv
@@ -45,8 +46,15 @@ import numpy as np
 
 from ..solvers.checkpoint import atomic_write, to_jsonable
 
-__all__ = ["sweep", "SweepResult", "POINT_FUNCTIONS", "register_point_function", "function_identity",
-           "point_key", "dask_available"]
+__all__ = [
+    "sweep",
+    "SweepResult",
+    "POINT_FUNCTIONS",
+    "register_point_function",
+    "function_identity",
+    "point_key",
+    "dask_available",
+]
 
 CACHE_FORMAT = "fokkerplanck-sweep-point/1"
 
@@ -64,13 +72,14 @@ def register_point_function(name: str, func: Callable) -> Callable:
     return func
 
 
-
 # ------------------------------------------------------------------------------------------------------------
 # plain values, identities and keys
 # ------------------------------------------------------------------------------------------------------------
 def _unstorable(obj):
-    raise TypeError(f"sweep: cannot store a value of type {type(obj).__name__} ({obj!r:.80}) in the table; "
-                    "return numbers, strings, booleans or lists of them")
+    raise TypeError(
+        f"sweep: cannot store a value of type {type(obj).__name__} ({obj!r:.80}) in the table; "
+        "return numbers, strings, booleans or lists of them"
+    )
 
 
 def _plain(obj):
@@ -99,11 +108,17 @@ def function_identity(f) -> dict:
     """What identifies ``f`` in the cache keys: module, qualified name, source hash, ``sweep_version``
     (``functools.partial`` objects add their bound arguments)."""
     if isinstance(f, functools.partial):
-        return {"partial": function_identity(f.func), "args": _plain(list(f.args)),
-                "keywords": _plain(dict(f.keywords))}
+        return {
+            "partial": function_identity(f.func),
+            "args": _plain(list(f.args)),
+            "keywords": _plain(dict(f.keywords)),
+        }
     target = f if inspect.isfunction(f) or inspect.ismethod(f) else type(f)
-    return {"name": f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}",
-            "source": _source_hash(target), "version": _plain(getattr(f, "sweep_version", None))}
+    return {
+        "name": f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}",
+        "source": _source_hash(target),
+        "version": _plain(getattr(f, "sweep_version", None)),
+    }
 
 
 def point_key(identity: dict, params: dict, fixed: dict, cache_key=None) -> str:
@@ -175,8 +190,9 @@ class SweepResult:
         try:
             import pandas as pd
         except ImportError:  # pragma: no cover - optional
-            raise ImportError("SweepResult.to_dataframe needs pandas (pip install pandas); "
-                              "the plain table is SweepResult.rows") from None
+            raise ImportError(
+                "SweepResult.to_dataframe needs pandas (pip install pandas); the plain table is SweepResult.rows"
+            ) from None
         return pd.DataFrame(self.rows, columns=self.columns)
 
     @property
@@ -195,8 +211,12 @@ class SweepResult:
             w = csv.writer(fh)
             w.writerow(cols)
             for r in self.rows:
-                w.writerow(["" if r.get(c) is None else (json.dumps(r[c]) if isinstance(r.get(c), (list, dict))
-                                                         else r[c]) for c in cols])
+                w.writerow(
+                    [
+                        "" if r.get(c) is None else (json.dumps(r[c]) if isinstance(r.get(c), (list, dict)) else r[c])
+                        for c in cols
+                    ]
+                )
         return path
 
     def pivot(self, x: str, y: str, value: str, where: dict | None = None) -> np.ndarray:
@@ -214,8 +234,10 @@ class SweepResult:
             i, j = ix[r[x]], iy[r[y]]
             if seen[i, j]:
                 others = [p for p in self.params if p not in (x, y)]
-                raise ValueError(f"pivot: several rows at {x}={r[x]!r}, {y}={r[y]!r}; fix the other parameters "
-                                 f"with where={{...}} ({', '.join(others) or 'duplicates'})")
+                raise ValueError(
+                    f"pivot: several rows at {x}={r[x]!r}, {y}={r[y]!r}; fix the other parameters "
+                    f"with where={{...}} ({', '.join(others) or 'duplicates'})"
+                )
             seen[i, j] = True
             val = r.get(value)
             Z[i, j] = np.nan if val is None else float(val)
@@ -234,12 +256,20 @@ class SweepResult:
         info = dict(self.info)
         timings = {"sweep_s": info.pop("seconds", None)}
         metrics = {"rows": self.rows, "n_points": len(self.rows), **(extra_metrics or {})}
-        return io.save(out, command="sweep", parameters={"params": self.params, **info}, metrics=metrics,
-                       timings=timings, notes=notes)
+        return io.save(
+            out,
+            command="sweep",
+            parameters={"params": self.params, **info},
+            metrics=metrics,
+            timings=timings,
+            notes=notes,
+        )
 
     def __repr__(self):
-        return (f"SweepResult({len(self.rows)} rows, params={self.params}, computed={self.info.get('computed')}, "
-                f"cached={self.info.get('cached')}, scheduler={self.info.get('scheduler')!r})")
+        return (
+            f"SweepResult({len(self.rows)} rows, params={self.params}, computed={self.info.get('computed')}, "
+            f"cached={self.info.get('cached')}, scheduler={self.info.get('scheduler')!r})"
+        )
 
 
 def _sort_key(v):
@@ -272,9 +302,11 @@ def _resolve(func_or_spec):
         name = spec.pop("function", None)
         fixed = spec
         if not isinstance(name, str):
-            raise ValueError("sweep: a spec dict needs \"function\": the name of a built-in point function")
+            raise ValueError('sweep: a spec dict needs "function": the name of a built-in point function')
     else:
-        raise TypeError(f"sweep: expected a callable, a built-in name or a spec dict, got {type(func_or_spec).__name__}")
+        raise TypeError(
+            f"sweep: expected a callable, a built-in name or a spec dict, got {type(func_or_spec).__name__}"
+        )
     if name not in POINT_FUNCTIONS:
         raise ValueError(f"sweep: unknown point function {name!r}; built-ins: {', '.join(sorted(POINT_FUNCTIONS))}")
     return POINT_FUNCTIONS[name], fixed
@@ -309,15 +341,27 @@ def _open_client(scheduler, n_workers, n_todo):
     single = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env=single, silence_logs=40)
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, env=single, silence_logs=40
+        )
         client = Client(cluster)
     return client, cluster, f"dask LocalCluster({n} workers x 1 thread)"
 
 
-def sweep(func_or_spec, grid_of_params: dict[str, list], *, cache_dir=None, scheduler=None, n_workers=None,
-          progress=None, quick: bool = False, fixed: dict | None = None, cache_key=None, errors: str = "raise",
-          out=None) -> SweepResult:
+def sweep(
+    func_or_spec,
+    grid_of_params: dict[str, list],
+    *,
+    cache_dir=None,
+    scheduler=None,
+    n_workers=None,
+    progress=None,
+    quick: bool = False,
+    fixed: dict | None = None,
+    cache_key=None,
+    errors: str = "raise",
+    out=None,
+) -> SweepResult:
     """Evaluate a function over the Cartesian product of parameter values.
 
     Parameters
@@ -388,18 +432,34 @@ def sweep(func_or_spec, grid_of_params: dict[str, list], *, cache_dir=None, sche
     run = RUNNERS[_runner(scheduler, len(todo))]
     bar = _progress_bar(len(points), n_cached, progress)
     try:
-        desc = run(func, [(i, points[i], keys[i]) for i in todo], fixed_all, done, failed, bar,
-                   scheduler=scheduler, n_workers=n_workers)
+        desc = run(
+            func,
+            [(i, points[i], keys[i]) for i in todo],
+            fixed_all,
+            done,
+            failed,
+            bar,
+            scheduler=scheduler,
+            n_workers=n_workers,
+        )
     finally:
         if bar is not None:
             bar.close()
 
     rows = [_row(p, r[0]) for p, r in zip(points, results)]
     n_err = sum("error" in r[0] for r in results)
-    info = {"function": identity, "fixed": fixed_all, "scheduler": desc, "n_points": len(points),
-            "computed": len(todo) - n_err, "cached": n_cached, "failed": n_err,
-            "point_seconds": float(sum(r[1] for r in results if r[1] is not None and not r[2])),
-            "seconds": time.perf_counter() - t_start, "cache_dir": store.where}
+    info = {
+        "function": identity,
+        "fixed": fixed_all,
+        "scheduler": desc,
+        "n_points": len(points),
+        "computed": len(todo) - n_err,
+        "cached": n_cached,
+        "failed": n_err,
+        "point_seconds": float(sum(r[1] for r in results if r[1] is not None and not r[2])),
+        "seconds": time.perf_counter() - t_start,
+        "cache_dir": store.where,
+    }
     result = SweepResult(rows, names, info)
     if out is not None:
         result.save(out)
@@ -451,25 +511,37 @@ class _PointStore:
 
     def write(self, key: str, params: dict, result: dict, seconds: float) -> None:
         if self.path is not None:
-            _write_atomic(self.path / f"{key}.json",
-                          {"format": CACHE_FORMAT, "key": key, "function": self.identity, "params": params,
-                           "fixed": self.fixed, "cache_key": self.cache_key, "result": result, "seconds": seconds})
+            _write_atomic(
+                self.path / f"{key}.json",
+                {
+                    "format": CACHE_FORMAT,
+                    "key": key,
+                    "function": self.identity,
+                    "params": params,
+                    "fixed": self.fixed,
+                    "cache_key": self.cache_key,
+                    "result": result,
+                    "seconds": seconds,
+                },
+            )
 
 
 def _runner(scheduler, n_todo: int) -> str:
     """Which runner evaluates the points left: ``cached`` (none left), ``serial`` or ``dask``."""
     if n_todo == 0:
         if isinstance(scheduler, str) and scheduler not in ("serial", "local", "dask") and "://" not in scheduler:
-            raise ValueError(f"sweep: scheduler must be None, 'serial', 'local', 'tcp://host:port' or a Client, "
-                             f"got {scheduler!r}")
+            raise ValueError(
+                f"sweep: scheduler must be None, 'serial', 'local', 'tcp://host:port' or a Client, got {scheduler!r}"
+            )
         return "cached"
     if scheduler is None:
         return "dask" if (dask_available() and n_todo > 1) else "serial"
     if isinstance(scheduler, str) and scheduler == "serial":
         return "serial"
     if isinstance(scheduler, str) and scheduler not in ("local", "dask") and "://" not in scheduler:
-        raise ValueError(f"sweep: scheduler must be None, 'serial', 'local', 'tcp://host:port' or a Client, "
-                         f"got {scheduler!r}")
+        raise ValueError(
+            f"sweep: scheduler must be None, 'serial', 'local', 'tcp://host:port' or a Client, got {scheduler!r}"
+        )
     if not dask_available():
         raise ImportError(f"sweep: scheduler={scheduler!r} needs dask.distributed: pip install 'fokkerplanck[sweep]'")
     return "dask"
@@ -500,8 +572,10 @@ def _run_dask(func, todo, fixed, done, failed, bar, *, scheduler, n_workers) -> 
 
     client, cluster, desc = _open_client("local" if scheduler in (None, "dask") else scheduler, n_workers, len(todo))
     try:
-        futs = {client.submit(_call_point, func, params, fixed, key=f"sweep-point-{key}", pure=False): i
-                for i, params, key in todo}
+        futs = {
+            client.submit(_call_point, func, params, fixed, key=f"sweep-point-{key}", pure=False): i
+            for i, params, key in todo
+        }
         try:
             for f in as_completed(list(futs)):
                 if f.status == "error":

@@ -5,6 +5,7 @@ PRL Eq. (11) is a time-scale-separation result, not an exact steady state: for `
 :func:`adiabatic_error_study` measures that distance and its log-log slope in ``Delta``;
 :func:`valley_effective_potential` extracts ``L_SGD(x) = L_eff(x, 0) - L(x, 0)`` (PRL Eq. 12) from a density.
 """
+
 from __future__ import annotations
 
 import time
@@ -12,10 +13,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import theory
-from ..results.compare import compare
 from ..model.density import Density
 from ..model.grid import Grid
+from ..results.compare import compare
+from . import theory
 
 
 def _interp_to_zero(logp: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
@@ -35,8 +36,7 @@ def _interp_to_zero(logp: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def valley_effective_potential(density: Density, landscape, scale: float, n_flat: int = 1,
-                               normalize_min: bool = True):
+def valley_effective_potential(density: Density, landscape, scale: float, n_flat: int = 1, normalize_min: bool = True):
     """``L_SGD(x) = L_eff(x, 0) - L(x, 0)`` along the valley floor ``y = 0`` (PRL Eq. 12), with
     ``L_eff = -scale ln P`` (``Z`` drops out up to a constant).
 
@@ -61,9 +61,17 @@ def valley_effective_potential(density: Density, landscape, scale: float, n_flat
     return xs, Lsgd
 
 
-def adiabatic_error_study(deltas: Sequence[float], kappa: float = 3.0, lam_fn: Callable | None = None, *,
-                          x_range: tuple[float, float] = (-2.5, 2.5), nx: int = 160, ny: int = 120,
-                          y_sigmas: float = 6.0, lam_min: float | None = None) -> dict:
+def adiabatic_error_study(
+    deltas: Sequence[float],
+    kappa: float = 3.0,
+    lam_fn: Callable | None = None,
+    *,
+    x_range: tuple[float, float] = (-2.5, 2.5),
+    nx: int = 160,
+    ny: int = 120,
+    y_sigmas: float = 6.0,
+    lam_min: float | None = None,
+) -> dict:
     """PRL Eq. (11) check: for each ``Delta``, the steady state of ``L = 1/2 lambda(x) y^2`` (``eps = 0``) with
     ``D = diag(Delta/kappa, Delta)`` on an ``nx x ny`` reflecting grid, ``y in +-y_sigmas sqrt(Delta/lam_min)``,
     and the L1 distance of its x-marginal to ``lambda(x)^(-kappa/2)`` normalised on the same x cells.
@@ -84,8 +92,10 @@ def adiabatic_error_study(deltas: Sequence[float], kappa: float = 3.0, lam_fn: C
     elif hasattr(lam_fn, "lam") and hasattr(lam_fn, "loss"):
         land = lam_fn
     else:
-        raise TypeError("adiabatic_error_study: lam_fn must be None or a DegenerateValley-like landscape "
-                        "(exact gradient and Hessian are needed)")
+        raise TypeError(
+            "adiabatic_error_study: lam_fn must be None or a DegenerateValley-like landscape "
+            "(exact gradient and Hessian are needed)"
+        )
     xs = np.linspace(*x_range, 2001)
     lmin = float(np.min(land.lam(xs))) if lam_min is None else float(lam_min)
     l1, secs, res = [], [], []
@@ -102,6 +112,14 @@ def adiabatic_error_study(deltas: Sequence[float], kappa: float = 3.0, lam_fn: C
         l1.append(compare(mx, ref)["l1"])
     d = np.log(np.asarray(deltas, dtype=float))
     e = np.log(np.asarray(l1))
-    slope, intercept = (np.polyfit(d, e, 1) if len(l1) > 1 else (np.nan, np.nan))
-    return {"deltas": [float(x) for x in deltas], "l1": l1, "slope": float(slope), "intercept": float(intercept),
-            "seconds": secs, "residuals": res, "kappa": float(kappa), "grid_cells": (nx, ny)}
+    slope, intercept = np.polyfit(d, e, 1) if len(l1) > 1 else (np.nan, np.nan)
+    return {
+        "deltas": [float(x) for x in deltas],
+        "l1": l1,
+        "slope": float(slope),
+        "intercept": float(intercept),
+        "seconds": secs,
+        "residuals": res,
+        "kappa": float(kappa),
+        "grid_cells": (nx, ny),
+    }

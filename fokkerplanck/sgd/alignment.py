@@ -15,7 +15,8 @@ sharpness is bounded independently of model and sample size.
 
 *Ours: the bound.* Linearise at the minimum, ``L(theta* + delta) = 1/2 delta^T H delta``, batch gradient
 ``H delta + xi`` with ``Cov xi = S(delta) / B`` (sampling with replacement or online). Then
-``E L_{t+1} = E[1/2 delta^T (I - eta H) H (I - eta H) delta] + eta^2 E tr(S H) / (2B) >= (eta^2 mu ||H||_F^2 / B) E L_t``
+``E L_{t+1} = E[1/2 delta^T (I - eta H) H (I - eta H) delta] + eta^2 E tr(S H) / (2B) >= (eta^2 mu ||H||_F^2 / B) E
+L_t``
 when ``tr(S(delta) H) >= mu 2 L(delta) ||H||_F^2`` for every ``delta`` (``mu`` the *smallest* alignment factor,
 :func:`alignment_range`), so ``eta^2 mu ||H||_F^2 > B`` makes ``E L`` grow geometrically. Without replacement
 from ``n`` samples the noise per step is ``S (n - B) / (B (n - 1))``, i.e. ``B`` becomes ``B (n - 1)/(n - B)``.
@@ -57,6 +58,7 @@ stands for has instead ``E x^2 = (eta/B) sigma^2 / (2 - eta lambda (1 + 2/B))`` 
 
 Everything is plain numpy/scipy, but for the 1D Fokker-Planck problem, solved by the package's own grid solver.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,15 +67,33 @@ import numpy as np
 from scipy import linalg, special
 
 __all__ = [
-    "alignment_factor", "alignment_range", "flatness_bound", "bound_learning_rate",
-    "second_moment_operator", "gaussian_second_moment_operator", "spectral_radius", "mean_square_path",
-    "linear_stability_threshold", "gaussian_threshold",
-    "gaussian_noise_covariance", "gaussian_alignment_factor", "gaussian_threshold_isotropic",
+    "alignment_factor",
+    "alignment_range",
+    "flatness_bound",
+    "bound_learning_rate",
+    "second_moment_operator",
+    "gaussian_second_moment_operator",
+    "spectral_radius",
+    "mean_square_path",
+    "linear_stability_threshold",
+    "gaussian_threshold",
+    "gaussian_noise_covariance",
+    "gaussian_alignment_factor",
+    "gaussian_threshold_isotropic",
     "online_sgd_second_moment",
-    "fp1d_exponent", "fp1d_density", "fp1d_second_moment", "fp1d_prob_within", "sgd1d_second_moment",
-    "fp1d_problem", "fp1d_solve",
-    "overparameterised_regression", "simulate_online_regression", "simulate_finite_sgd", "simulate_fp1d_sde",
-    "alignment_headline", "plot_alignment_headline",
+    "fp1d_exponent",
+    "fp1d_density",
+    "fp1d_second_moment",
+    "fp1d_prob_within",
+    "sgd1d_second_moment",
+    "fp1d_problem",
+    "fp1d_solve",
+    "overparameterised_regression",
+    "simulate_online_regression",
+    "simulate_finite_sgd",
+    "simulate_fp1d_sde",
+    "alignment_headline",
+    "plot_alignment_headline",
 ]
 
 #: largest reduced dimension r for which the r^2 x r^2 second-moment matrices are formed densely
@@ -271,13 +291,14 @@ def second_moment_operator(hessians=None, *, features=None, batch, replacement: 
         U = _range_basis(np.einsum("nij,nkj->ik", Hs, Hs))
     r = U.shape[1]
     if r > MAX_REDUCED_DIM:
-        raise ValueError(f"{who}: the Hessians span {r} > {MAX_REDUCED_DIM} directions; the dense "
-                         f"{r * r} x {r * r} map is too large")
+        raise ValueError(
+            f"{who}: the Hessians span {r} > {MAX_REDUCED_DIM} directions; the dense {r * r} x {r * r} map is too large"
+        )
     c = 1.0 / B if replacement else (0.0 if n == 1 else (n - B) / (B * (n - 1)))
     Hr = U.T @ H @ U
     if features is not None:
         Xr = X @ U
-        Phi = np.einsum("ni,nj->nij", Xr, Xr).reshape(n, r * r)       # vec(x x^T) = x kron x
+        Phi = np.einsum("ni,nj->nij", Xr, Xr).reshape(n, r * r)  # vec(x x^T) = x kron x
         mean_kk = Phi.T @ Phi / n
     else:
         Hsr = np.einsum("ia,nij,jb->nab", U, Hs, U)
@@ -297,8 +318,10 @@ def gaussian_second_moment_operator(Sigma, batch) -> dict:
     B = _pos("batch", batch, who)
     d = S.shape[0]
     if d > MAX_REDUCED_DIM:
-        raise ValueError(f"{who}: d = {d} > {MAX_REDUCED_DIM}; the dense {d * d} x {d * d} map is too large "
-                         f"(for Sigma = lam I use gaussian_threshold_isotropic)")
+        raise ValueError(
+            f"{who}: d = {d} > {MAX_REDUCED_DIM}; the dense {d * d} x {d * d} map is too large "
+            f"(for Sigma = lam I use gaussian_threshold_isotropic)"
+        )
     v = S.reshape(-1)
     Q = (1 + 1 / B) * np.kron(S, S) + np.outer(v, v) / B
     I = np.eye(d)
@@ -331,8 +354,9 @@ def mean_square_path(op: dict, eta, n_steps: int, M0=None) -> np.ndarray:
     return np.asarray(out)
 
 
-def linear_stability_threshold(hessians=None, *, features=None, batch=None, replacement: bool = True,
-                               op: dict | None = None) -> float:
+def linear_stability_threshold(
+    hessians=None, *, features=None, batch=None, replacement: bool = True, op: dict | None = None
+) -> float:
     """Exact mean-square stability threshold ``eta*`` of minibatch SGD at a minimum (ours): ``rho(T_eta) <= 1``
     iff ``eta <= eta* = 1 / max eig(Q, L)``. Pass the data as :func:`second_moment_operator` takes it, or a
     ready ``op``."""
@@ -441,6 +465,7 @@ def fp1d_density(x, lam, sigma2, eta_over_B) -> np.ndarray:
     lam, s2, r = _fp1d_args(lam, sigma2, eta_over_B, "fp1d_density")
     nu, sc = _student(lam, s2, r)
     from scipy import stats
+
     return stats.t.pdf(np.asarray(x, dtype=float) / sc, nu) / sc
 
 
@@ -467,7 +492,9 @@ def _truncated_second_moment(lam, s2, r, X):
         if q > 0:
             return a ** (-j - 0.5) / 2 * special.beta(p, q) * special.betainc(p, q, u)
         from scipy import integrate
+
         return integrate.quad(lambda x: x ** (2 * j) * (1 + a * x * x) ** (-k), 0, X, limit=200)[0]
+
     return float(part(1) / part(0))
 
 
@@ -477,6 +504,7 @@ def fp1d_prob_within(a, lam, sigma2, eta_over_B) -> float:
     a = _pos("a", a, "fp1d_prob_within")
     nu, sc = _student(lam, s2, r)
     from scipy import stats
+
     return float(2.0 * stats.t.cdf(a / sc, nu) - 1.0)
 
 
@@ -492,8 +520,9 @@ def fp1d_problem(lam=1.0, sigma2=1.0, eta_over_B=0.25, *, box=20.0, cells=1600):
     lam, s2, r = _fp1d_args(lam, sigma2, eta_over_B, who)
     box = _pos("box", box, who)
     cells = _count("cells", cells, who, minimum=8)
-    land = Custom(lambda t: 0.5 * lam * t[..., 0] ** 2, lambda t: lam * t,
-                                lambda t: np.full(t.shape + (1,), lam), dim=1)
+    land = Custom(
+        lambda t: 0.5 * lam * t[..., 0] ** 2, lambda t: lam * t, lambda t: np.full(t.shape + (1,), lam), dim=1
+    )
     noise = Field(lambda t: (0.5 * r * (2 * lam**2 * t[..., 0] ** 2 + lam * s2))[..., None, None])
     return Problem(Grid([(-box, box, cells)], bc="reflecting"), land, noise)
 
@@ -515,14 +544,22 @@ def fp1d_solve(lam=1.0, sigma2=1.0, eta_over_B=0.25, *, box=20.0, cells=1600, a=
     h = prob.grid.spacing[0]
     p = ss.values
     ex2 = float(np.sum(x * x * p) * h)
-    pw = float(np.sum(p[np.abs(x) < a]) * h)        # cell centres inside (cells straddling +-a not split)
+    pw = float(np.sum(p[np.abs(x) < a]) * h)  # cell centres inside (cells straddling +-a not split)
     ex2_exact = fp1d_second_moment(lam, sigma2, eta_over_B)
     ex2_box = fp1d_second_moment(lam, sigma2, eta_over_B, box=box)
     tail = 1.0 - fp1d_prob_within(box, lam, sigma2, eta_over_B)
-    return {"ex2": ex2, "p_within": pw, "ex2_exact": ex2_exact, "ex2_box": ex2_box,
-            "p_within_exact": fp1d_prob_within(a, lam, sigma2, eta_over_B),
-            "truncation_error": ex2_box - ex2_exact, "discretisation_error": ex2 - ex2_box,
-            "tail_mass": tail, "residual": float(ss.info.get("residual", np.nan)), "density": ss}
+    return {
+        "ex2": ex2,
+        "p_within": pw,
+        "ex2_exact": ex2_exact,
+        "ex2_box": ex2_box,
+        "p_within_exact": fp1d_prob_within(a, lam, sigma2, eta_over_B),
+        "truncation_error": ex2_box - ex2_exact,
+        "discretisation_error": ex2 - ex2_box,
+        "tail_mass": tail,
+        "residual": float(ss.info.get("residual", np.nan)),
+        "density": ss,
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -548,14 +585,16 @@ def _log_mean_sq(logs):
     return float(2 * m + np.log(np.mean(np.exp(2 * (logs - m)))))
 
 
-def simulate_finite_sgd(features, eta, batch, *, n_particles=1000, n_steps=1000, replacement=True,
-                        delta0=None, seed=0, record_every=None) -> dict:
+def simulate_finite_sgd(
+    features, eta, batch, *, n_particles=1000, n_steps=1000, replacement=True, delta0=None, seed=0, record_every=None
+) -> dict:
     """Minibatch SGD at an interpolating minimum of linear regression with ``features`` (n, d):
     ``delta <- delta - (eta/B) sum_{i in batch} x_i (x_i^T delta)`` (the linearised dynamics; exact for a linear
     model). ``replacement``: ``B`` i.i.d. indices per step, or a uniform ``B``-subset per step. Particles are
     renormalised every step and their log-norms carried, so growth and decay are followed over any range.
 
-    ``delta0``: (d,) or (n_particles, d); default i.i.d. Gaussian directions in the range of ``H``. Returns ``log_norm`` (final
+    ``delta0``: (d,) or (n_particles, d); default i.i.d. Gaussian directions in the range of ``H``. Returns
+    ``log_norm`` (final
     ``ln ||delta||`` per particle), ``times`` and ``log_mean_sq`` (``ln mean ||delta||^2`` at the recorded
     steps), ``growth`` (fitted per-step factor of ``mean ||delta||^2`` over the second half of the records)."""
     who = "simulate_finite_sgd"
@@ -574,7 +613,7 @@ def simulate_finite_sgd(features, eta, batch, *, n_particles=1000, n_steps=1000,
         delta = rng.standard_normal((N, U.shape[1])) @ U.T
     else:
         delta = np.broadcast_to(np.asarray(delta0, dtype=float), (N, d)).copy()
-    delta, _ = _renorm(delta, np.zeros(N))            # unit vectors: E ||delta_0||^2 = 1
+    delta, _ = _renorm(delta, np.zeros(N))  # unit vectors: E ||delta_0||^2 = 1
     logs = np.zeros(N)
     rows = np.arange(N)[:, None]
     times, rec = [0], [_log_mean_sq(logs)]
@@ -584,7 +623,7 @@ def simulate_finite_sgd(features, eta, batch, *, n_particles=1000, n_steps=1000,
         else:
             idx = np.argpartition(rng.random((N, n)), B - 1, axis=1)[:, :B] if B < n else np.tile(np.arange(n), (N, 1))
         w = np.bincount((rows * n + idx).ravel(), minlength=N * n).reshape(N, n) / B
-        res = delta @ X.T                                   # (N, n) residuals x_i^T delta
+        res = delta @ X.T  # (N, n) residuals x_i^T delta
         delta = delta - eta * (w * res) @ X
         delta, logs = _renorm(delta, logs)
         if k % every == 0 or k == steps:
@@ -596,8 +635,9 @@ def simulate_finite_sgd(features, eta, batch, *, n_particles=1000, n_steps=1000,
     return {"log_norm": logs, "times": times, "log_mean_sq": rec, "growth": float(np.exp(slope))}
 
 
-def simulate_online_regression(Sigma, eta, batch, *, sigma2=0.0, n_particles=1000, n_steps=1000,
-                               delta0=None, seed=0) -> np.ndarray:
+def simulate_online_regression(
+    Sigma, eta, batch, *, sigma2=0.0, n_particles=1000, n_steps=1000, delta0=None, seed=0
+) -> np.ndarray:
     """Discrete online SGD on Gaussian linear regression: each step draws ``B`` fresh ``x ~ N(0, Sigma)``,
     ``eps ~ N(0, sigma2)`` per particle and sets ``delta <- delta - (eta/B) sum_b x_b (x_b^T delta - eps_b)``.
     Returns the final ``delta`` (n_particles, d); non-finite values mark diverged particles."""
@@ -620,8 +660,9 @@ def simulate_online_regression(Sigma, eta, batch, *, sigma2=0.0, n_particles=100
     return delta
 
 
-def simulate_fp1d_sde(lam=1.0, sigma2=1.0, eta_over_B=0.25, *, n_particles=20000, t_end=10.0, dt=1e-3,
-                      x0=0.0, seed=0, average_from=None) -> dict:
+def simulate_fp1d_sde(
+    lam=1.0, sigma2=1.0, eta_over_B=0.25, *, n_particles=20000, t_end=10.0, dt=1e-3, x0=0.0, seed=0, average_from=None
+) -> dict:
     """Euler-Maruyama particles of the 1D SDE ``dx = -lam x dt + sqrt((eta/B)(2 lam^2 x^2 + lam sigma^2)) dW``
     (Ito; ``2D = (eta/B) S``). Returns the final ``x`` and, with ``average_from = t0``, the time-averaged
     ``p_within_05`` (``P(|x| < 0.5)``) and ``ex2`` over ``t >= t0``, sampled every step (correlated samples;
@@ -674,21 +715,36 @@ def alignment_headline(quick: bool = False, seed: int = 0) -> dict:
     eta_star_wo = linear_stability_threshold(features=X, batch=B, replacement=False)
     rng_mu = alignment_range(X)
     eta_bound = bound_learning_rate(rng_mu["frobenius_H"], B, rng_mu["min"])
-    out.update(n=n, d=d, batch=B, eta_star=eta_star, eta_star_without_replacement=eta_star_wo,
-               eta_bound=eta_bound, mu_min=rng_mu["min"], mu_max=rng_mu["max"],
-               frobenius_H=rng_mu["frobenius_H"], sharpness=float(np.linalg.eigvalsh(op["H"])[-1]),
-               eta_gd=2.0 / float(np.linalg.eigvalsh(op["H"])[-1]))
+    out.update(
+        n=n,
+        d=d,
+        batch=B,
+        eta_star=eta_star,
+        eta_star_without_replacement=eta_star_wo,
+        eta_bound=eta_bound,
+        mu_min=rng_mu["min"],
+        mu_max=rng_mu["max"],
+        frobenius_H=rng_mu["frobenius_H"],
+        sharpness=float(np.linalg.eigvalsh(op["H"])[-1]),
+        eta_gd=2.0 / float(np.linalg.eigvalsh(op["H"])[-1]),
+    )
     N, steps = (300, 150) if quick else (2000, 600)
     parts = {}
     for f in (0.8, 1.25):
         sim = simulate_finite_sgd(X, f * eta_star, B, n_particles=N, n_steps=steps, seed=seed + 1)
-        parts[str(f)] = {"eta": f * eta_star, "growth": sim["growth"], "rho": spectral_radius(op, f * eta_star),
-                         "times": sim["times"].tolist(), "log_mean_sq": sim["log_mean_sq"].tolist()}
+        parts[str(f)] = {
+            "eta": f * eta_star,
+            "growth": sim["growth"],
+            "rho": spectral_radius(op, f * eta_star),
+            "times": sim["times"].tolist(),
+            "log_mean_sq": sim["log_mean_sq"].tolist(),
+        }
     out["particles"] = parts
     one = fp1d_solve(cells=800 if quick else 1600)
     out["fp1d"] = {k: v for k, v in one.items() if k != "density"}
-    sde = simulate_fp1d_sde(n_particles=4000 if quick else 20000, t_end=8.0, dt=2e-3 if quick else 1e-3,
-                            seed=seed, average_from=4.0)
+    sde = simulate_fp1d_sde(
+        n_particles=4000 if quick else 20000, t_end=8.0, dt=2e-3 if quick else 1e-3, seed=seed, average_from=4.0
+    )
     out["fp1d"]["p_within_sde"] = sde["p_within_05"]
     out["fp1d"]["sgd_ex2_B1"] = sgd1d_second_moment(1.0, 1.0, 0.25, 1)
     dens = one["density"]
@@ -703,18 +759,26 @@ def plot_alignment_headline(result: dict, path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.6))          # no pyplot: the caller's backend is left alone
+    fig = Figure(figsize=(9, 3.6))  # no pyplot: the caller's backend is left alone
     FigureCanvasAgg(fig)
     ax = fig.subplots(1, 2)
     for key, rec in result["particles"].items():
         t = np.asarray(rec["times"])
-        line, = ax[0].plot(t, rec["log_mean_sq"], label=f"{key} eta*  (particles)")
-        ax[0].plot(t, rec["log_mean_sq"][0] + t * np.log(rec["rho"]), "--", color=line.get_color(),
-                   label=f"rho^t, rho = {rec['rho']:.4f}")
+        (line,) = ax[0].plot(t, rec["log_mean_sq"], label=f"{key} eta*  (particles)")
+        ax[0].plot(
+            t,
+            rec["log_mean_sq"][0] + t * np.log(rec["rho"]),
+            "--",
+            color=line.get_color(),
+            label=f"rho^t, rho = {rec['rho']:.4f}",
+        )
     ax[0].set_xlabel("step")
     ax[0].set_ylabel("ln mean |delta|^2")
-    ax[0].set_title(f"n={result['n']}, d={result['d']}, B={result['batch']}: eta* = {result['eta_star']:.3g}"
-                    f" <= bound {result['eta_bound']:.3g}", fontsize=8)
+    ax[0].set_title(
+        f"n={result['n']}, d={result['d']}, B={result['batch']}: eta* = {result['eta_star']:.3g}"
+        f" <= bound {result['eta_bound']:.3g}",
+        fontsize=8,
+    )
     ax[0].legend(fontsize=7)
     f1 = result["fp1d"]
     x = np.asarray(f1["x"])

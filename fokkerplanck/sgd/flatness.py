@@ -15,9 +15,11 @@
   at low noise.
 * **Search time** ``tau_s = eta <t_s>`` (PRL Appendix, Fig. 5d): the mean first time the flat coordinate reaches
   the steady-state solution ``|x| = x_ss`` (within ``tol``), from particles (:func:`search_time_particles`) and from
-  the backward equation (:func:`search_time_mfpt`); :func:`fokkerplanck.sgd.phase_diagrams.prl_search_point` gives both for the PRL model at one
+  the backward equation (:func:`search_time_mfpt`); :func:`fokkerplanck.sgd.phase_diagrams.prl_search_point` gives
+  both for the PRL model at one
   ``Delta_S``, showing the critical slowing down near ``Delta_S* = -eps/lambda_1``.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,21 +29,37 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..model.density import Density, Trajectory
-from ..model.grid import Grid
 from ..model import landscapes as _L
 from ..model import noise as _N
+from ..model.density import Density, Trajectory
+from ..model.grid import Grid
 from ..numerics.operator import DEFAULT_STENCIL_RADIUS
 
-__all__ = ["flatness_of_points", "density_flatness", "flatness_trajectory", "FlatnessCurve", "particle_record",
-           "ParticleRecord", "particle_flatness", "flatness_dynamics", "sgd_flatness_vs_noise", "valley_index", "valley_fractions",
-           "valley_fraction_dynamics", "particle_valley_fractions", "search_time_particles", "search_time_mfpt"]
+__all__ = [
+    "flatness_of_points",
+    "density_flatness",
+    "flatness_trajectory",
+    "FlatnessCurve",
+    "particle_record",
+    "ParticleRecord",
+    "particle_flatness",
+    "flatness_dynamics",
+    "sgd_flatness_vs_noise",
+    "valley_index",
+    "valley_fractions",
+    "valley_fraction_dynamics",
+    "particle_valley_fractions",
+    "search_time_particles",
+    "search_time_mfpt",
+]
 
 
 def __getattr__(name):
     if name == "prl_search_point":
-        raise AttributeError("fokkerplanck.sgd.flatness.prl_search_point has moved to "
-                             "fokkerplanck.sgd.phase_diagrams.prl_search_point (also fp.sweeps.prl_search_point)")
+        raise AttributeError(
+            "fokkerplanck.sgd.flatness.prl_search_point has moved to "
+            "fokkerplanck.sgd.phase_diagrams.prl_search_point (also fp.sweeps.prl_search_point)"
+        )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -54,8 +72,9 @@ def _flat_coords(landscape, theta) -> np.ndarray:
         return theta[..., : landscape.n_flat]
     if isinstance(landscape, _L.DegenerateValley):
         return theta[..., 0]
-    raise TypeError(f"flatness: {type(landscape).__name__} has no flat/sharp split; use DegenerateValley or "
-                    "HighDimValley")
+    raise TypeError(
+        f"flatness: {type(landscape).__name__} has no flat/sharp split; use DegenerateValley or HighDimValley"
+    )
 
 
 def flat_norm(landscape, theta) -> np.ndarray:
@@ -108,8 +127,9 @@ def flatness_trajectory(traj: Trajectory, landscape) -> FlatnessCurve:
         s = w.sum()
         vals.append(float((F * w).sum() / s))
         mabs.append(float((ax * w).sum() / s))
-    return FlatnessCurve(traj.times.copy(), np.array(vals), None, {"mean_abs_x": np.array(mabs),
-                                                                   "mass": traj.mass.copy()}, "solver")
+    return FlatnessCurve(
+        traj.times.copy(), np.array(vals), None, {"mean_abs_x": np.array(mabs), "mass": traj.mass.copy()}, "solver"
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -136,10 +156,26 @@ class ParticleRecord:
         return m, se
 
 
-def particle_record(landscape, noise=None, *, method: str, theta0, n_particles: int, n_records: int = 50,
-                    t_end=None, n_steps=None, dt=None, eta=None, sigma=None, T=None, grid=None, seed: int = 0,
-                    observables: dict | None = None, divergence_threshold: float = 1e6,
-                    log_times: bool = False) -> ParticleRecord:
+def particle_record(
+    landscape,
+    noise=None,
+    *,
+    method: str,
+    theta0,
+    n_particles: int,
+    n_records: int = 50,
+    t_end=None,
+    n_steps=None,
+    dt=None,
+    eta=None,
+    sigma=None,
+    T=None,
+    grid=None,
+    seed: int = 0,
+    observables: dict | None = None,
+    divergence_threshold: float = 1e6,
+    log_times: bool = False,
+) -> ParticleRecord:
     """Run :func:`~fokkerplanck.particles.simulate` in ``n_records`` chunks, continuing each chunk from the live
     particles of the last (chunk ``c`` uses seed ``seed + c``), and record per-particle observables
     ``observables = {name: f(positions (n, d)) -> (n,)}`` (default: ``flatness`` and ``abs_x`` ``|x|`` for
@@ -151,8 +187,10 @@ def particle_record(landscape, noise=None, *, method: str, theta0, n_particles: 
         if isinstance(landscape, _L.MultiValley):
             observables = {"valley": lambda p: valley_index(landscape, p).astype(float)}
         else:
-            observables = {"flatness": lambda p: flatness_of_points(landscape, p),
-                           "abs_x": lambda p: flat_norm(landscape, p)}
+            observables = {
+                "flatness": lambda p: flatness_of_points(landscape, p),
+                "abs_x": lambda p: flat_norm(landscape, p),
+            }
     step = float(eta) if method == "sgd" else float(dt)
     if n_steps is None:
         if t_end is None:
@@ -186,8 +224,9 @@ def particle_record(landscape, noise=None, *, method: str, theta0, n_particles: 
         k = int(m - done)
         idx = np.flatnonzero(alive)
         if k > 0 and idx.size:
-            ens = simulate(landscape, noise, n_particles=int(idx.size), theta0=pos[idx], n_steps=k,
-                           seed=int(seed) + c, **kw)
+            ens = simulate(
+                landscape, noise, n_particles=int(idx.size), theta0=pos[idx], n_steps=k, seed=int(seed) + c, **kw
+            )
             pos[idx] = ens.positions
             alive[idx[~ens.alive]] = False
         done = int(m)
@@ -195,8 +234,14 @@ def particle_record(landscape, noise=None, *, method: str, theta0, n_particles: 
         for name, f in observables.items():
             rec_v[name].append(np.asarray(f(pos), dtype=float))
         rec_alive.append(alive.copy())
-    info = {"method": method, "n_particles": n, "n_steps": n_steps, "step": step, "seed": seed,
-            "wall_s": time.perf_counter() - t0}
+    info = {
+        "method": method,
+        "n_particles": n,
+        "n_steps": n_steps,
+        "step": step,
+        "seed": seed,
+        "wall_s": time.perf_counter() - t0,
+    }
     return ParticleRecord(np.array(rec_t), {k: np.array(v) for k, v in rec_v.items()}, np.array(rec_alive), info)
 
 
@@ -206,8 +251,7 @@ def particle_flatness(landscape, noise=None, **kwargs) -> FlatnessCurve:
     rec = particle_record(landscape, noise, **kwargs)
     m, se = rec.mean("flatness")
     mabs, _ = rec.mean("abs_x")
-    return FlatnessCurve(rec.times, m, se, {"mean_abs_x": mabs, "diverged": 1.0 - rec.alive.mean(axis=1)},
-                         "particles")
+    return FlatnessCurve(rec.times, m, se, {"mean_abs_x": mabs, "diverged": 1.0 - rec.alive.mean(axis=1)}, "particles")
 
 
 def _first_time_at_least(times, values, level) -> float:
@@ -223,9 +267,18 @@ def _first_time_at_least(times, values, level) -> float:
     return t1 if v1 == v0 else t0 + (level - v0) * (t1 - t0) / (v1 - v0)
 
 
-def sgd_flatness_vs_noise(landscape, sigmas, *, eta: float, theta0, n_particles: int = 64,
-                          n_steps: int | None = None, t_end: float | None = None, n_records: int = 30,
-                          seed: int = 0) -> dict:
+def sgd_flatness_vs_noise(
+    landscape,
+    sigmas,
+    *,
+    eta: float,
+    theta0,
+    n_particles: int = 64,
+    n_steps: int | None = None,
+    t_end: float | None = None,
+    n_records: int = 30,
+    seed: int = 0,
+) -> dict:
     """Flatness dynamics of the discrete random-shift SGD at one learning rate and several noise strengths
     (PRL Fig. 3a): ``<F>(t)`` over live particles for each ``sigma`` (records spaced geometrically in steps), all
     started at ``theta0`` (a point, or one row per particle).
@@ -246,9 +299,19 @@ def sgd_flatness_vs_noise(landscape, sigmas, *, eta: float, theta0, n_particles:
     k = int(np.nanargmax(F))
     out = {"curves": {}, "t_half": {}, "flatness_max": float(F[k]), "x_flattest": float(rad[k]), "eta": float(eta)}
     for sg in sigmas:
-        c = particle_flatness(landscape, method="sgd", eta=float(eta), sigma=float(sg), theta0=theta0,
-                              n_particles=int(n_particles), n_steps=n_steps, t_end=t_end, n_records=int(n_records),
-                              seed=int(seed), log_times=True)
+        c = particle_flatness(
+            landscape,
+            method="sgd",
+            eta=float(eta),
+            sigma=float(sg),
+            theta0=theta0,
+            n_particles=int(n_particles),
+            n_steps=n_steps,
+            t_end=t_end,
+            n_records=int(n_records),
+            seed=int(seed),
+            log_times=True,
+        )
         out["curves"][float(sg)] = c
         half = 0.5 * (float(c.values[0]) + out["flatness_max"])
         out["t_half"][float(sg)] = _first_time_at_least(c.times, c.values, half)
@@ -262,10 +325,22 @@ def _default_temperature(landscape, delta_s: float) -> float:
     return float(delta_s) * float(np.trace(H0 @ H0)) / landscape.dim
 
 
-def flatness_dynamics(landscape, *, delta_s: float = 1e-2, T: float | None = None, algorithms: dict | None = None,
-                      grid: Grid | None = None, p0: Density | None = None, theta0=None, t_end: float = 50.0,
-                      n_save: int = 26, n_particles: int = 0, dt: float = 1e-2, seed: int = 0,
-                      stencil_radius: int = DEFAULT_STENCIL_RADIUS) -> dict:
+def flatness_dynamics(
+    landscape,
+    *,
+    delta_s: float = 1e-2,
+    T: float | None = None,
+    algorithms: dict | None = None,
+    grid: Grid | None = None,
+    p0: Density | None = None,
+    theta0=None,
+    t_end: float = 50.0,
+    n_save: int = 26,
+    n_particles: int = 0,
+    dt: float = 1e-2,
+    seed: int = 0,
+    stencil_radius: int = DEFAULT_STENCIL_RADIUS,
+) -> dict:
     """Flatness ``<F>(t)`` of GD, SGD and GLD (PRL Fig. 2a): ``algorithms`` maps names to noise models
     (``None`` = no noise); default ``{"GD": None, "SGD": HessianAligned(delta_s), "GLD": Isotropic(T)}`` with ``T``
     matching the total SGD noise power at the global minimum unless given.
@@ -273,8 +348,8 @@ def flatness_dynamics(landscape, *, delta_s: float = 1e-2, T: float | None = Non
     With ``grid`` (and ``p0``, default a narrow Gaussian at ``theta0``) the Fokker-Planck density is evolved
     (``n_save`` times); with ``n_particles > 0`` Euler-Maruyama particles from ``theta0`` (``dt``) are run too.
     Returns ``{name: {"solver": FlatnessCurve | None, "particles": FlatnessCurve | None}}``."""
-    from ..solvers.evolve import evolve
     from ..model.problem import Problem
+    from ..solvers.evolve import evolve
 
     if algorithms is None:
         T = _default_temperature(landscape, delta_s) if T is None else float(T)
@@ -290,13 +365,22 @@ def flatness_dynamics(landscape, *, delta_s: float = 1e-2, T: float | None = Non
         if grid is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                traj = evolve(Problem(grid, landscape, nz_eff), p0, t_end=t_end, n_save=n_save,
-                              stencil_radius=stencil_radius)
+                traj = evolve(
+                    Problem(grid, landscape, nz_eff), p0, t_end=t_end, n_save=n_save, stencil_radius=stencil_radius
+                )
             entry["solver"] = flatness_trajectory(traj, landscape)
         if n_particles:
-            entry["particles"] = particle_flatness(landscape, nz_eff, method="sde", theta0=theta0,
-                                                   n_particles=n_particles, t_end=t_end, dt=dt, seed=seed,
-                                                   n_records=n_save - 1)
+            entry["particles"] = particle_flatness(
+                landscape,
+                nz_eff,
+                method="sde",
+                theta0=theta0,
+                n_particles=n_particles,
+                t_end=t_end,
+                dt=dt,
+                seed=seed,
+                n_records=n_save - 1,
+            )
         out[name] = entry
     return out
 
@@ -319,24 +403,43 @@ def valley_fractions(density: Density, landscape) -> np.ndarray:
     return np.bincount(idx.ravel(), weights=density.values.ravel() * density.grid.cell_volume, minlength=K)
 
 
-def valley_fraction_dynamics(landscape, noises, grid: Grid, p0: Density, t_end: float, *, n_save: int = 41,
-                             save_times=None, stencil_radius: int = DEFAULT_STENCIL_RADIUS) -> dict:
+def valley_fraction_dynamics(
+    landscape,
+    noises,
+    grid: Grid,
+    p0: Density,
+    t_end: float,
+    *,
+    n_save: int = 41,
+    save_times=None,
+    stencil_radius: int = DEFAULT_STENCIL_RADIUS,
+) -> dict:
     """Fraction of probability in each valley against time for several noise levels.
 
     ``noises``: a list of temperatures (``Isotropic(T)``) or noise models, or a dict ``label -> model``.
     Returns ``{"times": (n_t,), "levels": [labels], "fractions": {label: (n_t, K)}, "mass": {label: (n_t,)}}``."""
-    from ..solvers.evolve import evolve
     from ..model.problem import Problem
+    from ..solvers.evolve import evolve
 
     if not isinstance(noises, dict):
-        noises = {(f"T={v:g}" if not isinstance(v, _N.Noise) else repr(v)):
-                  (v if isinstance(v, _N.Noise) else _N.Isotropic(float(v))) for v in noises}
+        noises = {
+            (f"T={v:g}" if not isinstance(v, _N.Noise) else repr(v)): (
+                v if isinstance(v, _N.Noise) else _N.Isotropic(float(v))
+            )
+            for v in noises
+        }
     fr, mass, times = {}, {}, None
     for label, nz in noises.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            traj = evolve(Problem(grid, landscape, nz), p0, t_end=t_end, n_save=n_save, save_times=save_times,
-                          stencil_radius=stencil_radius)
+            traj = evolve(
+                Problem(grid, landscape, nz),
+                p0,
+                t_end=t_end,
+                n_save=n_save,
+                save_times=save_times,
+                stencil_radius=stencil_radius,
+            )
         fr[label] = np.array([valley_fractions(d, landscape) for d in traj])
         mass[label] = traj.mass.copy()
         times = traj.times
@@ -364,9 +467,24 @@ def _first_hits(times, values, alive, x_ss, tol):
     return first, any_hit
 
 
-def search_time_particles(landscape, *, theta0, n_particles: int = 500, method: str = "sgd", eta=None, sigma=None,
-                          noise=None, dt=None, t_end=None, n_steps=None, n_records: int = 400, x_ss=None,
-                          tol: float = 0.05, settle_from: float = 0.75, seed: int = 0) -> dict:
+def search_time_particles(
+    landscape,
+    *,
+    theta0,
+    n_particles: int = 500,
+    method: str = "sgd",
+    eta=None,
+    sigma=None,
+    noise=None,
+    dt=None,
+    t_end=None,
+    n_steps=None,
+    n_records: int = 400,
+    x_ss=None,
+    tol: float = 0.05,
+    settle_from: float = 0.75,
+    seed: int = 0,
+) -> dict:
     """Search time from particles: the first record time at which each particle's ``|x|`` lies within ``tol`` of
     ``x_ss``, averaged (time in units of ``t = step eta`` for SGD, so this is ``tau_s = eta <t_s>``).
 
@@ -374,24 +492,44 @@ def search_time_particles(landscape, *, theta0, n_particles: int = 500, method: 
     Returns ``tau_s`` (mean over the particles that got there), ``stderr``, ``reached`` (fraction; particles that
     never did are censored at ``t_end`` and make ``tau_s`` a lower bound), ``x_ss``, ``resolution`` (record
     spacing), ``t_end``."""
-    rec = particle_record(landscape, noise, method=method, theta0=theta0, n_particles=n_particles, eta=eta,
-                          sigma=sigma, dt=dt, t_end=t_end, n_steps=n_steps, n_records=n_records, seed=seed,
-                          observables={"abs_x": lambda p: flat_norm(landscape, p)})
+    rec = particle_record(
+        landscape,
+        noise,
+        method=method,
+        theta0=theta0,
+        n_particles=n_particles,
+        eta=eta,
+        sigma=sigma,
+        dt=dt,
+        t_end=t_end,
+        n_steps=n_steps,
+        n_records=n_records,
+        seed=seed,
+        observables={"abs_x": lambda p: flat_norm(landscape, p)},
+    )
     ax = rec.values["abs_x"]
     if x_ss is None:
         late = rec.times >= settle_from * rec.times[-1]
         v = np.where(rec.alive[late], ax[late], np.nan)
-        x_ss = float(np.nanmean(v)) if np.any(np.isfinite(v)) else float("nan")   # NaN: every particle diverged
+        x_ss = float(np.nanmean(v)) if np.any(np.isfinite(v)) else float("nan")  # NaN: every particle diverged
     first, ok = _first_hits(rec.times, ax, rec.alive, float(x_ss), float(tol))
     n_ok = int(ok.sum())
-    return {"tau_s": float(np.mean(first[ok])) if n_ok else float("nan"),
-            "stderr": float(np.std(first[ok], ddof=1) / math.sqrt(n_ok)) if n_ok > 1 else float("nan"),
-            "reached": n_ok / ax.shape[1], "x_ss": float(x_ss), "tol": float(tol),
-            "resolution": float(rec.times[1] - rec.times[0]) if rec.times.size > 1 else float("nan"),
-            "t_end": float(rec.times[-1]), "diverged": float(1.0 - rec.alive[-1].mean()), "wall_s": rec.info["wall_s"]}
+    return {
+        "tau_s": float(np.mean(first[ok])) if n_ok else float("nan"),
+        "stderr": float(np.std(first[ok], ddof=1) / math.sqrt(n_ok)) if n_ok > 1 else float("nan"),
+        "reached": n_ok / ax.shape[1],
+        "x_ss": float(x_ss),
+        "tol": float(tol),
+        "resolution": float(rec.times[1] - rec.times[0]) if rec.times.size > 1 else float("nan"),
+        "t_end": float(rec.times[-1]),
+        "diverged": float(1.0 - rec.alive[-1].mean()),
+        "wall_s": rec.info["wall_s"],
+    }
 
 
-def search_time_mfpt(problem, x_ss: float, theta0, tol: float = 0.05, stencil_radius: int = DEFAULT_STENCIL_RADIUS) -> dict:
+def search_time_mfpt(
+    problem, x_ss: float, theta0, tol: float = 0.05, stencil_radius: int = DEFAULT_STENCIL_RADIUS
+) -> dict:
     """Search time from the backward equation: the mean first-passage time ``T(theta0)`` to the set
     ``{| |x| - x_ss | <= tol}`` (all sharp coordinates free) on ``problem``'s grid. ``tol`` is raised to half a cell
     width along ``x`` when smaller, so the target is never empty; ``theta0`` is clipped into the box. Also
@@ -408,15 +546,23 @@ def search_time_mfpt(problem, x_ss: float, theta0, tol: float = 0.05, stencil_ra
     target = np.abs(ax - float(x_ss)) <= tol_eff
     th = np.clip(np.asarray(theta0, float), grid.lower + 0.5 * grid.spacing, grid.upper - 0.5 * grid.spacing)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="cross-diffusion")   # reported by the steady state's rows
+        warnings.filterwarnings("ignore", message="cross-diffusion")  # reported by the steady state's rows
         T = mean_first_passage_time(problem, target, stencil_radius=stencil_radius)
-    return {"tau_s": float(T.at(th)), "x_ss": float(x_ss), "tol": tol_eff, "theta0": th.tolist(),
-            "target_cells": int(target.sum()), "condition": T.info["condition"], "gth": T.info["gth"],
-            "seconds": T.info["seconds"]}
+    return {
+        "tau_s": float(T.at(th)),
+        "x_ss": float(x_ss),
+        "tol": tol_eff,
+        "theta0": th.tolist(),
+        "target_cells": int(target.sum()),
+        "condition": T.info["condition"],
+        "gth": T.info["gth"],
+        "seconds": T.info["seconds"],
+    }
 
 
-def escape_time_vs_sharpness(curvatures, *, barrier: float = 1.0, delta: float = 0.05, k_ref: float | None = None,
-                             cells: int = 400) -> list[dict]:
+def escape_time_vs_sharpness(
+    curvatures, *, barrier: float = 1.0, delta: float = 0.05, k_ref: float | None = None, cells: int = 400
+) -> list[dict]:
     """Mean escape time from a valley as a function of its sharpness, for SGD-like and isotropic noise.
 
     The valley is the left well of ``L(x) = barrier (x^2/w^2 - 1)^2`` (minimum at ``-w`` with curvature
@@ -433,8 +579,8 @@ def escape_time_vs_sharpness(curvatures, *, barrier: float = 1.0, delta: float =
     """
     from ..model.landscapes import Custom
     from ..model.noise import Isotropic
-    from ..solvers.passage import mean_first_passage_time
     from ..model.problem import Problem
+    from ..solvers.passage import mean_first_passage_time
     from .theory import kramers_rate
 
     ks = np.asarray(curvatures, dtype=float)
@@ -444,16 +590,25 @@ def escape_time_vs_sharpness(curvatures, *, barrier: float = 1.0, delta: float =
     rows = []
     for k in ks:
         w = math.sqrt(8.0 * barrier / k)
-        land = Custom(lambda t, w=w: barrier * ((t[..., 0] / w) ** 2 - 1) ** 2,
-                      lambda t, w=w: (4 * barrier * t[..., 0] / w**2 * ((t[..., 0] / w) ** 2 - 1))[..., None], dim=1)
+        land = Custom(
+            lambda t, w=w: barrier * ((t[..., 0] / w) ** 2 - 1) ** 2,
+            lambda t, w=w: (4 * barrier * t[..., 0] / w**2 * ((t[..., 0] / w) ** 2 - 1))[..., None],
+            dim=1,
+        )
         grid = Grid([(-2 * w, 0.0, cells)], bc=[("reflecting", "absorbing")])
         tau = {}
         for name, T in (("sgd", delta * k), ("isotropic", delta * k_ref)):
             mfpt = mean_first_passage_time(Problem(grid, land, Isotropic(T)))
             tau[name] = float(mfpt.at(np.array([[-w]]))[0])
-        k_b = 4.0 * barrier / w**2                    # |L''(0)|
+        k_b = 4.0 * barrier / w**2  # |L''(0)|
         # Kramers' rate counts crossings of the saddle: the MFPT to the barrier top is half of 1/rate
-        rows.append({"k": float(k), "tau_sgd": tau["sgd"], "tau_isotropic": tau["isotropic"],
-                     "kramers_sgd": 0.5 / kramers_rate(barrier, k, -k_b, delta * k),
-                     "kramers_isotropic": 0.5 / kramers_rate(barrier, k, -k_b, delta * k_ref)})
+        rows.append(
+            {
+                "k": float(k),
+                "tau_sgd": tau["sgd"],
+                "tau_isotropic": tau["isotropic"],
+                "kramers_sgd": 0.5 / kramers_rate(barrier, k, -k_b, delta * k),
+                "kramers_isotropic": 0.5 / kramers_rate(barrier, k, -k_b, delta * k_ref),
+            }
+        )
     return rows

@@ -50,6 +50,7 @@ What is here
 
 The grid solves go through the package's own model, solver and particle layers.
 """
+
 from __future__ import annotations
 
 import math
@@ -108,6 +109,7 @@ class TwoValley1D:
     def barrier(self) -> float:
         """The barrier top: the root of ``L'`` between the minima (0.116515...)."""
         from scipy.optimize import brentq
+
         return float(brentq(self.grad, -0.5, 0.5, xtol=1e-15))
 
     def diffusion(self, x, eta: float):
@@ -116,13 +118,15 @@ class TwoValley1D:
 
     # --- package objects (imported lazily: the package's layout is moving)
     def landscape(self):
-        return Custom(lambda t: self.loss(t[..., 0]), lambda t: self.grad(t),
-                                    lambda t: self.curvature(t)[..., None], dim=1)
+        return Custom(
+            lambda t: self.loss(t[..., 0]), lambda t: self.grad(t), lambda t: self.curvature(t)[..., None], dim=1
+        )
 
     def noise(self, eta: float):
         eta = float(eta)
-        return Field(lambda t: self.diffusion(t, eta)[..., None],
-                              amplitude=lambda t: np.sqrt(2.0 * self.diffusion(t, eta)))
+        return Field(
+            lambda t: self.diffusion(t, eta)[..., None], amplitude=lambda t: np.sqrt(2.0 * self.diffusion(t, eta))
+        )
 
     def grid(self, cells: int = 720):
         return Grid([(self.walls[0], self.walls[1], int(cells))], bc="reflecting")
@@ -137,11 +141,12 @@ class TwoValley1D:
 # --- exact quadratures ---------------------------------------------------------------------------------------------
 def _cumsimpson(y, x):
     from scipy.integrate import cumulative_simpson
+
     return cumulative_simpson(y, x=x, initial=0.0)
 
 
 def _fine(lo, hi, n):
-    n = int(n) | 1                                   # odd: Simpson panels
+    n = int(n) | 1  # odd: Simpson panels
     return np.linspace(lo, hi, n)
 
 
@@ -164,6 +169,7 @@ def effective_potential_1d(grad, diffusion, lo: float, hi: float, n: int = 200_0
 def stationary_density_1d(grad, diffusion, lo, hi, n: int = 200_001):
     """``(x, P_ss)`` with ``P_ss = exp(-U_eff) / Z`` normalised on ``[lo, hi]`` (Simpson)."""
     from scipy.integrate import simpson
+
     x, U, _ = effective_potential_1d(grad, diffusion, lo, hi, n)
     p = np.exp(-U)
     return x, p / simpson(p, x=x)
@@ -173,7 +179,8 @@ def fraction_below_1d(grad, diffusion, lo, hi, cut: float, n: int = 200_001) -> 
     """Stationary probability of ``x < cut`` (the flat fraction for ``cut`` = the barrier top)."""
     x, p = stationary_density_1d(grad, diffusion, lo, hi, n)
     from scipy.interpolate import CubicSpline
-    c = CubicSpline(x[::max(1, len(x) // 20_000)], p[::max(1, len(x) // 20_000)]).antiderivative()
+
+    c = CubicSpline(x[:: max(1, len(x) // 20_000)], p[:: max(1, len(x) // 20_000)]).antiderivative()
     return float((c(cut) - c(lo)) / (c(hi) - c(lo)))
 
 
@@ -189,13 +196,14 @@ def mfpt_1d(grad, diffusion, lo, hi, start: float, target: float, n: int = 200_0
     x = _fine(lo, hi, n)
     D = np.asarray(diffusion(x), dtype=float)
     phi = _cumsimpson(np.asarray(grad(x), dtype=float) / D, x)
-    shift = phi.max()                                  # e^{Phi - shift} e^{shift - Phi}: no overflow
+    shift = phi.max()  # e^{Phi - shift} e^{shift - Phi}: no overflow
     w = np.exp(-(phi - shift)) / D
     c = _cumsimpson(w, x)
-    inner = (c[-1] - c) if target < start else c       # int_y^hi  or  int_lo^y
+    inner = (c[-1] - c) if target < start else c  # int_y^hi  or  int_lo^y
     outer = np.exp(phi - shift) * inner
     a, b = sorted((start, target))
     from scipy.interpolate import CubicSpline
+
     with np.errstate(over="ignore", invalid="ignore"):
         F = CubicSpline(x, _cumsimpson(outer, x))
         T = float(F(b) - F(a))
@@ -210,9 +218,9 @@ def _mfpt_log(x, phi, D, a, b, inner_right: bool) -> float:
     h = np.diff(x)
     lw = -phi - np.log(D)
     panel = np.log(h / 2) + np.logaddexp(lw[:-1], lw[1:])
-    if inner_right:                                      # log int_y^hi
+    if inner_right:  # log int_y^hi
         logI = np.append(np.logaddexp.accumulate(panel[::-1])[::-1], -np.inf)
-    else:                                                # log int_lo^y
+    else:  # log int_lo^y
         logI = np.insert(np.logaddexp.accumulate(panel), 0, -np.inf)
     lo_ = phi + logI
     sel = (x >= a) & (x <= b)
@@ -231,13 +239,21 @@ def exact_numbers(eta: float = 0.2, model: TwoValley1D | None = None, n: int = 2
     xb = m.barrier
 
     def numbers(k):
-        return (mfpt_1d(gr, Df, lo, hi, 1.0, -1.0, k), mfpt_1d(gr, Df, lo, hi, -1.0, 1.0, k),
-                fraction_below_1d(gr, Df, lo, hi, xb, k))
+        return (
+            mfpt_1d(gr, Df, lo, hi, 1.0, -1.0, k),
+            mfpt_1d(gr, Df, lo, hi, -1.0, 1.0, k),
+            fraction_below_1d(gr, Df, lo, hi, xb, k),
+        )
 
     fine, coarse = numbers(n), numbers(n // 2)
-    return {"eta": float(eta), "mfpt_sharp_to_flat": fine[0], "mfpt_flat_to_sharp": fine[1],
-            "flat_fraction_eq": fine[2], "barrier": xb,
-            "quadrature_error": float(max(abs(a - b) / abs(a) for a, b in zip(fine, coarse)))}
+    return {
+        "eta": float(eta),
+        "mfpt_sharp_to_flat": fine[0],
+        "mfpt_flat_to_sharp": fine[1],
+        "flat_fraction_eq": fine[2],
+        "barrier": xb,
+        "quadrature_error": float(max(abs(a - b) / abs(a) for a, b in zip(fine, coarse))),
+    }
 
 
 # --- the transient: a decaying learning rate ------------------------------------------------------------------------
@@ -255,9 +271,18 @@ def _fraction_below(grid, values, cut: float) -> float:
     return float(np.sum(values * inside) * h / (np.sum(values) * h))
 
 
-def transient_flat_fraction(eta0: float, *, t_end: float = T_END, tau: float = TAU, cells: int = 720,
-                            dt: float = 1.0, n_save: int = 61, schedule_hold: int = 1,
-                            model: TwoValley1D | None = None, warn: bool = True) -> dict:
+def transient_flat_fraction(
+    eta0: float,
+    *,
+    t_end: float = T_END,
+    tau: float = TAU,
+    cells: int = 720,
+    dt: float = 1.0,
+    n_save: int = 61,
+    schedule_hold: int = 1,
+    model: TwoValley1D | None = None,
+    warn: bool = True,
+) -> dict:
     """Flat fraction ``P(x < x_b, t)`` under ``eta(t) = eta0 / (1 + t/tau)`` from ``N(1, 0.05^2)``, by
     ``evolve`` (TR-BDF2) with ``noise_schedule = 1/(1 + t/tau)`` on ``cells`` cells of ``[-1.8, 1.8]``.
     Measured errors at ``eta0 = 0.2`` (final 0.47358 extrapolated): time step ``dt`` 2 / 1 / 0.5 differ by
@@ -269,18 +294,33 @@ def transient_flat_fraction(eta0: float, *, t_end: float = T_END, tau: float = T
     if warn:
         continuum_warning(eta0, m)
     prob = m.problem(eta0, cells)
-    p0 = Density.gaussian(prob.grid, mean=[X0], cov=[[X0_STD ** 2]])
-    tr = evolve(prob, p0, t_end, n_save=n_save, dt=dt, noise_schedule=learning_rate_schedule(tau),
-                   schedule_hold=schedule_hold)
+    p0 = Density.gaussian(prob.grid, mean=[X0], cov=[[X0_STD**2]])
+    tr = evolve(
+        prob, p0, t_end, n_save=n_save, dt=dt, noise_schedule=learning_rate_schedule(tau), schedule_hold=schedule_hold
+    )
     xb = m.barrier
     frac = np.array([_fraction_below(prob.grid, v, xb) for v in tr.values])
-    return {"eta0": float(eta0), "times": tr.times.tolist(), "flat_fraction": frac.tolist(),
-            "final": float(frac[-1]), "mass_error": float(np.max(np.abs(tr.mass - 1.0))),
-            "cells": int(cells), "dt": float(dt), "seconds": tr.info["seconds"]}
+    return {
+        "eta0": float(eta0),
+        "times": tr.times.tolist(),
+        "flat_fraction": frac.tolist(),
+        "final": float(frac[-1]),
+        "mass_error": float(np.max(np.abs(tr.mass - 1.0))),
+        "cells": int(cells),
+        "dt": float(dt),
+        "seconds": tr.info["seconds"],
+    }
 
 
-def reference_transient_1d(eta0: float, *, t_end: float = T_END, tau: float = TAU, cells: int = 2000,
-                           rtol: float = 1e-9, model: TwoValley1D | None = None) -> float:
+def reference_transient_1d(
+    eta0: float,
+    *,
+    t_end: float = T_END,
+    tau: float = TAU,
+    cells: int = 2000,
+    rtol: float = 1e-9,
+    model: TwoValley1D | None = None,
+) -> float:
     """The final flat fraction of :func:`transient_flat_fraction` by an independent solve (no package code):
     second-order central finite volumes, ``J = -L' P - d(DP)/dx`` at the faces (zero at the walls), so that
     ``dP/dt = (A_drift + g(t) A_diffusion) P`` is affine in ``g``, integrated by scipy's adaptive BDF with
@@ -292,21 +332,29 @@ def reference_transient_1d(eta0: float, *, t_end: float = T_END, tau: float = TA
     lo, hi = m.walls
     h = (hi - lo) / cells
     xc = lo + (np.arange(cells) + 0.5) * h
-    xf = lo + np.arange(1, cells) * h                      # interior faces
+    xf = lo + np.arange(1, cells) * h  # interior faces
     a = -m.grad(xf)
     Dc = m.diffusion(xc, eta0)
     # flux through face f between cells f and f+1: a_f (P_f + P_{f+1})/2 - (D_{f+1} P_{f+1} - D_f P_f)/h
     f = np.arange(cells - 1)
     Fd = sp.csr_matrix((np.r_[a / 2, a / 2], (np.r_[f, f], np.r_[f, f + 1])), shape=(cells - 1, cells))
     Fk = sp.csr_matrix((np.r_[Dc[f] / h, -Dc[f + 1] / h], (np.r_[f, f], np.r_[f, f + 1])), shape=(cells - 1, cells))
-    div = sp.csr_matrix((np.r_[-np.ones(cells - 1), np.ones(cells - 1)] / h, (np.r_[f, f + 1], np.r_[f, f])),
-                        shape=(cells, cells - 1))             # dP_i/dt = (J_{i-1/2} - J_{i+1/2}) / h
+    div = sp.csr_matrix(
+        (np.r_[-np.ones(cells - 1), np.ones(cells - 1)] / h, (np.r_[f, f + 1], np.r_[f, f])), shape=(cells, cells - 1)
+    )  # dP_i/dt = (J_{i-1/2} - J_{i+1/2}) / h
     Ad, Ak = (div @ Fd).tocsr(), (div @ Fk).tocsr()
     g = learning_rate_schedule(tau)
     p0 = np.exp(-0.5 * ((xc - X0) / X0_STD) ** 2)
     p0 /= p0.sum() * h
-    sol = solve_ivp(lambda t, p: Ad @ p + g(t) * (Ak @ p), (0.0, t_end), p0, method="BDF", rtol=rtol,
-                    atol=rtol * 1e-3, jac=lambda t, p: Ad + g(t) * Ak)
+    sol = solve_ivp(
+        lambda t, p: Ad @ p + g(t) * (Ak @ p),
+        (0.0, t_end),
+        p0,
+        method="BDF",
+        rtol=rtol,
+        atol=rtol * 1e-3,
+        jac=lambda t, p: Ad + g(t) * Ak,
+    )
     p = sol.y[:, -1]
     xb = m.barrier
     inside = np.clip((xb - (xc - h / 2)) / h, 0.0, 1.0)
@@ -357,9 +405,17 @@ class _Lamperti:
         return self.a[i] + f * self.da[i] + g * (self.c[i] + f * self.dc[i])
 
 
-def particle_flat_fraction(eta0: float, *, n_particles: int = 4000, dt: float | None = 0.02, t_end: float = T_END,
-                           tau: float = TAU, seed: int = 0, model: TwoValley1D | None = None,
-                           schedule: bool = True) -> dict:
+def particle_flat_fraction(
+    eta0: float,
+    *,
+    n_particles: int = 4000,
+    dt: float | None = 0.02,
+    t_end: float = T_END,
+    tau: float = TAU,
+    seed: int = 0,
+    model: TwoValley1D | None = None,
+    schedule: bool = True,
+) -> dict:
     """Flat fraction at ``t_end`` from particles started at ``N(1, 0.05^2)``, under ``eta(t) = eta0 g(t)``.
 
     ``dt`` a number: the SDE ``dx = -L' dt + sqrt(2 g(t) D_eta0(x)) dW`` by Euler-Maruyama with step ``dt`` in the
@@ -398,9 +454,16 @@ def particle_flat_fraction(eta0: float, *, n_particles: int = 4000, dt: float | 
             steps += 1
         x = lam.to_x(y)
     f = float(np.mean(x < m.barrier))
-    return {"eta0": float(eta0), "final": f, "stderr": math.sqrt(f * (1 - f) / n), "n_particles": n,
-            "dt": None if dt is None else float(dt), "steps": steps, "seed": int(seed),
-            "method": "sgd" if dt is None else "sde"}
+    return {
+        "eta0": float(eta0),
+        "final": f,
+        "stderr": math.sqrt(f * (1 - f) / n),
+        "n_particles": n,
+        "dt": None if dt is None else float(dt),
+        "steps": steps,
+        "seed": int(seed),
+        "method": "sgd" if dt is None else "sde",
+    }
 
 
 # --- where the continuous limit fails --------------------------------------------------------------------------------
@@ -416,10 +479,14 @@ def continuum_warning(eta: float, model: TwoValley1D | None = None, stacklevel: 
     eps = continuum_parameter(eta, model)
     if eps > CONTINUUM_LIMIT:
         import warnings
-        warnings.warn(f"eta = {eta:g} is too large for the continuous limit of this SGD: D changes by {eps:.2g} of "
-                      f"itself across one step's noise in the sharp valley (limit {CONTINUUM_LIMIT}); the discrete "
-                      "SGD escapes the sharp valley far faster (fokkerplanck.sgd.freezing.escape_by_time)",
-                      RuntimeWarning, stacklevel=stacklevel)
+
+        warnings.warn(
+            f"eta = {eta:g} is too large for the continuous limit of this SGD: D changes by {eps:.2g} of "
+            f"itself across one step's noise in the sharp valley (limit {CONTINUUM_LIMIT}); the discrete "
+            "SGD escapes the sharp valley far faster (fokkerplanck.sgd.freezing.escape_by_time)",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
     return eps
 
 
@@ -434,15 +501,22 @@ def continuum_parameter(eta: float, model: TwoValley1D | None = None, x: float =
     return float(eta * abs(dc) / math.sqrt(c))
 
 
-def escape_by_time(eta: float, t: float = 50.0, *, n_particles: int = 2000, seed: int = 0, cells: int = 720,
-                   model: TwoValley1D | None = None) -> dict:
+def escape_by_time(
+    eta: float,
+    t: float = 50.0,
+    *,
+    n_particles: int = 2000,
+    seed: int = 0,
+    cells: int = 720,
+    model: TwoValley1D | None = None,
+) -> dict:
     """Probability of reaching the flat minimum (``x <= -1``) by time ``t`` from ``N(1, 0.05^2)`` at a constant
     learning rate ``eta``: the continuous limit (``first_passage_probability``, ``cells`` cells) and
     the model's discrete SGD (``n_particles``, a path counts once it has stepped to ``x <= -1``)."""
 
     m = model or TwoValley1D()
     prob = m.problem(eta, cells)
-    p0 = Density.gaussian(prob.grid, mean=[X0], cov=[[X0_STD ** 2]])
+    p0 = Density.gaussian(prob.grid, mean=[X0], cov=[[X0_STD**2]])
     cont = first_passage_probability(prob, p0, lambda th: th[..., 0] <= -1.0, t, n_save=2, dt=min(0.5, t / 20))
     rng = np.random.default_rng(seed)
     n = int(n_particles)
@@ -450,13 +524,21 @@ def escape_by_time(eta: float, t: float = 50.0, *, n_particles: int = 2000, seed
     hit = np.zeros(n, dtype=bool)
     steps = round(t / eta)
     for _ in range(steps):
-        x = _fold(x - eta * (m.grad(x) + np.sqrt(m.delta * m.curvature(x) ** 2 + m.sigma0_sq)
-                             * rng.standard_normal(n)), *m.walls)
+        x = _fold(
+            x - eta * (m.grad(x) + np.sqrt(m.delta * m.curvature(x) ** 2 + m.sigma0_sq) * rng.standard_normal(n)),
+            *m.walls,
+        )
         hit |= x <= -1.0
     f = float(hit.mean())
-    return {"eta": float(eta), "t": float(t), "continuous": float(cont["probability"][-1]), "sgd": f,
-            "sgd_stderr": math.sqrt(max(f * (1 - f), 1.0 / n) / n), "continuum_parameter": continuum_parameter(eta, m),
-            "sgd_steps": steps}
+    return {
+        "eta": float(eta),
+        "t": float(t),
+        "continuous": float(cont["probability"][-1]),
+        "sgd": f,
+        "sgd_stderr": math.sqrt(max(f * (1 - f), 1.0 / n) / n),
+        "continuum_parameter": continuum_parameter(eta, m),
+        "sgd_steps": steps,
+    }
 
 
 # --- freezing ---------------------------------------------------------------------------------------------------------
@@ -489,13 +571,22 @@ def rate_freezing_time(times, rate, tau: float = TAU) -> float:
     return float(t[i - 1] + r[i - 1] * (t[i] - t[i - 1]) / (r[i - 1] - r[i]))
 
 
-def quasi_static_freezing(eta0: float, *, t_end: float = T_END, tau: float = TAU, n_times: int = 121,
-                          n: int = 20_001, level: float = 0.95, model: TwoValley1D | None = None) -> dict:
+def quasi_static_freezing(
+    eta0: float,
+    *,
+    t_end: float = T_END,
+    tau: float = TAU,
+    n_times: int = 121,
+    n: int = 20_001,
+    level: float = 0.95,
+    model: TwoValley1D | None = None,
+) -> dict:
     """Two-state (Kramers-like) reading of freezing (ours): the rates ``k_sf(t) = 1 / T(+1 -> -1)`` and
     ``k_fs(t) = 1 / T(-1 -> +1)`` of the frozen-in-time noise ``eta(t)`` (exact MFPT quadratures), the master
     equation ``dp_flat/dt = k_sf (1 - p_flat) - k_fs p_flat`` from ``p_flat = 0``, and the freezing time ``t_f``
     by which ``level`` of all the transition attempts ``int_0^t_end (k_sf + k_fs) ds`` have happened (the
-    counterpart of :func:`freezing_time_from`), and ``t_freeze_rate`` by :func:`rate_freezing_time`. Returns ``times``, ``k_sf``, ``k_fs``, ``p_flat`` (at ``times``), ``final``, ``t_freeze``."""
+    counterpart of :func:`freezing_time_from`), and ``t_freeze_rate`` by :func:`rate_freezing_time`. Returns
+    ``times``, ``k_sf``, ``k_fs``, ``p_flat`` (at ``times``), ``final``, ``t_freeze``."""
     from scipy.integrate import cumulative_trapezoid, solve_ivp
 
     m = model or TwoValley1D()
@@ -511,7 +602,7 @@ def quasi_static_freezing(eta0: float, *, t_end: float = T_END, tau: float = TAU
 
         ksf[i] = 1.0 / mfpt_1d(m.grad, Df, lo, hi, 1.0, -1.0, n)
         kfs[i] = 1.0 / mfpt_1d(m.grad, Df, lo, hi, -1.0, 1.0, n)
-    lsf, lfs = np.log(np.maximum(ksf, 1e-300)), np.log(np.maximum(kfs, 1e-300))   # rates span decades: log-interpolate
+    lsf, lfs = np.log(np.maximum(ksf, 1e-300)), np.log(np.maximum(kfs, 1e-300))  # rates span decades: log-interpolate
 
     def rhs(t, p):
         a, b = np.exp(np.interp(t, ts, lsf)), np.exp(np.interp(t, ts, lfs))
@@ -520,10 +611,17 @@ def quasi_static_freezing(eta0: float, *, t_end: float = T_END, tau: float = TAU
     sol = solve_ivp(rhs, (0.0, t_end), [0.0], t_eval=ts, rtol=1e-8, atol=1e-11, method="LSODA")
     done = cumulative_trapezoid(ksf + kfs, ts, initial=0.0)
     t_f = float(np.interp(level * done[-1], done, ts))
-    return {"eta0": float(eta0), "times": ts.tolist(), "k_sf": ksf.tolist(), "k_fs": kfs.tolist(),
-            "p_flat": sol.y[0].tolist(), "final": float(sol.y[0][-1]), "t_freeze": t_f,
-            "t_freeze_rate": rate_freezing_time(ts, ksf + kfs, tau),
-            "transitions_expected": float(done[-1])}
+    return {
+        "eta0": float(eta0),
+        "times": ts.tolist(),
+        "k_sf": ksf.tolist(),
+        "k_fs": kfs.tolist(),
+        "p_flat": sol.y[0].tolist(),
+        "final": float(sol.y[0][-1]),
+        "t_freeze": t_f,
+        "t_freeze_rate": rate_freezing_time(ts, ksf + kfs, tau),
+        "transitions_expected": float(done[-1]),
+    }
 
 
 # --- the headline ----------------------------------------------------------------------------------------------------
@@ -539,26 +637,45 @@ def freezing_headline(quick: bool = False, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     cells, dt = (360, 4.0) if quick else (720, 1.0)
     etas = [0.1, 0.2, 0.3] if quick else [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4]
-    out = {"model": {"loss": "1/4 (x^2-1)^2 (1+x/2)", "noise": "D = (eta/2)(Delta L''^2 + sigma0^2)",
-                     **TwoValley1D().params(), "schedule": "eta(t) = eta0 / (1 + t/50)", "t_end": T_END,
-                     "start": "N(1, 0.05^2)", "source": "ours (issue 14 item 3), after arXiv:2601.10962"},
-           "quick": bool(quick), "seed": int(seed), "cells": cells, "dt": dt}
+    out = {
+        "model": {
+            "loss": "1/4 (x^2-1)^2 (1+x/2)",
+            "noise": "D = (eta/2)(Delta L''^2 + sigma0^2)",
+            **TwoValley1D().params(),
+            "schedule": "eta(t) = eta0 / (1 + t/50)",
+            "t_end": T_END,
+            "start": "N(1, 0.05^2)",
+            "source": "ours (issue 14 item 3), after arXiv:2601.10962",
+        },
+        "quick": bool(quick),
+        "seed": int(seed),
+        "cells": cells,
+        "dt": dt,
+    }
     q = 20_001 if quick else 200_001
     out["exact"] = exact_numbers(0.2, n=q)
     wide = exact_numbers(0.2, TwoValley1D(walls=(-3.0, 3.0)), n=q)
     out["exact_walls_3"] = {k: wide[k] for k in ("mfpt_sharp_to_flat", "mfpt_flat_to_sharp", "flat_fraction_eq")}
     rows = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)          # the continuum warning: recorded per row instead
+        warnings.simplefilter("ignore", RuntimeWarning)  # the continuum warning: recorded per row instead
         for e in etas:
             r = transient_flat_fraction(e, cells=cells, dt=dt, n_save=61)
             qs = quasi_static_freezing(e, n_times=21 if quick else 121, n=q // 10)
-            rows.append({"eta0": e, "final": r["final"], "quasi_static_final": qs["final"],
-                         "t_freeze": freezing_time_from(r["times"], r["flat_fraction"]),
-                         "t_freeze_quasi_static": qs["t_freeze"], "t_freeze_rate": qs["t_freeze_rate"],
-                         "mass_error": r["mass_error"],
-                         "continuum_parameter": continuum_parameter(e),
-                         "times": r["times"], "flat_fraction": r["flat_fraction"]})
+            rows.append(
+                {
+                    "eta0": e,
+                    "final": r["final"],
+                    "quasi_static_final": qs["final"],
+                    "t_freeze": freezing_time_from(r["times"], r["flat_fraction"]),
+                    "t_freeze_quasi_static": qs["t_freeze"],
+                    "t_freeze_rate": qs["t_freeze_rate"],
+                    "mass_error": r["mass_error"],
+                    "continuum_parameter": continuum_parameter(e),
+                    "times": r["times"],
+                    "flat_fraction": r["flat_fraction"],
+                }
+            )
         half = transient_flat_fraction(0.2, cells=cells, dt=dt / 2, n_save=2)["final"]
     base = next(r for r in rows if r["eta0"] == 0.2)["final"]
     out["transient"] = rows
@@ -567,8 +684,10 @@ def freezing_headline(quick: bool = False, seed: int = 0) -> dict:
     n_p, dt_p = (600, 0.05) if quick else (4000, 0.02)
     out["particles_eta0_0.2"] = particle_flat_fraction(0.2, n_particles=n_p, dt=dt_p, seed=seed)
     out["sgd_eta0_0.2"] = particle_flat_fraction(0.2, n_particles=200 if quick else 2000, dt=None, seed=seed)
-    out["escape_by_t50"] = [escape_by_time(e, 50.0, n_particles=200 if quick else 2000, seed=seed, cells=cells)
-                            for e in ((0.05, 0.2) if quick else (0.01, 0.02, 0.05, 0.1, 0.2, 0.3))]
+    out["escape_by_t50"] = [
+        escape_by_time(e, 50.0, n_particles=200 if quick else 2000, seed=seed, cells=cells)
+        for e in ((0.05, 0.2) if quick else (0.01, 0.02, 0.05, 0.1, 0.2, 0.3))
+    ]
     out["continuum_limit"] = CONTINUUM_LIMIT
     x, U, _ = effective_potential_1d(TwoValley1D.grad, lambda x: TwoValley1D().diffusion(x, 0.2), *WALLS, 1801)
     out["effective_potential_eta_0.2"] = {"x": x[::10].tolist(), "U_eff": U[::10].tolist()}
@@ -581,6 +700,7 @@ def plot_freezing_headline(result: dict, path) -> str:
     time for each ``eta0``; the final flat fraction against ``eta0`` (Fokker-Planck, quasi-static two-state,
     SDE particles, discrete SGD); the escape probability by ``t = 50``, continuous against discrete SGD."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -677,23 +797,41 @@ class TwoValley2D:
         return Problem(grid, land, Field(lambda t: self.diffusion(t, eta, batch)))
 
 
-def transient_2d(eta0: float, batch: float = 1.0, *, nx: int = 120, ny: int = 48, dt: float = 2.0,
-                 t_end: float = T_END, tau: float = TAU, n_save: int = 61, model: TwoValley2D | None = None) -> dict:
+def transient_2d(
+    eta0: float,
+    batch: float = 1.0,
+    *,
+    nx: int = 120,
+    ny: int = 48,
+    dt: float = 2.0,
+    t_end: float = T_END,
+    tau: float = TAU,
+    n_save: int = 61,
+    model: TwoValley2D | None = None,
+) -> dict:
     """Flat-valley fraction ``P(x < 0, t)`` of the 2D model under ``eta(t) = eta0 / (1 + t/tau)`` from
     ``N((1, 0), 0.05^2 I)`` by ``evolve`` with a noise schedule; its final value and freezing time."""
     m = model or TwoValley2D()
     prob = m.problem(eta0, batch, nx, ny)
-    p0 = Density.gaussian(prob.grid, mean=[X0, 0.0], cov=np.diag([X0_STD ** 2, X0_STD ** 2]))
+    p0 = Density.gaussian(prob.grid, mean=[X0, 0.0], cov=np.diag([X0_STD**2, X0_STD**2]))
     import warnings
-    with warnings.catch_warnings():          # a scaled cross-diffusion is reported in the result instead
+
+    with warnings.catch_warnings():  # a scaled cross-diffusion is reported in the result instead
         warnings.simplefilter("ignore", RuntimeWarning)
         tr = evolve(prob, p0, t_end, n_save=n_save, dt=dt, noise_schedule=learning_rate_schedule(tau))
-    px = tr.values.sum(axis=2) * prob.grid.spacing[1]            # x-marginals at the saved times
+    px = tr.values.sum(axis=2) * prob.grid.spacing[1]  # x-marginals at the saved times
     frac = np.array([_fraction_below(_axis_grid(prob.grid), v, 0.0) for v in px])
-    return {"eta0": float(eta0), "batch": float(batch), "times": tr.times.tolist(), "flat_fraction": frac.tolist(),
-            "final": float(frac[-1]), "t_freeze": freezing_time_from(tr.times, frac),
-            "mass_error": float(np.max(np.abs(tr.mass - 1.0))), "seconds": tr.info["seconds"],
-            "cross_diffusion_shrunk_cells": int(tr.generator.info["cross_diffusion_shrunk_cells"])}
+    return {
+        "eta0": float(eta0),
+        "batch": float(batch),
+        "times": tr.times.tolist(),
+        "flat_fraction": frac.tolist(),
+        "final": float(frac[-1]),
+        "t_freeze": freezing_time_from(tr.times, frac),
+        "mass_error": float(np.max(np.abs(tr.mass - 1.0))),
+        "seconds": tr.info["seconds"],
+        "cross_diffusion_shrunk_cells": int(tr.generator.info["cross_diffusion_shrunk_cells"]),
+    }
 
 
 def _axis_grid(grid):
@@ -701,8 +839,16 @@ def _axis_grid(grid):
     return Grid([(lo, hi, grid.shape[0])], bc="reflecting")
 
 
-def relaxation_rates_2d(eta0: float, batch: float = 1.0, times=None, *, nx: int = 48, ny: int = 20,
-                        tau: float = TAU, model: TwoValley2D | None = None) -> dict:
+def relaxation_rates_2d(
+    eta0: float,
+    batch: float = 1.0,
+    times=None,
+    *,
+    nx: int = 48,
+    ny: int = 20,
+    tau: float = TAU,
+    model: TwoValley2D | None = None,
+) -> dict:
     """Escape rates of the 2D model with the noise frozen at ``eta(t)``: ``k_sf`` from the sharp half (``x > 0``)
     into ``x < 0`` and ``k_fs`` back, by ``escape_rate`` (slowest decay of the mass outside the target) at each
     of ``times`` (default 13 points on [0, 600]); and the freezing time :func:`rate_freezing_time`."""
@@ -719,16 +865,30 @@ def relaxation_rates_2d(eta0: float, batch: float = 1.0, times=None, *, nx: int 
             ksf.append(escape_rate(prob, target=lambda th: th[..., 0] < 0.0))
             kfs.append(escape_rate(prob, target=lambda th: th[..., 0] > 0.0))
     ksf, kfs = np.array(ksf), np.array(kfs)
-    return {"times": ts.tolist(), "k_sf": ksf.tolist(), "k_fs": kfs.tolist(),
-            "t_freeze_rate": rate_freezing_time(ts, ksf + kfs, tau)}
+    return {
+        "times": ts.tolist(),
+        "k_sf": ksf.tolist(),
+        "k_fs": kfs.tolist(),
+        "t_freeze_rate": rate_freezing_time(ts, ksf + kfs, tau),
+    }
 
 
-def phase_diagram_2d(etas=(0.1, 0.2, 0.3), batches=(1, 2, 4), *, nx: int = 120, ny: int = 48, dt: float = 2.0,
-                     t_end: float = T_END, tau: float = TAU, model: TwoValley2D | None = None) -> dict:
+def phase_diagram_2d(
+    etas=(0.1, 0.2, 0.3),
+    batches=(1, 2, 4),
+    *,
+    nx: int = 120,
+    ny: int = 48,
+    dt: float = 2.0,
+    t_end: float = T_END,
+    tau: float = TAU,
+    model: TwoValley2D | None = None,
+) -> dict:
     """Final flat-valley fraction and freezing time of the 2D model over ``(eta0, B)`` (JSON-able): ``flat_fraction``,
     ``t_freeze`` (95% of the change, :func:`freezing_time_from`) and ``t_freeze_rate`` (relaxation rate against the
     schedule's rate, :func:`relaxation_rates_2d` on a grid of half the cells) as ``[i][j]`` for ``etas[i]``,
-    ``batches[j]``; ``relaxation_rate_t0``: ``k_sf + k_fs`` at ``t = 0``; ``discrete_stable``: ``eta0 lambda_max < 2`` at
+    ``batches[j]``; ``relaxation_rate_t0``: ``k_sf + k_fs`` at ``t = 0``; ``discrete_stable``: ``eta0 lambda_max <
+    2`` at
     the sharp minimum (``lambda_max = 3``), beyond which the discrete SGD leaves the valley deterministically;
     ``continuum_parameter`` (:meth:`TwoValley2D.continuum_parameter`): above ``continuum_limit`` the answers describe
     the SDE, not the discrete SGD.
@@ -742,19 +902,31 @@ def phase_diagram_2d(etas=(0.1, 0.2, 0.3), batches=(1, 2, 4), *, nx: int = 120, 
     rows_f, rows_t, rows_r, rows_k = [], [], [], []
     for e in etas:
         r = [transient_2d(e, b, nx=nx, ny=ny, dt=dt, t_end=t_end, tau=tau, n_save=61, model=model) for b in batches]
-        k = [relaxation_rates_2d(e, b, np.linspace(0.0, t_end, 13), nx=max(24, nx // 2), ny=max(12, ny // 2),
-                                 tau=tau, model=model) for b in batches]
+        k = [
+            relaxation_rates_2d(
+                e, b, np.linspace(0.0, t_end, 13), nx=max(24, nx // 2), ny=max(12, ny // 2), tau=tau, model=model
+            )
+            for b in batches
+        ]
         rows_f.append([x["final"] for x in r])
         rows_t.append([x["t_freeze"] for x in r])
         rows_r.append([x["t_freeze_rate"] for x in k])
         rows_k.append([x["k_sf"][0] + x["k_fs"][0] for x in k])
-    return {"etas": [float(e) for e in etas], "batches": [float(b) for b in batches], "flat_fraction": rows_f,
-            "t_freeze": rows_t, "t_freeze_rate": rows_r, "relaxation_rate_t0": rows_k,
-            "discrete_stable": [bool(3.0 * e < 2.0) for e in etas],
-            "continuum_parameter": [[(model or TwoValley2D()).continuum_parameter(e, b) for b in batches] for e in etas],
-            "continuum_limit": CONTINUUM_LIMIT,
-            "grid": [int(nx), int(ny)], "dt": float(dt), "t_end": float(t_end),
-            "model": "L = 1/4 (x^2-1)^2 + 1/2 (2+x) y^2, D = (eta/2B)(Delta H^2 + sigma0^2 I) (ours)"}
+    return {
+        "etas": [float(e) for e in etas],
+        "batches": [float(b) for b in batches],
+        "flat_fraction": rows_f,
+        "t_freeze": rows_t,
+        "t_freeze_rate": rows_r,
+        "relaxation_rate_t0": rows_k,
+        "discrete_stable": [bool(3.0 * e < 2.0) for e in etas],
+        "continuum_parameter": [[(model or TwoValley2D()).continuum_parameter(e, b) for b in batches] for e in etas],
+        "continuum_limit": CONTINUUM_LIMIT,
+        "grid": [int(nx), int(ny)],
+        "dt": float(dt),
+        "t_end": float(t_end),
+        "model": "L = 1/4 (x^2-1)^2 + 1/2 (2+x) y^2, D = (eta/2B)(Delta H^2 + sigma0^2 I) (ours)",
+    }
 
 
 def freezing_2d_headline(quick: bool = False, seed: int = 0) -> dict:
@@ -779,14 +951,22 @@ def plot_freezing_2d_headline(result: dict, path) -> str:
     axes = fig.subplots(1, 2)
     etas, batches = result["etas"], result["batches"]
     bad = np.asarray(result["continuum_parameter"]) > result["continuum_limit"]
-    for ax, key, label in zip(axes, ("flat_fraction", "t_freeze_rate"), ("final flat fraction",
-                                                                          "freezing time (rate criterion)")):
+    for ax, key, label in zip(
+        axes, ("flat_fraction", "t_freeze_rate"), ("final flat fraction", "freezing time (rate criterion)")
+    ):
         Z = np.asarray(result[key], dtype=float)
         im = ax.imshow(Z, origin="lower", aspect="auto", cmap="viridis")
         for i in range(len(etas)):
             for j in range(len(batches)):
-                ax.text(j, i, f"{Z[i, j]:.3g}", ha="center", va="center", fontsize=7,
-                        color="white" if Z[i, j] < np.nanmax(Z) / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{Z[i, j]:.3g}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if Z[i, j] < np.nanmax(Z) / 2 else "black",
+                )
                 if bad[i, j]:
                     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="red", lw=0))
         ax.set_xticks(range(len(batches)), [f"{b:g}" for b in batches])
@@ -795,8 +975,11 @@ def plot_freezing_2d_headline(result: dict, path) -> str:
         ax.set_ylabel(r"$\eta_0$")
         ax.set_title(label, fontsize=9)
         fig.colorbar(im, ax=ax)
-    fig.suptitle("2D two-valley model (ours): escape and freezing under a decaying learning rate; "
-                 "hatched: discrete SGD outside the continuous limit", fontsize=8)
+    fig.suptitle(
+        "2D two-valley model (ours): escape and freezing under a decaying learning rate; "
+        "hatched: discrete SGD outside the continuous limit",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return str(path)

@@ -16,6 +16,7 @@ Random numbers come from a ``numpy.random.Generator`` passed in (numba draws fro
 run is a pure function of the seed. Particles are processed one after another (particle-outer loop); a
 particle whose state stops being finite or exceeds ``limit`` is frozen and flagged.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,7 @@ def sgd_kernel(theta, v, L, eta, batch, n_steps, save_every, limit, rng):
             snaps[0, p, j] = theta[p, j]
         k = 1
         for s in range(1, n_steps + 1):
-            m2 = 2.0 * rng.standard_gamma(half_b) / batch          # mean of x_b^2: chi^2_B / B
+            m2 = 2.0 * rng.standard_gamma(half_b) / batch  # mean of x_b^2: chi^2_B / B
             sc = math.sqrt(m2 / batch)
             for i in range(m):
                 z[i] = rng.standard_normal()
@@ -52,7 +53,7 @@ def sgd_kernel(theta, v, L, eta, batch, n_steps, save_every, limit, rng):
                 ci = 0.0
                 for j in range(i + 1):
                     ci += L[i, j] * z[j]
-                r[i] = (u[i] * w - v[i]) * m2 - sc * ci               # mean of e_b x_b, e_b = delta x_b - eps_b
+                r[i] = (u[i] * w - v[i]) * m2 - sc * ci  # mean of e_b x_b, e_b = delta x_b - eps_b
                 gw += u[i] * r[i]
             for i in range(m):
                 u[i] -= eta * w * r[i]
@@ -61,7 +62,7 @@ def sgd_kernel(theta, v, L, eta, batch, n_steps, save_every, limit, rng):
                 big = abs(w)
                 for i in range(m):
                     big = max(big, abs(u[i]))
-                if not (big < limit):                               # also catches NaN
+                if not (big < limit):  # also catches NaN
                     diverged[p] = True
                     break
                 snaps[k, p, 0] = w
@@ -103,7 +104,7 @@ def sde_kernel(theta, v, L, temp, dt, n_steps, save_every, limit, rng):
                 ci = 0.0
                 for j in range(i + 1):
                     ci += L[i, j] * z[j]
-                n[i] = sq2 * dl[i] * z0 + ci                          # G xi, G G^T = 2 delta delta^T + Sigma
+                n[i] = sq2 * dl[i] * z0 + ci  # G xi, G G^T = 2 delta delta^T + Sigma
             gw = 0.0
             nw = 0.0
             for i in range(m):

@@ -98,7 +98,8 @@ give the ``fp.landscapes.Custom`` / ``fp.noise.Field`` pair for ``fp.Problem``. 
   around a curve (the minimum manifold) in 3D, and its numerical diffusion across ``Q`` levels (upwinding,
   the monotone treatment of the off-diagonal ``D``) competes with the physical ``O(eta/B)`` drift that sets
   ``q*``. It fails already at ``eta/B = 0.05`` (below); at the issue's ``5e-3`` the sheet is 3x thinner and
-  the drift 10x weaker, so we claim no 3D grid result. Measured once (``Sigma_eps = I``, ``v = (1, 0)``, ``eta/B = 0.05``, 24^3 cells on
+  the drift 10x weaker, so we claim no 3D grid result. Measured once (``Sigma_eps = I``, ``v = (1, 0)``, ``eta/B =
+  0.05``, 24^3 cells on
   ``[0.25, 1.6] x [0.2, 2.2] x [-1, 1]``, ``fp.steady_state`` with :meth:`LabelNoiseModel.landscape` and
   :meth:`LabelNoiseModel.noise`): the generator had to scale the cross-diffusion down in all 13824 cells (to
   4% in places), which breaks ``D grad Q = 0``; ``E[w^2] = 0.858`` against ``0.703 +- 0.002`` from SDE
@@ -112,17 +113,25 @@ give the ``fp.landscapes.Custom`` / ``fp.noise.Field`` pair for ``fp.Problem``. 
   simulators :func:`simulate` (exact minibatch SGD and Euler-Maruyama of the SDE), which are the reference
   for every number here.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from scipy import linalg as sla
 from scipy.optimize import brentq
 
 __all__ = [
-    "LabelNoiseModel", "simulate", "LabelNoiseRun", "matrix_equilibrium_gram", "matrix_trace_hessian",
-    "simulate_matrix_sgd", "relaxation_rate", "stationary_sharpness", "label_noise_headline", "plot_label_noise_headline",
+    "LabelNoiseModel",
+    "simulate",
+    "LabelNoiseRun",
+    "matrix_equilibrium_gram",
+    "matrix_trace_hessian",
+    "simulate_matrix_sgd",
+    "relaxation_rate",
+    "stationary_sharpness",
+    "label_noise_headline",
+    "plot_label_noise_headline",
 ]
 
 
@@ -175,10 +184,10 @@ def _count(x, name, minimum=1):
 def _cholesky_psd(S):
     """Lower-triangular ``L`` with ``L L^T = S`` for PSD ``S`` (semi-definite allowed)."""
     w, U = np.linalg.eigh(S)
-    R = U * np.sqrt(np.clip(w, 0.0, None))           # R R^T = S
-    _, Lt = np.linalg.qr(R.T)                        # R = Lt^T Q^T  ->  S = Lt^T Lt
+    R = U * np.sqrt(np.clip(w, 0.0, None))  # R R^T = S
+    _, Lt = np.linalg.qr(R.T)  # R = Lt^T Q^T  ->  S = Lt^T Lt
     L = Lt.T
-    return L * np.where(np.diag(L) < 0, -1.0, 1.0)   # sign fix: non-negative diagonal
+    return L * np.where(np.diag(L) < 0, -1.0, 1.0)  # sign fix: non-negative diagonal
 
 
 # ------------------------------------------------------------------------------------------------
@@ -342,8 +351,12 @@ class LabelNoiseModel:
     def equilibrium(self) -> dict:
         """``q*``, ``lambda_max`` and ``tr H`` at the equilibrium, plus the flattest trace."""
         q = self.equilibrium_q()
-        return {"q": q, "lambda_max": float(self.manifold_lambda_max(q)),
-                "trace_hessian": float(self.manifold_trace_hessian(q)), "flattest_trace": self.flattest_trace()}
+        return {
+            "q": q,
+            "lambda_max": float(self.manifold_lambda_max(q)),
+            "trace_hessian": float(self.manifold_trace_hessian(q)),
+            "flattest_trace": self.flattest_trace(),
+        }
 
     def slow_rate(self, q):
         """``dq/d tau = (p/q - T q) / (1 + V/q^2)`` in slow time ``tau = (eta/B) t``."""
@@ -377,7 +390,7 @@ class LabelNoiseModel:
             near, k = q0, 0
             while g(near) < 0 and k < 15:
                 k += 1
-                near = qs + (q0 - qs) * 10.0 ** -k
+                near = qs + (q0 - qs) * 10.0**-k
             out[idx] = qs if g(near) < 0 else brentq(g, q0, near, xtol=1e-15, rtol=4 * np.finfo(float).eps)
         return out[()] if out.ndim == 0 else out
 
@@ -440,13 +453,27 @@ class LabelNoiseRun:
         return float(np.mean(self.model.lambda_max(self._after(t_from))))
 
     def __repr__(self):
-        return (f"LabelNoiseRun({self.info['method']}, N={self.snapshots.shape[1]}, t_end={self.times[-1]:.4g}, "
-                f"diverged={int(self.diverged.sum())})")
+        return (
+            f"LabelNoiseRun({self.info['method']}, N={self.snapshots.shape[1]}, t_end={self.times[-1]:.4g}, "
+            f"diverged={int(self.diverged.sum())})"
+        )
 
 
-def simulate(model: LabelNoiseModel, *, method: str, n_particles: int, theta0, eta_over_batch=None,
-             eta=None, batch=None, dt=None, n_steps: int, save_every: int = 1, seed: int = 0,
-             divergence_threshold: float = 1e6) -> LabelNoiseRun:
+def simulate(
+    model: LabelNoiseModel,
+    *,
+    method: str,
+    n_particles: int,
+    theta0,
+    eta_over_batch=None,
+    eta=None,
+    batch=None,
+    dt=None,
+    n_steps: int,
+    save_every: int = 1,
+    seed: int = 0,
+    divergence_threshold: float = 1e6,
+) -> LabelNoiseRun:
     """Particles of the label-noise model.
 
     ``method="sgd"``: minibatch SGD on the per-sample losses with learning rate ``eta`` and batch ``batch``
@@ -460,6 +487,7 @@ def simulate(model: LabelNoiseModel, *, method: str, n_particles: int, theta0, e
     depends on ``seed`` only (``numpy.random.default_rng(seed)`` drives the compiled kernel).
     """
     from . import kernels as K
+
     if not isinstance(model, LabelNoiseModel):
         raise ValueError(f"model must be a LabelNoiseModel, got {type(model).__name__}")
     n = _count(n_particles, "n_particles")
@@ -541,8 +569,20 @@ def matrix_trace_hessian(V, sigma_x, M):
     return float(V.shape[0] * np.trace(M @ Sx) + np.trace(Sx) * np.trace(V.T @ V @ np.linalg.pinv(M)))
 
 
-def simulate_matrix_sgd(V, sigma_eps, sigma_x, *, hidden: int, n_particles: int, eta: float, batch: int,
-                        n_steps: int, init_scale: float = 1.0, save_every: int = 100, seed: int = 0):
+def simulate_matrix_sgd(
+    V,
+    sigma_eps,
+    sigma_x,
+    *,
+    hidden: int,
+    n_particles: int,
+    eta: float,
+    batch: int,
+    n_steps: int,
+    init_scale: float = 1.0,
+    save_every: int = 100,
+    seed: int = 0,
+):
     """Minibatch SGD of ``f(x) = W2 W1 x`` on explicit per-sample losses ``1/2 |W2 W1 x - y|^2``
     (numpy, vectorised over particles). Returns ``(times, W1 snapshots (n_saved, N, h, d),
     W2 snapshots (n_saved, N, m, h))``; ``t = step * eta``."""
@@ -564,10 +604,10 @@ def simulate_matrix_sgd(V, sigma_eps, sigma_x, *, hidden: int, n_particles: int,
     for s in range(1, n_steps + 1):
         x = rng.standard_normal((N, B, d)) @ Lx.T
         y = x @ V.T + rng.standard_normal((N, B, m)) @ Le.T
-        hid = x @ np.swapaxes(W1, 1, 2)                       # (N, B, h)
-        e = hid @ np.swapaxes(W2, 1, 2) - y                   # (N, B, m)
-        g2 = np.swapaxes(e, 1, 2) @ hid / B                   # (N, m, h)
-        g1 = np.swapaxes(W2, 1, 2) @ np.swapaxes(e, 1, 2) @ x / B   # (N, h, d)
+        hid = x @ np.swapaxes(W1, 1, 2)  # (N, B, h)
+        e = hid @ np.swapaxes(W2, 1, 2) - y  # (N, B, m)
+        g2 = np.swapaxes(e, 1, 2) @ hid / B  # (N, m, h)
+        g1 = np.swapaxes(W2, 1, 2) @ np.swapaxes(e, 1, 2) @ x / B  # (N, h, d)
         W1 -= eta * g1
         W2 -= eta * g2
         if s % save_every == 0:
@@ -596,8 +636,16 @@ def _anisotropic(kappa, branch):
     return LabelNoiseModel((1.0, 0.0), s)
 
 
-def stationary_sharpness(model: LabelNoiseModel, eta_over_batch: float, *, dt: float, n_particles: int,
-                         q0: float = 1.0, seed: int = 0, n_save: int = 200) -> dict:
+def stationary_sharpness(
+    model: LabelNoiseModel,
+    eta_over_batch: float,
+    *,
+    dt: float,
+    n_particles: int,
+    q0: float = 1.0,
+    seed: int = 0,
+    n_save: int = 200,
+) -> dict:
     """Stationary ``E[w^2]``, ``E[lambda_max]``, ``E[tr H]`` of SDE particles at temperature ``eta/B``, all
     started at ``(w, u) = (sqrt(q0), v/sqrt(q0))`` (``q0 = 1``: the balanced init ``Q = 0``). The run lasts the
     closed-form slow time from ``q0`` to within 1% of ``q*`` plus 5 time constants; the last 4 are averaged
@@ -608,12 +656,29 @@ def stationary_sharpness(model: LabelNoiseModel, eta_over_batch: float, *, dt: f
     tau_burn = (float(model.slow_time(target, q0)) if abs(q0 / qs - 1) > 0.01 else 0.0) + 1.0 / r
     tau_end = tau_burn + 4.0 / r
     n_steps = int(math.ceil(tau_end / eta_over_batch / dt / n_save)) * n_save
-    run = simulate(model, method="sde", n_particles=n_particles, theta0=model.manifold_point(q0),
-                   eta_over_batch=eta_over_batch, dt=dt, n_steps=n_steps, save_every=n_steps // n_save, seed=seed)
+    run = simulate(
+        model,
+        method="sde",
+        n_particles=n_particles,
+        theta0=model.manifold_point(q0),
+        eta_over_batch=eta_over_batch,
+        dt=dt,
+        n_steps=n_steps,
+        save_every=n_steps // n_save,
+        seed=seed,
+    )
     t_from = tau_burn / eta_over_batch
-    return {"eta_over_batch": eta_over_batch, "dt": dt, "n_steps": n_steps, "n_particles": n_particles,
-            "q": run.mean_q(t_from), "q_stderr": run.q_stderr(t_from), "lambda_max": run.mean_lambda_max(t_from),
-            "trace_hessian": run.mean_trace_hessian(t_from), "diverged": int(run.diverged.sum())}
+    return {
+        "eta_over_batch": eta_over_batch,
+        "dt": dt,
+        "n_steps": n_steps,
+        "n_particles": n_particles,
+        "q": run.mean_q(t_from),
+        "q_stderr": run.q_stderr(t_from),
+        "lambda_max": run.mean_lambda_max(t_from),
+        "trace_hessian": run.mean_trace_hessian(t_from),
+        "diverged": int(run.diverged.sum()),
+    }
 
 
 def label_noise_headline(quick: bool = False, seed: int = 0) -> dict:
@@ -632,16 +697,21 @@ def label_noise_headline(quick: bool = False, seed: int = 0) -> dict:
     (``q``, ``lambda_max`` or ``tr H``) 1.4%; full 290 s (``kappa = 100``: 1.2e8 steps of 16 particles), 0.7%.
     """
     import time
+
     t0 = time.perf_counter()
     dense = np.logspace(0, 3, 61)
     closed = {}
     for br in ("sharp", "flat"):
         ms = [_anisotropic(k, br) for k in dense]
-        closed[br] = {"q": [m.equilibrium_q() for m in ms],
-                      "lambda_max": [m.equilibrium()["lambda_max"] for m in ms],
-                      "trace_hessian": [m.equilibrium()["trace_hessian"] for m in ms]}
-    kappas = {"sharp": [1.0, 3.0, 10.0] if quick else [1.0, 3.0, 10.0, 30.0, 100.0],
-              "flat": [10.0, 100.0, 1000.0] if quick else [3.0, 10.0, 100.0, 1000.0]}
+        closed[br] = {
+            "q": [m.equilibrium_q() for m in ms],
+            "lambda_max": [m.equilibrium()["lambda_max"] for m in ms],
+            "trace_hessian": [m.equilibrium()["trace_hessian"] for m in ms],
+        }
+    kappas = {
+        "sharp": [1.0, 3.0, 10.0] if quick else [1.0, 3.0, 10.0, 30.0, 100.0],
+        "flat": [10.0, 100.0, 1000.0] if quick else [3.0, 10.0, 100.0, 1000.0],
+    }
     n_particles = 16 if quick else 32
     particles = {}
     for br, ks in kappas.items():
@@ -651,17 +721,25 @@ def label_noise_headline(quick: bool = False, seed: int = 0) -> dict:
             eq = m.equilibrium()
             e = min(0.2 * eq["q"] ** 2, 0.005)
             dt = 0.02 / eq["lambda_max"]
-            runs = [stationary_sharpness(m, x, dt=dt, n_particles=n_particles, seed=seed + 100 * i + j)
-                    for j, x in enumerate((e, 2 * e))]
+            runs = [
+                stationary_sharpness(m, x, dt=dt, n_particles=n_particles, seed=seed + 100 * i + j)
+                for j, x in enumerate((e, 2 * e))
+            ]
             row = {"kappa": k, "closed": eq, "runs": runs}
             for key in ("q", "lambda_max", "trace_hessian"):
-                row[key] = 2 * runs[0][key] - runs[1][key]                 # linear extrapolation to eta/B = 0
+                row[key] = 2 * runs[0][key] - runs[1][key]  # linear extrapolation to eta/B = 0
                 row[key + "_rel_err"] = row[key] / eq[key] - 1
             rows.append(row)
         particles[br] = rows
-    return {"kappa": dense.tolist(), "closed": closed, "particles": particles,
-            "flattest_trace": 2.0 * math.sqrt(2.0), "quick": bool(quick), "seed": int(seed),
-            "seconds": time.perf_counter() - t0}
+    return {
+        "kappa": dense.tolist(),
+        "closed": closed,
+        "particles": particles,
+        "flattest_trace": 2.0 * math.sqrt(2.0),
+        "quick": bool(quick),
+        "seed": int(seed),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def plot_label_noise_headline(result: dict, path) -> None:
@@ -669,20 +747,35 @@ def plot_label_noise_headline(result: dict, path) -> None:
     extrapolated to ``eta/B -> 0`` (filled) and at the smaller finite ``eta/B`` (open)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(9, 3.6))          # no pyplot: the caller's backend is left alone
+
+    fig = Figure(figsize=(9, 3.6))  # no pyplot: the caller's backend is left alone
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
     colors = {"sharp": "C3", "flat": "C0"}
-    labels = {"sharp": r"$\Sigma_\varepsilon=\mathrm{diag}(1/\kappa,1)$",
-              "flat": r"$\Sigma_\varepsilon=\mathrm{diag}(1,1/\kappa)$"}
+    labels = {
+        "sharp": r"$\Sigma_\varepsilon=\mathrm{diag}(1/\kappa,1)$",
+        "flat": r"$\Sigma_\varepsilon=\mathrm{diag}(1,1/\kappa)$",
+    }
     for ax, key, name in zip(axes, ("lambda_max", "trace_hessian"), (r"$\lambda_{\max}$", r"tr $H$")):
         for br in ("sharp", "flat"):
             ax.plot(result["kappa"], result["closed"][br][key], color=colors[br], label=labels[br] + " (closed form)")
             rows = result["particles"][br]
-            ax.plot([r["kappa"] for r in rows], [r[key] for r in rows], "o", color=colors[br],
-                    label=r"particles, $\eta/B\to0$")
-            ax.plot([r["kappa"] for r in rows], [r["runs"][0][key] for r in rows], "o", mfc="none",
-                    color=colors[br], alpha=0.6, label=r"particles, finite $\eta/B$")
+            ax.plot(
+                [r["kappa"] for r in rows],
+                [r[key] for r in rows],
+                "o",
+                color=colors[br],
+                label=r"particles, $\eta/B\to0$",
+            )
+            ax.plot(
+                [r["kappa"] for r in rows],
+                [r["runs"][0][key] for r in rows],
+                "o",
+                mfc="none",
+                color=colors[br],
+                alpha=0.6,
+                label=r"particles, finite $\eta/B$",
+            )
         if key == "trace_hessian":
             ax.axhline(result["flattest_trace"], color="gray", ls=":", lw=1, label=r"flattest $2\sqrt{2}|v|$")
         ax.set_xscale("log")

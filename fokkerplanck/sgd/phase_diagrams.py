@@ -12,6 +12,7 @@ Both diagrams are tables indexed ``[sigma, eta]``; :func:`save_phase_diagram` wr
 phase-diagram``). The point functions are registered by name in :data:`fokkerplanck.scale.sweep.POINT_FUNCTIONS`
 (``"prl_steady"``, ``"prl_sgd"``, ``"prl_sde"``, ``"prl_search"``, ``"prl_search_sgd"``, ``"highdim_sgd"``).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,10 +25,23 @@ import numpy as np
 from ..numerics.operator import DEFAULT_STENCIL_RADIUS
 from ..scale.sweep import SweepResult, register_point_function, sweep
 
-__all__ = ["prl_steady_point", "prl_sgd_point", "prl_sde_point", "prl_search_point", "prl_search_time_point",
-           "prl_phase_diagram", "prl_search_diagram", "highdim_sgd_point", "highdim_phase_diagram",
-           "save_phase_diagram", "PRL_FIG5B_ETAS", "PRL_FIG5B_SIGMAS", "HIGHDIM_LAMBDAS", "HIGHDIM_ETAS",
-           "HIGHDIM_SIGMAS"]
+__all__ = [
+    "prl_steady_point",
+    "prl_sgd_point",
+    "prl_sde_point",
+    "prl_search_point",
+    "prl_search_time_point",
+    "prl_phase_diagram",
+    "prl_search_diagram",
+    "highdim_sgd_point",
+    "highdim_phase_diagram",
+    "save_phase_diagram",
+    "PRL_FIG5B_ETAS",
+    "PRL_FIG5B_SIGMAS",
+    "HIGHDIM_LAMBDAS",
+    "HIGHDIM_ETAS",
+    "HIGHDIM_SIGMAS",
+]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -47,9 +61,16 @@ def _flat_optimum(land) -> tuple[float, float]:
     return float(x[k]), float(F[k])
 
 
-def prl_steady_point(delta_s: float, eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0), cells=(120, 80),
-                     x_max: float = 2.0, y_max: float | None = None, stencil_radius: int = DEFAULT_STENCIL_RADIUS,
-                     quick: bool = False) -> dict:
+def prl_steady_point(
+    delta_s: float,
+    eps: float = 1e-3,
+    lambdas=(8.0, -2.0, 1.0),
+    cells=(120, 80),
+    x_max: float = 2.0,
+    y_max: float | None = None,
+    stencil_radius: int = DEFAULT_STENCIL_RADIUS,
+    quick: bool = False,
+) -> dict:
     """Steady state of the Fokker-Planck equation with SGD noise ``D = Delta_S H^2`` (:class:`HessianAligned`) on
     the PRL Fig. 5 landscape (``DegenerateValley(lambdas, eps)``), reflecting box ``[-x_max, x_max] x
     [-y_max, y_max]`` (``y_max`` default ``max(0.6, 6 sqrt(Delta_S lambda_0))``, six standard deviations of
@@ -60,14 +81,15 @@ def prl_steady_point(delta_s: float, eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0)
     ``flatness_max`` ``F(x_F)``, ``transition`` ``Delta_S* = -eps/lambda_1``, and diagnostics ``wall_ratio``,
     ``residual``, ``split_gap`` (None, or how far the answer moved from another start when the wells are joined
     by rates below the LU's round-off: their split is then the symmetric one of a uniform start, see
-    :func:`fokkerplanck.solvers.steady.steady_state`), ``shrunk_cells`` / ``min_cross_factor`` (cells whose cross-diffusion the monotone stencil had
+    :func:`fokkerplanck.solvers.steady.steady_state`), ``shrunk_cells`` / ``min_cross_factor`` (cells whose
+    cross-diffusion the monotone stencil had
     to scale down -- on this landscape near every cell: ``<|x|>`` then depends on ``stencil_radius``),
     ``error_estimate`` (the measured estimate of :func:`fokkerplanck.solvers.steady.steady_state`, L1),
     ``seconds``. ``quick`` halves the grid."""
-    from ..sgd import theory
     from ..model.grid import Grid
     from ..model.noise import HessianAligned
     from ..model.problem import Problem
+    from ..sgd import theory
     from ..solvers.steady import steady_state
 
     land = _prl_landscape(eps, lambdas)
@@ -77,7 +99,7 @@ def prl_steady_point(delta_s: float, eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0)
     grid = Grid([(-x_max, x_max, nx), (-y_max, y_max, ny)], bc="reflecting")
     t0 = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # the cross-diffusion warning is reported in the row instead
+        warnings.simplefilter("ignore")  # the cross-diffusion warning is reported in the row instead
         ss = steady_state(Problem(grid, land, HessianAligned(float(delta_s))), stencil_radius=stencil_radius)
     mx = ss.marginal(0)
     x = mx.grid.centers[0]
@@ -118,20 +140,34 @@ def _particle_summary(land, ens_pos, live, times, mean_abs_t, avg_from: float) -
     good = sel & np.isfinite(ma)
     mean_abs = float(np.mean(ma[good])) if good.any() else float("nan")
     x_fin = ens_pos[live, 0]
-    out = {"mean_abs_x": mean_abs,
-           "mean_abs_x_final": float(np.mean(np.abs(x_fin))) if x_fin.size else float("nan"),
-           "mean_abs_x_stderr": float(np.std(np.abs(x_fin), ddof=1) / math.sqrt(x_fin.size)) if x_fin.size > 1
-           else float("nan"),
-           "flatness": float(land.flatness(mean_abs)) if np.isfinite(mean_abs) else float("nan"),
-           "mean_flatness": float(np.mean(land.flatness(x_fin))) if x_fin.size else float("nan")}
+    out = {
+        "mean_abs_x": mean_abs,
+        "mean_abs_x_final": float(np.mean(np.abs(x_fin))) if x_fin.size else float("nan"),
+        "mean_abs_x_stderr": float(np.std(np.abs(x_fin), ddof=1) / math.sqrt(x_fin.size))
+        if x_fin.size > 1
+        else float("nan"),
+        "flatness": float(land.flatness(mean_abs)) if np.isfinite(mean_abs) else float("nan"),
+        "mean_flatness": float(np.mean(land.flatness(x_fin))) if x_fin.size else float("nan"),
+    }
     return out
 
 
-def prl_sgd_point(eta: float, sigma: float, n_particles: int = 1000, n_steps: int | None = None,
-                  t_end: float = 1600.0, seed: int = 0,
-                  theta0=(1.5, 1.5), eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0), shift: str = "linear",
-                  n_records: int = 20, average_from: float = 0.5, divergence_threshold: float = 1e3,
-                  quick: bool = False) -> dict:
+def prl_sgd_point(
+    eta: float,
+    sigma: float,
+    n_particles: int = 1000,
+    n_steps: int | None = None,
+    t_end: float = 1600.0,
+    seed: int = 0,
+    theta0=(1.5, 1.5),
+    eps: float = 1e-3,
+    lambdas=(8.0, -2.0, 1.0),
+    shift: str = "linear",
+    n_records: int = 20,
+    average_from: float = 0.5,
+    divergence_threshold: float = 1e3,
+    quick: bool = False,
+) -> dict:
     """Discrete random-shift SGD particles (PRL Eq. 7) on the PRL Fig. 5 landscape, all started at ``theta0``.
 
     Returns ``delta_s`` ``= eta sigma``, ``mean_abs_x`` (``<|x|>`` over live particles, time-averaged over the
@@ -149,20 +185,43 @@ def prl_sgd_point(eta: float, sigma: float, n_particles: int = 1000, n_steps: in
     steps = max(1, steps // 4) if quick else steps
     rec = max(1, steps // max(1, int(n_records)))
     t0 = time.perf_counter()
-    ens = simulate(land, method="sgd", n_particles=n, theta0=np.asarray(theta0, float), eta=float(eta),
-                   sigma=float(sigma), n_steps=steps, shift=shift, seed=int(seed), record_every=rec,
-                   divergence_threshold=float(divergence_threshold))
-    out = {"delta_s": float(eta) * float(sigma), "diverged": float(ens.diverged.mean()),
-           "t_end": steps * float(eta), "n_particles": n}
-    out.update(_particle_summary(land, ens.positions, ens.alive, ens.times, ens.stats["mean_abs"][:, 0],
-                                 average_from))
+    ens = simulate(
+        land,
+        method="sgd",
+        n_particles=n,
+        theta0=np.asarray(theta0, float),
+        eta=float(eta),
+        sigma=float(sigma),
+        n_steps=steps,
+        shift=shift,
+        seed=int(seed),
+        record_every=rec,
+        divergence_threshold=float(divergence_threshold),
+    )
+    out = {
+        "delta_s": float(eta) * float(sigma),
+        "diverged": float(ens.diverged.mean()),
+        "t_end": steps * float(eta),
+        "n_particles": n,
+    }
+    out.update(_particle_summary(land, ens.positions, ens.alive, ens.times, ens.stats["mean_abs"][:, 0], average_from))
     out["seconds"] = time.perf_counter() - t0
     return out
 
 
-def prl_sde_point(delta_s: float, dt: float = 0.01, t_end: float = 1600.0, n_particles: int = 1000, seed: int = 0,
-                  theta0=(1.5, 1.5), eps: float = 1e-3, lambdas=(8.0, -2.0, 1.0), n_records: int = 20,
-                  average_from: float = 0.5, quick: bool = False) -> dict:
+def prl_sde_point(
+    delta_s: float,
+    dt: float = 0.01,
+    t_end: float = 1600.0,
+    n_particles: int = 1000,
+    seed: int = 0,
+    theta0=(1.5, 1.5),
+    eps: float = 1e-3,
+    lambdas=(8.0, -2.0, 1.0),
+    n_records: int = 20,
+    average_from: float = 0.5,
+    quick: bool = False,
+) -> dict:
     """Euler-Maruyama particles of the SDE behind the Fokker-Planck model, ``D = Delta_S H^2`` (the continuum
     limit ``eta -> 0`` of the SGD at fixed ``Delta_S``): the Monte Carlo reference for :func:`prl_steady_point`.
     Same outputs as :func:`prl_sgd_point` (no divergence at small ``dt``)."""
@@ -175,49 +234,94 @@ def prl_sde_point(delta_s: float, dt: float = 0.01, t_end: float = 1600.0, n_par
     steps = int(round(t_end / float(dt)))
     rec = max(1, steps // max(1, int(n_records)))
     t0 = time.perf_counter()
-    ens = simulate(land, HessianAligned(float(delta_s)), method="sde", n_particles=n,
-                   theta0=np.asarray(theta0, float), dt=float(dt), n_steps=steps, seed=int(seed), record_every=rec)
-    out = {"delta_s": float(delta_s), "diverged": float(ens.diverged.mean()), "t_end": steps * float(dt),
-           "n_particles": n}
-    out.update(_particle_summary(land, ens.positions, ens.alive, ens.times, ens.stats["mean_abs"][:, 0],
-                                 average_from))
+    ens = simulate(
+        land,
+        HessianAligned(float(delta_s)),
+        method="sde",
+        n_particles=n,
+        theta0=np.asarray(theta0, float),
+        dt=float(dt),
+        n_steps=steps,
+        seed=int(seed),
+        record_every=rec,
+    )
+    out = {
+        "delta_s": float(delta_s),
+        "diverged": float(ens.diverged.mean()),
+        "t_end": steps * float(dt),
+        "n_particles": n,
+    }
+    out.update(_particle_summary(land, ens.positions, ens.alive, ens.times, ens.stats["mean_abs"][:, 0], average_from))
     out["seconds"] = time.perf_counter() - t0
     return out
 
 
-def prl_search_point(delta_s: float, eta: float = 0.04, n_particles: int = 300, n_steps: int = 100_000,
-                     n_records: int = 400, theta0=(1.5, 1.5), tol: float = 0.05, eps: float = 1e-3,
-                     lambdas=(8.0, -2.0, 1.0), cells=(120, 80), stencil_radius: int = DEFAULT_STENCIL_RADIUS, seed: int = 0,
-                     quick: bool = False) -> dict:
+def prl_search_point(
+    delta_s: float,
+    eta: float = 0.04,
+    n_particles: int = 300,
+    n_steps: int = 100_000,
+    n_records: int = 400,
+    theta0=(1.5, 1.5),
+    tol: float = 0.05,
+    eps: float = 1e-3,
+    lambdas=(8.0, -2.0, 1.0),
+    cells=(120, 80),
+    stencil_radius: int = DEFAULT_STENCIL_RADIUS,
+    seed: int = 0,
+    quick: bool = False,
+) -> dict:
     """Search time of the PRL Fig. 5 model at one ``Delta_S``: SGD particles at learning rate ``eta`` (``sigma =
     Delta_S / eta``) and the MFPT of the Fokker-Planck model, each to its own steady-state ``<|x|>`` (particles:
     late-time mean; solver: :func:`prl_steady_point`). Returns ``tau_particles``,
     ``tau_particles_reached``, ``x_ss_particles``, ``tau_mfpt``, ``x_ss_solver``, ``t_end``, ``seconds``."""
+    from ..model.grid import Grid
     from ..model.landscapes import DegenerateValley
     from ..model.noise import HessianAligned
     from ..model.problem import Problem
     from .flatness import search_time_mfpt, search_time_particles
-    from ..model.grid import Grid
 
     t0 = time.perf_counter()
     land = DegenerateValley(lambdas=tuple(float(v) for v in lambdas), eps=float(eps))
     n = 100 if quick else int(n_particles)
     steps = int(n_steps) // 4 if quick else int(n_steps)
-    sp = search_time_particles(land, theta0=theta0, n_particles=n, method="sgd", eta=float(eta),
-                               sigma=float(delta_s) / float(eta), n_steps=steps, n_records=int(n_records), tol=tol,
-                               seed=seed)
+    sp = search_time_particles(
+        land,
+        theta0=theta0,
+        n_particles=n,
+        method="sgd",
+        eta=float(eta),
+        sigma=float(delta_s) / float(eta),
+        n_steps=steps,
+        n_records=int(n_records),
+        tol=tol,
+        seed=seed,
+    )
     ss = prl_steady_point(delta_s, eps=eps, lambdas=lambdas, cells=cells, stencil_radius=stencil_radius, quick=quick)
     nx, ny = ss["cells"]
     y_max = max(0.6, 6.0 * math.sqrt(float(delta_s) * float(land.lambdas[0])))
     grid = Grid([(-2.0, 2.0, nx), (-y_max, y_max, ny)], bc="reflecting")
-    mf = search_time_mfpt(Problem(grid, land, HessianAligned(float(delta_s))), ss["mean_abs_x"], theta0, tol=tol,
-                          stencil_radius=stencil_radius)
-    return {"delta_s": float(delta_s), "eta": float(eta), "tau_particles": sp["tau_s"],
-            "tau_particles_stderr": sp["stderr"], "tau_particles_reached": sp["reached"],
-            "x_ss_particles": sp["x_ss"], "diverged": sp["diverged"], "t_end": sp["t_end"],
-            "tau_mfpt": mf["tau_s"], "x_ss_solver": ss["mean_abs_x"], "mfpt_theta0": mf["theta0"],
-            "seconds": time.perf_counter() - t0}
-
+    mf = search_time_mfpt(
+        Problem(grid, land, HessianAligned(float(delta_s))),
+        ss["mean_abs_x"],
+        theta0,
+        tol=tol,
+        stencil_radius=stencil_radius,
+    )
+    return {
+        "delta_s": float(delta_s),
+        "eta": float(eta),
+        "tau_particles": sp["tau_s"],
+        "tau_particles_stderr": sp["stderr"],
+        "tau_particles_reached": sp["reached"],
+        "x_ss_particles": sp["x_ss"],
+        "diverged": sp["diverged"],
+        "t_end": sp["t_end"],
+        "tau_mfpt": mf["tau_s"],
+        "x_ss_solver": ss["mean_abs_x"],
+        "mfpt_theta0": mf["theta0"],
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -236,8 +340,9 @@ def _highdim_landscape(n_flat, n_sharp, lambdas, eps):
 
     if lambdas is None:
         lambdas = [HIGHDIM_LAMBDAS[i % len(HIGHDIM_LAMBDAS)] for i in range(int(n_sharp))]
-    return HighDimValley(n_flat=int(n_flat), n_sharp=int(n_sharp), lambdas=np.asarray(lambdas, dtype=float),
-                         eps=float(eps))
+    return HighDimValley(
+        n_flat=int(n_flat), n_sharp=int(n_sharp), lambdas=np.asarray(lambdas, dtype=float), eps=float(eps)
+    )
 
 
 def _highdim_flat_range(land) -> dict:
@@ -249,15 +354,33 @@ def _highdim_flat_range(land) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         F = land.flatness(pts)
     k = int(np.nanargmax(F))
-    return {"flatness_min": float(F[0]), "flatness_max": float(F[k]), "x_flattest": float(rad[k]),
-            "lambda_max_at_0": float(np.max(land.lambdas[:, 0]))}
+    return {
+        "flatness_min": float(F[0]),
+        "flatness_max": float(F[k]),
+        "x_flattest": float(rad[k]),
+        "lambda_max_at_0": float(np.max(land.lambdas[:, 0])),
+    }
 
 
-def highdim_sgd_point(eta: float, sigma: float, n_particles: int = 100, t_end: float = 800.0,
-                      n_steps: int | None = None, seed: int = 0, n_flat: int = 100, n_sharp: int = 5,
-                      lambdas=None, eps: float = 1e-3, x0_norm: float = 0.1, y0: float = 0.1,
-                      shift: str = "linear", n_records: int = 20, average_from: float = 0.5,
-                      divergence_threshold: float = 1e3, quick: bool = False) -> dict:
+def highdim_sgd_point(
+    eta: float,
+    sigma: float,
+    n_particles: int = 100,
+    t_end: float = 800.0,
+    n_steps: int | None = None,
+    seed: int = 0,
+    n_flat: int = 100,
+    n_sharp: int = 5,
+    lambdas=None,
+    eps: float = 1e-3,
+    x0_norm: float = 0.1,
+    y0: float = 0.1,
+    shift: str = "linear",
+    n_records: int = 20,
+    average_from: float = 0.5,
+    divergence_threshold: float = 1e3,
+    quick: bool = False,
+) -> dict:
     """Steady-state flatness of discrete random-shift SGD particles (PRL Eq. 7) on the high-dimensional valley
     (PRL Eq. 5 with the degeneracy-breaking term; :class:`~fokkerplanck.model.landscapes.HighDimValley`):
 
@@ -293,7 +416,7 @@ def highdim_sgd_point(eta: float, sigma: float, n_particles: int = 100, t_end: f
     n = 24 if quick else int(n_particles)
     steps = int(n_steps) if n_steps is not None else int(round(float(t_end) / float(eta)))
     steps = max(1, steps // 4) if quick else max(1, steps)
-    rng = np.random.default_rng([int(seed), 0x5eed])
+    rng = np.random.default_rng([int(seed), 0x5EED])
     u = rng.normal(size=(n, land.n_flat))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     theta0 = np.concatenate([float(x0_norm) * u, np.full((n, land.n_sharp), float(y0))], axis=1)
@@ -303,9 +426,19 @@ def highdim_sgd_point(eta: float, sigma: float, n_particles: int = 100, t_end: f
         obs[f"lambda{i}"] = lambda p, i=i: land.lam(p[:, :nf])[:, i]
     t0 = time.perf_counter()
     with np.errstate(invalid="ignore", over="ignore"):
-        rec = particle_record(land, method="sgd", theta0=theta0, n_particles=n, eta=float(eta), sigma=float(sigma),
-                              n_steps=steps, n_records=int(n_records), seed=int(seed), observables=obs,
-                              divergence_threshold=float(divergence_threshold))
+        rec = particle_record(
+            land,
+            method="sgd",
+            theta0=theta0,
+            n_particles=n,
+            eta=float(eta),
+            sigma=float(sigma),
+            n_steps=steps,
+            n_records=int(n_records),
+            seed=int(seed),
+            observables=obs,
+            divergence_threshold=float(divergence_threshold),
+        )
     t = rec.times
     late = (t >= float(average_from) * t[-1]) & (t > 0)
     q3 = (t >= 0.5 * t[-1]) & (t < 0.75 * t[-1]) & (t > 0)
@@ -346,9 +479,19 @@ def highdim_sgd_point(eta: float, sigma: float, n_particles: int = 100, t_end: f
     return out
 
 
-def prl_search_time_point(eta: float, sigma: float, n_particles: int = 200, t_end: float = 1600.0,
-                          n_records: int = 400, theta0=(1.5, 1.5), tol: float = 0.05, eps: float = 1e-3,
-                          lambdas=(8.0, -2.0, 1.0), seed: int = 0, quick: bool = False) -> dict:
+def prl_search_time_point(
+    eta: float,
+    sigma: float,
+    n_particles: int = 200,
+    t_end: float = 1600.0,
+    n_records: int = 400,
+    theta0=(1.5, 1.5),
+    tol: float = 0.05,
+    eps: float = 1e-3,
+    lambdas=(8.0, -2.0, 1.0),
+    seed: int = 0,
+    quick: bool = False,
+) -> dict:
     """Search time of the discrete random-shift SGD on the PRL Fig. 5 landscape at one ``(eta, sigma)`` (PRL
     Fig. 5d): ``tau_s = eta <t_s>``, the mean first record time (time ``t = step eta``) at which a particle's
     ``|x|`` lies within ``tol`` of the steady-state solution ``x_ss`` -- the late-time ``<|x|>`` of the same run
@@ -366,13 +509,30 @@ def prl_search_time_point(eta: float, sigma: float, n_particles: int = 200, t_en
     steps = max(1, int(round(t_run / float(eta))))
     t0 = time.perf_counter()
     with np.errstate(invalid="ignore", over="ignore"):
-        st = search_time_particles(land, theta0=np.asarray(theta0, float), n_particles=n, method="sgd",
-                                   eta=float(eta), sigma=float(sigma), n_steps=steps,
-                                   n_records=min(int(n_records), steps), tol=float(tol), seed=int(seed))
-    return {"delta_s": float(eta) * float(sigma), "tau_s": st["tau_s"], "tau_s_stderr": st["stderr"],
-            "reached": st["reached"], "x_ss": st["x_ss"], "diverged": st["diverged"],
-            "resolution": st["resolution"], "t_end": st["t_end"], "n_particles": n,
-            "seconds": time.perf_counter() - t0}
+        st = search_time_particles(
+            land,
+            theta0=np.asarray(theta0, float),
+            n_particles=n,
+            method="sgd",
+            eta=float(eta),
+            sigma=float(sigma),
+            n_steps=steps,
+            n_records=min(int(n_records), steps),
+            tol=float(tol),
+            seed=int(seed),
+        )
+    return {
+        "delta_s": float(eta) * float(sigma),
+        "tau_s": st["tau_s"],
+        "tau_s_stderr": st["stderr"],
+        "reached": st["reached"],
+        "x_ss": st["x_ss"],
+        "diverged": st["diverged"],
+        "resolution": st["resolution"],
+        "t_end": st["t_end"],
+        "n_particles": n,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 for _name, _func in {
@@ -413,10 +573,21 @@ def _theory_curve(land, etas) -> list:
     return pts
 
 
-def prl_phase_diagram(etas=(0.01, 0.02, 0.04, 0.08), sigmas=(0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16),
-                      delta_s=None, *, particles: dict | None = None, solver: dict | None = None,
-                      threshold: float = 0.1, cache_dir=None, scheduler=None, n_workers=None, progress=None,
-                      quick: bool = False, out=None) -> dict:
+def prl_phase_diagram(
+    etas=(0.01, 0.02, 0.04, 0.08),
+    sigmas=(0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16),
+    delta_s=None,
+    *,
+    particles: dict | None = None,
+    solver: dict | None = None,
+    threshold: float = 0.1,
+    cache_dir=None,
+    scheduler=None,
+    n_workers=None,
+    progress=None,
+    quick: bool = False,
+    out=None,
+) -> dict:
     """PRL Fig. 5(b): the (sigma, eta) phase diagram of the SGD steady state, from discrete SGD particles
     (:func:`prl_sgd_point`, keyword overrides in ``particles``) and from the Fokker-Planck solver as a function
     of ``Delta_S = eta sigma`` (:func:`prl_steady_point`, overrides in ``solver``; the FP model only depends on
@@ -444,18 +615,32 @@ def prl_phase_diagram(etas=(0.01, 0.02, 0.04, 0.08), sigmas=(0.0025, 0.005, 0.01
     Zd = part.pivot("sigma", "eta", "diverged")
     eps = float(skw.get("eps", pkw.get("eps", 1e-3)))
     lam1 = float((skw.get("lambdas") or pkw.get("lambdas") or (8.0, -2.0, 1.0))[1])
-    params = {"function": "prl_phase_diagram", "etas": etas, "sigmas": sigmas,
-              "delta_s": [float(d) for d in delta_s], "particles": pkw, "solver": skw, "quick": quick}
+    params = {
+        "function": "prl_phase_diagram",
+        "etas": etas,
+        "sigmas": sigmas,
+        "delta_s": [float(d) for d in delta_s],
+        "particles": pkw,
+        "solver": skw,
+        "quick": quick,
+    }
     res = {
         "parameters": params,
-        "particles": part, "solver": solv, "etas": etas, "sigmas": sigmas,
-        "Z_mean_abs_x": Zm, "Z_flatness": Zf, "Z_diverged": Zd,
+        "particles": part,
+        "solver": solv,
+        "etas": etas,
+        "sigmas": sigmas,
+        "Z_mean_abs_x": Zm,
+        "Z_flatness": Zf,
+        "Z_diverged": Zd,
         "transition_theory": theory.transition_noise(eps, lam1) if lam1 < 0 else None,
         "transition_theory_curve": _theory_curve(
-            _prl_landscape(eps, skw.get("lambdas") or pkw.get("lambdas") or (8.0, -2.0, 1.0)), etas),
+            _prl_landscape(eps, skw.get("lambdas") or pkw.get("lambdas") or (8.0, -2.0, 1.0)), etas
+        ),
         "transition_solver": _transition_estimate(solv.column("delta_s"), solv.column("mean_abs_x"), threshold),
         "transition_particles": {
-            str(e): _transition_estimate([e * s for s in sigmas], Zm[:, j], threshold) for j, e in enumerate(etas)},
+            str(e): _transition_estimate([e * s for s in sigmas], Zm[:, j], threshold) for j, e in enumerate(etas)
+        },
         "threshold": threshold,
     }
     if out is not None:
@@ -463,9 +648,19 @@ def prl_phase_diagram(etas=(0.01, 0.02, 0.04, 0.08), sigmas=(0.0025, 0.005, 0.01
     return res
 
 
-def prl_search_diagram(etas=(0.01, 0.02, 0.04, 0.08, 0.16), sigmas=(0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16),
-                       *, point: dict | None = None, diverged_threshold: float = 0.5, cache_dir=None,
-                       scheduler=None, n_workers=None, progress=None, quick: bool = False, out=None) -> dict:
+def prl_search_diagram(
+    etas=(0.01, 0.02, 0.04, 0.08, 0.16),
+    sigmas=(0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16),
+    *,
+    point: dict | None = None,
+    diverged_threshold: float = 0.5,
+    cache_dir=None,
+    scheduler=None,
+    n_workers=None,
+    progress=None,
+    quick: bool = False,
+    out=None,
+) -> dict:
     """PRL Fig. 5(d): the (sigma, eta) phase diagram of the search time ``tau_s = eta <t_s>`` of random-shift
     SGD on the PRL Fig. 5 landscape (:func:`prl_search_time_point`; keyword overrides in ``point``). The search
     slows down critically near the transition ``Delta_S* = -eps/lambda_1`` and speeds up beyond it, until the
@@ -480,24 +675,49 @@ def prl_search_diagram(etas=(0.01, 0.02, 0.04, 0.08, 0.16), sigmas=(0.0025, 0.00
 
     pkw = dict(point or {})
     etas, sigmas = [float(e) for e in etas], [float(s) for s in sigmas]
-    part = sweep(prl_search_time_point, {"eta": etas, "sigma": sigmas}, fixed=pkw, cache_dir=cache_dir,
-                 scheduler=scheduler, n_workers=n_workers, progress=progress, quick=quick)
-    Z = {name: part.pivot("sigma", "eta", col) for name, col in (
-        ("Z_search_time", "tau_s"), ("Z_search_time_stderr", "tau_s_stderr"), ("Z_reached", "reached"),
-        ("Z_x_ss", "x_ss"), ("Z_diverged", "diverged"))}
+    part = sweep(
+        prl_search_time_point,
+        {"eta": etas, "sigma": sigmas},
+        fixed=pkw,
+        cache_dir=cache_dir,
+        scheduler=scheduler,
+        n_workers=n_workers,
+        progress=progress,
+        quick=quick,
+    )
+    Z = {
+        name: part.pivot("sigma", "eta", col)
+        for name, col in (
+            ("Z_search_time", "tau_s"),
+            ("Z_search_time_stderr", "tau_s_stderr"),
+            ("Z_reached", "reached"),
+            ("Z_x_ss", "x_ss"),
+            ("Z_diverged", "diverged"),
+        )
+    }
     eps = float(pkw.get("eps", 1e-3))
     lambdas = pkw.get("lambdas") or (8.0, -2.0, 1.0)
     slowest = {}
     for j, e in enumerate(etas):
         col = np.where(Z["Z_diverged"][:, j] < diverged_threshold, Z["Z_search_time"][:, j], np.nan)
-        slowest[str(e)] = (float(e * sigmas[int(np.nanargmax(col))]) if np.any(np.isfinite(col)) else None)
+        slowest[str(e)] = float(e * sigmas[int(np.nanargmax(col))]) if np.any(np.isfinite(col)) else None
     res = {
-        "parameters": {"function": "prl_search_diagram", "etas": etas, "sigmas": sigmas, "point": pkw,
-                       "diverged_threshold": float(diverged_threshold), "quick": quick},
-        "particles": part, "etas": etas, "sigmas": sigmas, **Z,
+        "parameters": {
+            "function": "prl_search_diagram",
+            "etas": etas,
+            "sigmas": sigmas,
+            "point": pkw,
+            "diverged_threshold": float(diverged_threshold),
+            "quick": quick,
+        },
+        "particles": part,
+        "etas": etas,
+        "sigmas": sigmas,
+        **Z,
         "transition_theory": theory.transition_noise(eps, float(lambdas[1])) if float(lambdas[1]) < 0 else None,
         "transition_theory_curve": _theory_curve(_prl_landscape(eps, lambdas), etas),
-        "slowest": slowest, "diverged_threshold": float(diverged_threshold),
+        "slowest": slowest,
+        "diverged_threshold": float(diverged_threshold),
     }
     if out is not None:
         save_phase_diagram(res, out)
@@ -519,8 +739,16 @@ def save_phase_diagram(res: dict, out, *, command: str = "sweep", figures=(), no
     arrays = {k: np.asarray(v, dtype=float) for k, v in res.items() if k.startswith("Z_")}
     t = {f"{k}_s": v.info["seconds"] for k, v in sweeps.items()}
     t.update(timings or {})
-    return io.save(out, command=command, parameters=res.get("parameters", {}), metrics=metrics, arrays=arrays,
-                   timings=t, figures=figures, notes=notes)
+    return io.save(
+        out,
+        command=command,
+        parameters=res.get("parameters", {}),
+        metrics=metrics,
+        arrays=arrays,
+        timings=t,
+        figures=figures,
+        notes=notes,
+    )
 
 
 #: Axes of ``fokkerplanck phase-diagram prl-fig5b``: :func:`prl_phase_diagram`'s defaults widened to
@@ -537,9 +765,20 @@ HIGHDIM_ETAS_QUICK = (0.02, 0.08, 0.32)
 HIGHDIM_SIGMAS_QUICK = (0.001, 0.01, 0.1, 1.0)
 
 
-def highdim_phase_diagram(etas=None, sigmas=None, *, point: dict | None = None, diverged_threshold: float = 0.5,
-                          threshold: float = 0.1, cache_dir=None, scheduler=None, n_workers=None, progress=None,
-                          quick: bool = False, out=None) -> dict:
+def highdim_phase_diagram(
+    etas=None,
+    sigmas=None,
+    *,
+    point: dict | None = None,
+    diverged_threshold: float = 0.5,
+    threshold: float = 0.1,
+    cache_dir=None,
+    scheduler=None,
+    n_workers=None,
+    progress=None,
+    quick: bool = False,
+    out=None,
+) -> dict:
     """PRL Fig. 3(c): the (sigma, eta) phase diagram of the average steady-state flatness of the
     high-dimensional model (``N_S = 5`` sharp, ``N_F = 100`` flat variables), from discrete random-shift SGD
     particles (:func:`highdim_sgd_point`; keyword overrides in ``point``, e.g. ``{"n_particles": 200}``).
@@ -570,14 +809,29 @@ def highdim_phase_diagram(etas=None, sigmas=None, *, point: dict | None = None, 
     if sigmas is None:
         sigmas = HIGHDIM_SIGMAS_QUICK if quick else HIGHDIM_SIGMAS
     etas, sigmas = [float(e) for e in etas], [float(s) for s in sigmas]
-    part = sweep(highdim_sgd_point, {"eta": etas, "sigma": sigmas}, fixed=pkw, cache_dir=cache_dir,
-                 scheduler=scheduler, n_workers=n_workers, progress=progress, quick=quick)
-    Z = {name: part.pivot("sigma", "eta", col) for name, col in (
-        ("Z_flatness", "mean_flatness"), ("Z_flatness_stderr", "mean_flatness_stderr"),
-        ("Z_flatness_final", "mean_flatness_final"), ("Z_diverged", "diverged"), ("Z_mean_abs_x", "mean_abs_x"),
-        ("Z_eta_lambda", "eta_lambda"), ("Z_drift", "mean_flatness_drift"))}
-    land = _highdim_landscape(pkw.get("n_flat", 100), pkw.get("n_sharp", 5), pkw.get("lambdas"),
-                              pkw.get("eps", 1e-3))
+    part = sweep(
+        highdim_sgd_point,
+        {"eta": etas, "sigma": sigmas},
+        fixed=pkw,
+        cache_dir=cache_dir,
+        scheduler=scheduler,
+        n_workers=n_workers,
+        progress=progress,
+        quick=quick,
+    )
+    Z = {
+        name: part.pivot("sigma", "eta", col)
+        for name, col in (
+            ("Z_flatness", "mean_flatness"),
+            ("Z_flatness_stderr", "mean_flatness_stderr"),
+            ("Z_flatness_final", "mean_flatness_final"),
+            ("Z_diverged", "diverged"),
+            ("Z_mean_abs_x", "mean_abs_x"),
+            ("Z_eta_lambda", "eta_lambda"),
+            ("Z_drift", "mean_flatness_drift"),
+        )
+    }
+    land = _highdim_landscape(pkw.get("n_flat", 100), pkw.get("n_sharp", 5), pkw.get("lambdas"), pkw.get("eps", 1e-3))
     ref = _highdim_flat_range(land)
     div = Z["Z_diverged"] >= float(diverged_threshold)
     el = Z["Z_eta_lambda"]
@@ -589,8 +843,9 @@ def highdim_phase_diagram(etas=None, sigmas=None, *, point: dict | None = None, 
         "converged_cells_with_eta_lambda_below_2": int(np.sum(el[ok] < 2.0)),
         "diverged_cells": int(div.sum()),
         "diverged_cells_beyond_eta_max_at_0": int(np.sum(div & (eta_grid * ref["lambda_max_at_0"] >= 2.0))),
-        "diverged_cells_min_delta_s": (float(np.min((eta_grid * np.asarray(sigmas)[:, None])[div]))
-                                       if div.any() else None),
+        "diverged_cells_min_delta_s": (
+            float(np.min((eta_grid * np.asarray(sigmas)[:, None])[div])) if div.any() else None
+        ),
     }
 
     def transition(eta):
@@ -600,18 +855,33 @@ def highdim_phase_diagram(etas=None, sigmas=None, *, point: dict | None = None, 
             return None
 
     res = {
-        "parameters": {"function": "highdim_phase_diagram", "etas": etas, "sigmas": sigmas, "point": pkw,
-                       "diverged_threshold": float(diverged_threshold), "threshold": float(threshold),
-                       "quick": quick, "landscape": land.params()},
-        "particles": part, "etas": etas, "sigmas": sigmas, **Z,
-        "flatness_min": ref["flatness_min"], "flatness_max": ref["flatness_max"], "x_flattest": ref["x_flattest"],
-        "eta_max_at_0": 2.0 / ref["lambda_max_at_0"], "diverged_threshold": float(diverged_threshold),
+        "parameters": {
+            "function": "highdim_phase_diagram",
+            "etas": etas,
+            "sigmas": sigmas,
+            "point": pkw,
+            "diverged_threshold": float(diverged_threshold),
+            "threshold": float(threshold),
+            "quick": quick,
+            "landscape": land.params(),
+        },
+        "particles": part,
+        "etas": etas,
+        "sigmas": sigmas,
+        **Z,
+        "flatness_min": ref["flatness_min"],
+        "flatness_max": ref["flatness_max"],
+        "x_flattest": ref["x_flattest"],
+        "eta_max_at_0": 2.0 / ref["lambda_max_at_0"],
+        "diverged_threshold": float(diverged_threshold),
         "convergence": conv,
         "transition_theory": transition(0.0),
         "transition_theory_eta": {str(e): transition(e) for e in etas},
         "transition_theory_curve": _theory_curve(land, etas),
-        "transition_particles": {str(e): _transition_estimate([e * s for s in sigmas], Z["Z_mean_abs_x"][:, j],
-                                                              threshold) for j, e in enumerate(etas)},
+        "transition_particles": {
+            str(e): _transition_estimate([e * s for s in sigmas], Z["Z_mean_abs_x"][:, j], threshold)
+            for j, e in enumerate(etas)
+        },
         "threshold": float(threshold),
     }
     if out is not None:

@@ -14,6 +14,7 @@ Sources
 
 Everything here is plain numpy/scipy: no solver is involved.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -26,12 +27,30 @@ from ..model.grid import Grid
 from ..model.noise import tensor_divergence
 
 __all__ = [
-    "eq11_density", "eq11_marginal_x", "eq12_l_sgd", "eq12_l_eff",
-    "eq13_delta_kappa", "eq13_l_sgd", "kappa_approx", "eq14_l_sgd", "eq15_l_sgd_f",
-    "transition_noise", "valley_transition_noise", "sgd_converges", "mean_lambda_ss",
-    "ou_stationary_cov", "ou_cov_at", "sgd_discrete_cov", "boltzmann",
-    "sgd_linear_stability", "kramers_rate", "eyring_kramers_rate", "xie_escape_time", "mfpt_1d",
-    "rotated_tensor", "invariant_measure_drift",
+    "eq11_density",
+    "eq11_marginal_x",
+    "eq12_l_sgd",
+    "eq12_l_eff",
+    "eq13_delta_kappa",
+    "eq13_l_sgd",
+    "kappa_approx",
+    "eq14_l_sgd",
+    "eq15_l_sgd_f",
+    "transition_noise",
+    "valley_transition_noise",
+    "sgd_converges",
+    "mean_lambda_ss",
+    "ou_stationary_cov",
+    "ou_cov_at",
+    "sgd_discrete_cov",
+    "boltzmann",
+    "sgd_linear_stability",
+    "kramers_rate",
+    "eyring_kramers_rate",
+    "xie_escape_time",
+    "mfpt_1d",
+    "rotated_tensor",
+    "invariant_measure_drift",
 ]
 
 
@@ -103,7 +122,8 @@ def eq11_marginal_x(x, lam_fn, kappa: float):
 
 
 def eq12_l_sgd(x, lam_fn, Delta: float, kappa: float):
-    """PRL Eq. (12): ``L_SGD(x) = Delta (1 - kappa) ln F(x) = Delta (kappa - 1)/2 ln lambda(x)`` (``F = lambda^-1/2``)."""
+    """PRL Eq. (12): ``L_SGD(x) = Delta (1 - kappa) ln F(x) = Delta (kappa - 1)/2 ln lambda(x)`` (``F =
+    lambda^-1/2``)."""
     return 0.5 * float(Delta) * (float(kappa) - 1.0) * np.log(_lam_values(lam_fn, x))
 
 
@@ -190,7 +210,7 @@ def eq14_l_sgd(x, landscape, delta_s: float, Delta: float | None = None, kappa: 
     land = _valley_parts(landscape)
     x = np.asarray(x, dtype=float)
     l0 = float(land.lam(0.0))
-    l1 = float(land.lam(0.0, 2)) / 2.0     # lambda''(0) = 2 lambda_1
+    l1 = float(land.lam(0.0, 2)) / 2.0  # lambda''(0) = 2 lambda_1
     Delta = float(delta_s) * l0**2 if Delta is None else float(Delta)
     kappa = kappa_approx(land.eps, delta_s, l1) if kappa is None else float(kappa)
     lnF = -0.5 * np.log(_lam_values(land, x))
@@ -244,12 +264,15 @@ def valley_transition_noise(landscape, eta: float = 0.0) -> float:
     l0, l1 = lam[:, 0], lam[:, 1]
     g = 1.0 - float(eta) * l0 / 2.0
     if np.any(g <= 0):
-        raise ValueError(f"valley_transition_noise: eta lambda_0 >= 2 at x = 0 (eta = {eta:g}); the discrete SGD "
-                         "diverges there")
+        raise ValueError(
+            f"valley_transition_noise: eta lambda_0 >= 2 at x = 0 (eta = {eta:g}); the discrete SGD diverges there"
+        )
     s = float(np.sum(l0 * l1 / g))
     if not s < 0:
-        raise ValueError("valley_transition_noise: sum_i lambda_0^(i) lambda_1^(i) >= 0; the SGD noise does not push "
-                         "away from x = 0 (no transition)")
+        raise ValueError(
+            "valley_transition_noise: sum_i lambda_0^(i) lambda_1^(i) >= 0; the SGD noise does not push "
+            "away from x = 0 (no transition)"
+        )
     return float(landscape.eps) * float(landscape.lambda_bar0) / -s
 
 
@@ -303,7 +326,7 @@ def ou_cov_at(t: float, A, D, Sigma0):
         M[:n, n:] = 2.0 * D
         M[n:, n:] = A.T
         F = linalg.expm(M * t)
-        G = F[:n, n:] @ F[:n, :n].T        # = ∫_0^t e^{-As} 2D e^{-A^T s} ds
+        G = F[:n, n:] @ F[:n, :n].T  # = ∫_0^t e^{-As} 2D e^{-A^T s} ds
         S = E @ S0 @ E.T + G
     return 0.5 * (S + S.T)
 
@@ -322,8 +345,9 @@ def rotated_tensor(angle, eigenvalues):
     return D
 
 
-def invariant_measure_drift(tensor: Callable, grad_psi: Callable, S=None, div_tensor: Callable | None = None,
-                            step: float = 1e-6) -> Callable:
+def invariant_measure_drift(
+    tensor: Callable, grad_psi: Callable, S=None, div_tensor: Callable | None = None, step: float = 1e-6
+) -> Callable:
     """The Ito drift with a known stationary density for any diffusion field,
 
         v(theta) = -(D(theta) + S) grad psi(theta) + div D(theta),      P_ss = exp(-psi) / Z,
@@ -334,6 +358,7 @@ def invariant_measure_drift(tensor: Callable, grad_psi: Callable, S=None, div_te
     ``exp(-psi)`` is negligible at the walls.) ``tensor``: ``(..., d) -> (..., d, d)``; ``grad_psi``:
     ``(..., d) -> (..., d)``; ``div_tensor`` the row divergence ``sum_j d_j D_ij`` in closed form, or by
     central differences of ``tensor`` (:func:`tensor_divergence`). Returns ``v`` as a callable."""
+
     def div(t):
         return div_tensor(t) if div_tensor is not None else tensor_divergence(tensor, t, step)
 
@@ -414,9 +439,14 @@ def sgd_linear_stability(hessians, eta: float, batch: int) -> dict:
     rho = float(np.max(np.abs(np.linalg.eigvals(T))))
     Sig = np.mean(Hs @ Hs, axis=0) - H @ H
     nec = float(np.max(np.linalg.eigvalsh(M @ M + c * Sig)))
-    return {"stable": rho <= 1.0 + 1e-12, "rho": rho, "necessary": nec, "c": c,
-            "sharpness": float(np.max(np.linalg.eigvalsh(H))),
-            "non_uniformity": float(np.sqrt(max(np.max(np.linalg.eigvalsh(Sig)), 0.0)))}
+    return {
+        "stable": rho <= 1.0 + 1e-12,
+        "rho": rho,
+        "necessary": nec,
+        "c": c,
+        "sharpness": float(np.max(np.linalg.eigvalsh(H))),
+        "non_uniformity": float(np.sqrt(max(np.max(np.linalg.eigvalsh(Sig)), 0.0))),
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -426,8 +456,9 @@ def kramers_rate(barrier: float, curvature_min: float, curvature_saddle: float, 
     """Kramers' escape rate (overdamped, 1D, ``D = T``):
     ``k = sqrt(k_min |k_saddle|) / (2 pi) exp(-Delta L / T)``; ``1/k`` is the mean time to cross the barrier
     (to first order in ``T / Delta L``)."""
-    return float(np.sqrt(float(curvature_min) * abs(float(curvature_saddle))) / (2 * np.pi)
-                 * np.exp(-float(barrier) / float(T)))
+    return float(
+        np.sqrt(float(curvature_min) * abs(float(curvature_saddle))) / (2 * np.pi) * np.exp(-float(barrier) / float(T))
+    )
 
 
 def eyring_kramers_rate(barrier: float, hessian_min, hessian_saddle, T: float) -> float:
@@ -439,8 +470,9 @@ def eyring_kramers_rate(barrier: float, hessian_min, hessian_saddle, T: float) -
     wm = np.linalg.eigvalsh(0.5 * (Hm + Hm.T))
     if not (ws[0] < 0 < ws[1] if ws.size > 1 else ws[0] < 0) or np.any(wm <= 0):
         raise ValueError("eyring_kramers_rate: need a positive-definite minimum and an index-1 saddle")
-    return float(abs(ws[0]) / (2 * np.pi) * np.sqrt(np.prod(wm) / abs(np.prod(ws)))
-                 * np.exp(-float(barrier) / float(T)))
+    return float(
+        abs(ws[0]) / (2 * np.pi) * np.sqrt(np.prod(wm) / abs(np.prod(ws))) * np.exp(-float(barrier) / float(T))
+    )
 
 
 def xie_escape_time(barrier: float, h_min, h_saddle, delta: float, s: float = 0.5) -> float:
@@ -498,7 +530,7 @@ def mfpt_1d(x0, v: Callable, D: Callable, a: float, b: float, n: int = 20001):
     log_inc = np.log(0.5 * h) + np.logaddexp(logf[:-1], logf[1:])
     log_inner = np.concatenate([[-np.inf], np.logaddexp.accumulate(log_inc)])
     outer = np.exp(log_inner - Phi)
-    tail = integrate.cumulative_trapezoid(outer[::-1], -z[::-1], initial=0.0)[::-1]   # ∫_y^b
+    tail = integrate.cumulative_trapezoid(outer[::-1], -z[::-1], initial=0.0)[::-1]  # ∫_y^b
     x0 = np.asarray(x0, dtype=float)
     y0 = sgn * x0
     if np.any((y0 < z[0] - 1e-12) | (y0 > z[-1] + 1e-12)):

@@ -6,6 +6,7 @@ the run. It is written to a temporary file in the same directory, flushed, then 
 Reading it back compares the parameters with those of the current run and raises
 :class:`CheckpointMismatch` naming what differs.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-CHECKPOINT_FORMAT = "fokkerplanck-checkpoint/2"   # 2: the arrays carry a checksum
+CHECKPOINT_FORMAT = "fokkerplanck-checkpoint/2"  # 2: the arrays carry a checksum
 
 
 def to_jsonable(obj, *, keep_nonfinite: bool = False, on_unknown=repr):
@@ -27,6 +28,7 @@ def to_jsonable(obj, *, keep_nonfinite: bool = False, on_unknown=repr):
     strings; non-finite floats become ``None`` (or stay floats with ``keep_nonfinite``, which Python's json
     reads back); any other object goes through ``on_unknown`` (default ``repr``; a function that raises makes
     the conversion strict)."""
+
     def conv(o):
         if isinstance(o, dict):
             return {str(k): conv(v) for k, v in o.items()}
@@ -82,8 +84,7 @@ def atomic_write(path, write, *, mode: str = "wb", prefix: str | None = None, su
     temporary file is removed. A kill at any moment leaves the old file or the new one, never a mix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix,
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)
@@ -96,7 +97,7 @@ def atomic_write(path, write, *, mode: str = "wb", prefix: str | None = None, su
         except OSError:
             pass
         raise
-    try:                              # make the rename itself durable (POSIX; best effort elsewhere)
+    try:  # make the rename itself durable (POSIX; best effort elsewhere)
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -115,9 +116,14 @@ def write_checkpoint(path, kind: str, meta: dict, arrays: dict, complete: bool =
     if "__meta__" in arrays:
         raise ValueError("io.write_checkpoint: '__meta__' is reserved")
     arrays = {k: np.asarray(a) for k, a in arrays.items()}
-    doc = {"format": CHECKPOINT_FORMAT, "kind": kind, "complete": bool(complete),
-           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "parameters": to_jsonable(meta), "arrays_hash": _arrays_hash(arrays)}
+    doc = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": kind,
+        "complete": bool(complete),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "parameters": to_jsonable(meta),
+        "arrays_hash": _arrays_hash(arrays),
+    }
     store = {"__meta__": np.array(json.dumps(doc, allow_nan=False)), **arrays}
     atomic_write(path, lambda f: _write_npz(f, store))
     _written += 1
@@ -171,13 +177,20 @@ def read_checkpoint(path, kind: str, meta: dict):
     except Exception as e:  # noqa: BLE001 - any failure to read is one clear error
         raise CheckpointMismatch(f"cannot read checkpoint '{path}': {e}") from None
     if doc.get("format") != CHECKPOINT_FORMAT or doc.get("kind") != kind:
-        raise CheckpointMismatch(f"checkpoint '{path}' is a {doc.get('kind')!r} checkpoint of format "
-                                 f"{doc.get('format')!r}, not a {kind!r} checkpoint of {CHECKPOINT_FORMAT!r}")
+        raise CheckpointMismatch(
+            f"checkpoint '{path}' is a {doc.get('kind')!r} checkpoint of format "
+            f"{doc.get('format')!r}, not a {kind!r} checkpoint of {CHECKPOINT_FORMAT!r}"
+        )
     if doc.get("arrays_hash") != _arrays_hash(arrays):
-        raise CheckpointMismatch(f"checkpoint '{path}' was changed after it was written (its arrays no longer "
-                                 "match their checksum). Remove it, or run without resume")
+        raise CheckpointMismatch(
+            f"checkpoint '{path}' was changed after it was written (its arrays no longer "
+            "match their checksum). Remove it, or run without resume"
+        )
     diff = _differences(doc.get("parameters", {}), to_jsonable(meta))
     if diff:
-        raise CheckpointMismatch(f"checkpoint '{path}' belongs to a different {kind} run; differs in: "
-                                 + "; ".join(diff) + ". Remove it, or run without resume")
+        raise CheckpointMismatch(
+            f"checkpoint '{path}' belongs to a different {kind} run; differs in: "
+            + "; ".join(diff)
+            + ". Remove it, or run without resume"
+        )
     return arrays, bool(doc.get("complete"))

@@ -18,6 +18,7 @@ Schemes (``scheme=``):
   ``P + dt A P >= 0``).
 * ``"expm"``: the exact exponential ``P(t) = exp(tA) P0`` by ``scipy.sparse.linalg.expm_multiply``.
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,11 +27,11 @@ import time
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from . import checkpoint as _io
 from ..model.density import Density, Trajectory
-from .linalg import LUFactor, lu_backend, shifted
-from ..numerics.operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
 from ..model.problem import Problem
+from ..numerics.operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
+from . import checkpoint as _io
+from .linalg import LUFactor, lu_backend, shifted
 
 SCHEMES = ("tr-bdf2", "implicit-euler", "explicit", "expm")
 _GAMMA = 2.0 - np.sqrt(2.0)
@@ -72,13 +73,15 @@ def _iterative_solve(B, stiffness: float):
         ml = pyamg.ruge_stuben_solver(B, max_coarse=300, coarse_solver="splu")
         precond = ml.aspreconditioner(cycle="V")
         method = spla.gmres
-        kwargs = {"restart": 30, "maxiter": 20}          # scipy counts restart cycles: 600 iterations
+        kwargs = {"restart": 30, "maxiter": 20}  # scipy counts restart cycles: 600 iterations
 
     def solve(y):
         x, code = method(B, y, x0=y, rtol=1e-12, atol=0.0, M=precond, **kwargs)
         if code != 0:
-            raise RuntimeError(f"evolve: the iterative linear solver did not converge (code {code}); "
-                               "try linear_solver='direct' or a smaller dt")
+            raise RuntimeError(
+                f"evolve: the iterative linear solver did not converge (code {code}); "
+                "try linear_solver='direct' or a smaller dt"
+            )
         return x
 
     return solve
@@ -115,11 +118,14 @@ def _schedule_values(schedule, gen: Generator, scheme: str, times, step_max: flo
     if not callable(schedule):
         raise ValueError(f"evolve: noise_schedule must be a callable g(t) -> float >= 0, got {type(schedule).__name__}")
     if scheme not in ("tr-bdf2", "implicit-euler"):
-        raise ValueError(f"evolve: noise_schedule needs an implicit time-stepping scheme (tr-bdf2 or implicit-euler), "
-                         f"not {scheme!r}")
+        raise ValueError(
+            f"evolve: noise_schedule needs an implicit time-stepping scheme (tr-bdf2 or implicit-euler), not {scheme!r}"
+        )
     if getattr(gen, "problem", None) is None or gen.problem.potential is not None:
-        raise ValueError("evolve: noise_schedule does not apply to a problem with a potential (psi changes with the "
-                         "noise); give the problem without it")
+        raise ValueError(
+            "evolve: noise_schedule does not apply to a problem with a potential (psi changes with the "
+            "noise); give the problem without it"
+        )
     starts, ends = [], []
     start = 0.0
     for t in times:
@@ -140,7 +146,7 @@ def _schedule_values(schedule, gen: Generator, scheme: str, times, step_max: flo
             raise ValueError(f"evolve: noise_schedule(t={t:g}) did not return a number ({exc})") from None
         if not (np.isfinite(v) and v >= 0):
             raise ValueError(f"evolve: noise_schedule(t={t:g}) = {v!r}; it must be finite and >= 0")
-        out[j * hold:(j + 1) * hold] = v
+        out[j * hold : (j + 1) * hold] = v
     return out
 
 
@@ -153,11 +159,25 @@ def _progress(total: int, enabled):
     return tqdm(total=total, disable=disable or total < 50, desc="evolve", unit="step", leave=False)
 
 
-def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, save_times=None,
-           dt: float | None = None, scheme: str = "tr-bdf2", cfl: float = 0.9, progress=None,
-           linear_solver: str = "auto", stencil_radius: int = DEFAULT_STENCIL_RADIUS, checkpoint=None,
-           checkpoint_every: int | None = None, resume: bool = False, noise_schedule=None,
-           schedule_hold: int = 1) -> Trajectory:
+def evolve(
+    problem: Problem | Generator,
+    p0,
+    t_end: float,
+    *,
+    n_save: int = 11,
+    save_times=None,
+    dt: float | None = None,
+    scheme: str = "tr-bdf2",
+    cfl: float = 0.9,
+    progress=None,
+    linear_solver: str = "auto",
+    stencil_radius: int = DEFAULT_STENCIL_RADIUS,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    noise_schedule=None,
+    schedule_hold: int = 1,
+) -> Trajectory:
     """Evolve ``p0`` under ``dP/dt = A P`` up to ``t_end``.
 
     Parameters
@@ -184,7 +204,8 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
         LU fill-in is prohibitive).
     checkpoint : path, optional
         Write the state of the run to this ``.npz`` file every ``checkpoint_every`` time steps, atomically
-        (a temporary file in the same directory, then ``os.replace``; see :func:`fokkerplanck.solvers.checkpoint.write_checkpoint`):
+        (a temporary file in the same directory, then ``os.replace``; see
+        :func:`fokkerplanck.solvers.checkpoint.write_checkpoint`):
         the current density, the position in the save schedule (save interval, step within it, steps done),
         the densities saved so far, and the parameters that identify the problem (``t_end``, ``dt``,
         ``scheme``, the save times, the grid shape, SHA-256 hashes of the generator ``A`` and of the
@@ -198,7 +219,8 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
         the same floating-point operations in the same order as an uninterrupted run (the LU factors of a
         step size are recomputed from the same matrix, deterministically), so its densities are identical
         (``np.array_equal``), not merely close. A checkpoint of a different problem raises a ``ValueError``
-        (:class:`fokkerplanck.solvers.checkpoint.CheckpointMismatch`) naming the parameters that differ; a complete checkpoint
+        (:class:`fokkerplanck.solvers.checkpoint.CheckpointMismatch`) naming the parameters that differ; a complete
+        checkpoint
         returns its trajectory without stepping.
     noise_schedule : callable ``g(t) -> float >= 0``, optional
         A time-dependent noise ``D(theta, t) = g(t) D(theta)`` (e.g. a learning-rate schedule: with time
@@ -230,12 +252,14 @@ def evolve(problem: Problem | Generator, p0, t_end: float, *, n_save: int = 11, 
     p = _initial_values(grid, p0)
     sched = None
     if noise_schedule is not None:
-        sched = _schedule_values(noise_schedule, gen, scheme, times, dt if dt is not None else t_end / 200.0,
-                                 schedule_hold)
+        sched = _schedule_values(
+            noise_schedule, gen, scheme, times, dt if dt is not None else t_end / 200.0, schedule_hold
+        )
     run = _Run(gen, times, p, {"scheme": scheme})
     if checkpoint is not None:
-        run.checkpoint = _Checkpoint(checkpoint, checkpoint_every, _identity(gen, run, scheme, t_end, dt, cfl,
-                                                                             linear_solver, sched))
+        run.checkpoint = _Checkpoint(
+            checkpoint, checkpoint_every, _identity(gen, run, scheme, t_end, dt, cfl, linear_solver, sched)
+        )
         if resume:
             run.resume()
         run.info["checkpoint"] = str(checkpoint)
@@ -271,6 +295,7 @@ def _check_arguments(grid, t_end, n_save, save_times, dt, scheme, linear_solver)
     if dt is not None and not (np.isfinite(dt) and dt > 0):
         raise ValueError(f"evolve: dt must be positive, got {dt}")
     from ..model import budget
+
     budget.check(8.0 * len(times) * grid.size, f"evolve: {len(times)} saved densities of {grid.size:,} cells")
     return times
 
@@ -291,7 +316,7 @@ class _Run:
         state = self.checkpoint.read(self.gen.grid, len(self.times))
         if state is not None:
             self.k, self.i, self.done, self.p = state["k"], state["i"], state["done"], state["p"]
-            self.out[:self.k] = state["saved"]
+            self.out[: self.k] = state["saved"]
             self.complete = state["complete"]
             self.info["resumed_from_step"] = self.done
 
@@ -308,15 +333,20 @@ class _Run:
 def _identity(gen, run, scheme, t_end, dt, cfl, linear_solver, sched) -> dict:
     """The parameters that identify a run; a checkpoint of another run is refused by naming those that differ."""
     A = gen.A.tocsr()
-    meta = {"scheme": scheme, "t_end": t_end, "dt": None if dt is None else float(dt),
-            "cfl": float(cfl) if scheme == "explicit" else None, "save_times": run.times.tolist(),
-            "grid_shape": list(gen.grid.shape),
-            "A_hash": _io.array_hash(np.asarray(A.shape), A.indptr, A.indices, A.data),
-            "p0_hash": _io.array_hash(run.p),
-            "linear_solver": None if scheme in ("expm", "explicit") else linear_solver,
-            # the LU back end: PARDISO and SuperLU agree to round-off, not bit for bit, so a resumed run
-            # repeats an uninterrupted one only under the same back end
-            "lu_backend": None if scheme in ("expm", "explicit") else lu_backend()}
+    meta = {
+        "scheme": scheme,
+        "t_end": t_end,
+        "dt": None if dt is None else float(dt),
+        "cfl": float(cfl) if scheme == "explicit" else None,
+        "save_times": run.times.tolist(),
+        "grid_shape": list(gen.grid.shape),
+        "A_hash": _io.array_hash(np.asarray(A.shape), A.indptr, A.indices, A.data),
+        "p0_hash": _io.array_hash(run.p),
+        "linear_solver": None if scheme in ("expm", "explicit") else linear_solver,
+        # the LU back end: PARDISO and SuperLU agree to round-off, not bit for bit, so a resumed run
+        # repeats an uninterrupted one only under the same back end
+        "lu_backend": None if scheme in ("expm", "explicit") else lu_backend(),
+    }
     if sched is not None:
         meta["noise_schedule_hash"] = _io.array_hash(sched)
     return meta
@@ -337,17 +367,31 @@ class _Checkpoint:
         if got is None:
             return None
         arrays, complete = got
-        state = {"k": int(arrays["k"]), "i": int(arrays["i"]), "done": int(arrays["done"]),
-                 "p": np.array(arrays["p"], dtype=float), "saved": arrays["saved"], "complete": complete}
-        if state["p"].shape != (grid.size,) or state["saved"].shape[1:] != grid.shape or \
-                state["saved"].shape[0] != state["k"] or not 0 <= state["k"] <= n_times:
+        state = {
+            "k": int(arrays["k"]),
+            "i": int(arrays["i"]),
+            "done": int(arrays["done"]),
+            "p": np.array(arrays["p"], dtype=float),
+            "saved": arrays["saved"],
+            "complete": complete,
+        }
+        if (
+            state["p"].shape != (grid.size,)
+            or state["saved"].shape[1:] != grid.shape
+            or state["saved"].shape[0] != state["k"]
+            or not 0 <= state["k"] <= n_times
+        ):
             raise _io.CheckpointMismatch(f"checkpoint '{self.path}' holds arrays of the wrong shape")
         return state
 
     def write(self, p, saved, k, i, done, complete=False):
-        _io.write_checkpoint(self.path, "evolve", self.meta,
-                             {"p": p, "saved": saved, "k": np.int64(k), "i": np.int64(i), "done": np.int64(done)},
-                             complete=complete)
+        _io.write_checkpoint(
+            self.path,
+            "evolve",
+            self.meta,
+            {"p": p, "saved": saved, "k": np.int64(k), "i": np.int64(i), "done": np.int64(done)},
+            complete=complete,
+        )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -376,8 +420,9 @@ def _step_sizes(gen: Generator, times, scheme: str, dt, t_end: float, cfl: float
     intervals = np.diff(np.concatenate([[0.0], times]))
     with np.errstate(over="ignore"):
         planned = float(np.sum(np.ceil(intervals / step_max - 1e-9)))
-    budget.check_work(planned, gen.grid.size, "explicit cell-steps" if scheme == "explicit" else "cell-steps",
-                      f"evolve ({scheme})")        # before any step: dt = 1e-9 asked for 5e10 steps
+    budget.check_work(
+        planned, gen.grid.size, "explicit cell-steps" if scheme == "explicit" else "cell-steps", f"evolve ({scheme})"
+    )  # before any step: dt = 1e-9 asked for 5e10 steps
     return [int(np.ceil(iv / step_max - 1e-9)) if iv > 0 else 0 for iv in intervals]
 
 
@@ -412,8 +457,9 @@ class _ImplicitSolves:
         grid = gen.grid
         self.base, self.sched, self.info = gen, sched, info
         self.c = _GAMMA / 2 if scheme == "tr-bdf2" else 1.0
-        self.iterative = linear_solver == "iterative" or (linear_solver == "auto" and grid.ndim == 3
-                                                          and grid.size > 8_000)
+        self.iterative = linear_solver == "iterative" or (
+            linear_solver == "auto" and grid.ndim == 3 and grid.size > 8_000
+        )
         info["linear_solver"] = "amg-gmres" if self.iterative else lu_backend()
         self.gen, self.g, self.assemblies = gen, 1.0, 0
         self.cache = {}
@@ -423,9 +469,12 @@ class _ImplicitSolves:
         g = float(self.sched[done])
         if g != self.g:
             self.cache.clear()
-            self.gen = self.base if g == 1.0 else Generator(_scaled_problem(self.base, g), self.base.requested_radius,
-                                                            warn=self.assemblies == 0)
-            keep = getattr(self.base, "absorb_keep", None)      # fokkerplanck.solvers.passage.first_passage_probability
+            self.gen = (
+                self.base
+                if g == 1.0
+                else Generator(_scaled_problem(self.base, g), self.base.requested_radius, warn=self.assemblies == 0)
+            )
+            keep = getattr(self.base, "absorb_keep", None)  # fokkerplanck.solvers.passage.first_passage_probability
             if keep is not None and g != 1.0:
                 self.gen = _absorbing(self.gen, keep)
             self.g = g
@@ -481,7 +530,10 @@ def _by_steps(run: _Run, scheme: str, nsteps: list[int], linear_solver: str, sch
         if bar is not None:
             bar.close()
     if sched is not None:
-        run.info["noise_schedule"] = {"min": float(sched.min()), "max": float(sched.max()),
-                                      "assemblies": int(solves.assemblies)}
+        run.info["noise_schedule"] = {
+            "min": float(sched.min()),
+            "max": float(sched.max()),
+            "assemblies": int(solves.assemblies),
+        }
     run.info["steps"] = run.total
     run.info["dt"] = float(min((iv / ns for iv, ns in zip(intervals, nsteps) if ns > 0), default=0.0))

@@ -1,6 +1,7 @@
 """Numba kernels of the sparse linear algebra (:mod:`fokkerplanck.solvers.linalg`): in-place edits of CSR
 matrices, the red-black Schur complement, the diagonal-band reordering, and the Grassmann-Taksar-Heyman (GTH)
 elimination on a band (no subtractions, so accurate to round-off in every entry)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -86,12 +87,12 @@ def schur_complement(indptr, indices, data, colour, position, black):
                 k = indices[a]
                 if k == b:
                     continue
-                f = data[a] / diag[k]               # M_bk / M_kk, k red
+                f = data[a] / diag[k]  # M_bk / M_kk, k red
                 for e in range(indptr[k], indptr[k + 1]):
                     c = indices[e]
                     if c == k:
                         continue
-                    p = position[c]                 # c black
+                    p = position[c]  # c black
                     if marker[p] != q:
                         marker[p] = q
                         value[p] = 0.0
@@ -101,7 +102,7 @@ def schur_complement(indptr, indices, data, colour, position, black):
             if not fill:
                 s_ptr[q + 1] = s_ptr[q] + count
                 continue
-            for i in range(1, count):               # insertion sort of the row's columns
+            for i in range(1, count):  # insertion sort of the row's columns
                 c = cols[i]
                 j = i - 1
                 while j >= 0 and cols[j] > c:
@@ -155,7 +156,7 @@ def permuted(indptr, indices, data, order, inverse):
             col = inverse[indices[a]]
             val = data[a]
             b = q
-            while b > q0 and new_idx[b - 1] > col:     # insertion sort: rows are short
+            while b > q0 and new_idx[b - 1] > col:  # insertion sort: rows are short
                 new_idx[b] = new_idx[b - 1]
                 new_val[b] = new_val[b - 1]
                 b -= 1
@@ -175,7 +176,7 @@ def diagonal_neighbours(c, pos, n1, extra):
         if 0 <= t < full and pos[t] >= 0:
             col = pos[t]
             j = k
-            while j > 0 and extra[j - 1] > col:     # insertion sort (cells need not be ascending)
+            while j > 0 and extra[j - 1] > col:  # insertion sort (cells need not be ascending)
                 extra[j] = extra[j - 1]
                 j -= 1
             extra[j] = col
@@ -242,7 +243,7 @@ def gth_band(band, b):
     return p
 
 
-@njit(cache=True, fastmath={"contract"})     # fused multiply-adds: 1.4x, and no less accurate
+@njit(cache=True, fastmath={"contract"})  # fused multiply-adds: 1.4x, and no less accurate
 def gth_eliminate(band, b, exit_rate, stop):
     """Eliminate the states ``N - 1, ..., stop`` of the chain in the band (``band[i, j - i + b] = r_ij``) with
     exit rates ``exit_rate`` (both overwritten): ``r_ij += r_ik r_kj / d_k``, ``e_i += r_ik e_k / d_k`` with the
@@ -270,7 +271,7 @@ def gth_eliminate(band, b, exit_rate, stop):
             exit_rate[i] += f * exit_rate[k]
             row = band[i]
             base = lo - i + b
-            for t in range(n):                  # lo + t == i lands on the unused diagonal slot
+            for t in range(n):  # lo + t == i lands on the unused diagonal slot
                 row[base + t] += f * r_k[t]
     return d
 

@@ -47,6 +47,7 @@ Choose with :func:`set_lu_backend` or the environment variable ``FOKKERPLANCK_LU
 (``auto``/``superlu``/``pardiso``). Both backends agree to round-off (measured: 1e-14 of the peak on the OU
 steady states above).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -57,11 +58,20 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .kernels import (add_to_diagonal, diagonal_links, gth_absorbing_solve, gth_band, gth_eliminate,
-                      off_diagonal_rows, pad_rows, permuted, schur_complement)
+from .kernels import (
+    add_to_diagonal,
+    diagonal_links,
+    gth_absorbing_solve,
+    gth_band,
+    gth_eliminate,
+    off_diagonal_rows,
+    pad_rows,
+    permuted,
+    schur_complement,
+)
 
 BACKENDS = ("auto", "superlu", "pardiso")
-_backend = None          # set_lu_backend(); None: the environment variable, else "auto"
+_backend = None  # set_lu_backend(); None: the environment variable, else "auto"
 
 
 def set_lu_backend(name: str) -> None:
@@ -70,8 +80,9 @@ def set_lu_backend(name: str) -> None:
     if name not in BACKENDS:
         raise ValueError(f"set_lu_backend: unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
     if name == "pardiso" and not pardiso_available():
-        raise ImportError("set_lu_backend('pardiso') needs pypardiso (Intel MKL, x86-64): "
-                          "pip install 'fokkerplanck[pardiso]'")
+        raise ImportError(
+            "set_lu_backend('pardiso') needs pypardiso (Intel MKL, x86-64): pip install 'fokkerplanck[pardiso]'"
+        )
     _backend = name
 
 
@@ -83,8 +94,9 @@ def lu_backend() -> str:
     if name == "auto":
         return "pardiso" if pardiso_available() else "superlu"
     if name == "pardiso" and not pardiso_available():
-        raise ImportError("FOKKERPLANCK_LU=pardiso needs pypardiso (Intel MKL, x86-64): "
-                          "pip install 'fokkerplanck[pardiso]'")
+        raise ImportError(
+            "FOKKERPLANCK_LU=pardiso needs pypardiso (Intel MKL, x86-64): pip install 'fokkerplanck[pardiso]'"
+        )
     return name
 
 
@@ -97,15 +109,17 @@ def pardiso_available() -> bool:
     if _pardiso_module is None:
         try:
             import importlib.util
+
             if importlib.util.find_spec("pypardiso") is None:
                 raise ImportError("pypardiso")
-            if "PYPARDISO_MKL_RT" not in os.environ:     # pypardiso's documented variable
+            if "PYPARDISO_MKL_RT" not in os.environ:  # pypardiso's documented variable
                 found = _mkl_runtime()
                 if found is not None:
                     os.environ["PYPARDISO_MKL_RT"] = found
             import pypardiso
+
             solver = pypardiso.PyPardisoSolver()
-            os.environ.setdefault("PYPARDISO_MKL_RT", solver.libmkl._name)   # found by pypardiso's own search
+            os.environ.setdefault("PYPARDISO_MKL_RT", solver.libmkl._name)  # found by pypardiso's own search
             _pardiso_module = pypardiso
         except (ImportError, OSError, AttributeError):
             _pardiso_module = False
@@ -119,6 +133,7 @@ def _mkl_runtime() -> str | None:
     import glob
     import site
     import sys
+
     for base in (sys.prefix, getattr(site, "USER_BASE", None)):
         if not base:
             continue
@@ -163,19 +178,27 @@ class LUFactor:
     restore the red cells), ``layout`` (what the ordering was given: ``"red-black reduction"``, ``"red-black
     numbering"``, ``"9-point padding"``, ``"nested dissection"`` (METIS) or ``"as given"``)."""
 
-    def __init__(self, M: sp.spmatrix, *, grid_shape: tuple | None = None, cells: np.ndarray | None = None,
-                 backend: str | None = None, many_solves: bool = False, reproducible: bool = False):
+    def __init__(
+        self,
+        M: sp.spmatrix,
+        *,
+        grid_shape: tuple | None = None,
+        cells: np.ndarray | None = None,
+        backend: str | None = None,
+        many_solves: bool = False,
+        reproducible: bool = False,
+    ):
         if backend is None:
             backend = lu_backend()
         elif backend not in ("superlu", "pardiso"):
             raise ValueError(f"LUFactor: unknown backend {backend!r}; expected superlu or pardiso")
         self.shape = M.shape
-        self._order = None              # the numbering the factor uses (order[k]: row k of the factorised matrix)
-        self._solver = None             # PARDISO's, when it made the factor
+        self._order = None  # the numbering the factor uses (order[k]: row k of the factorised matrix)
+        self._solver = None  # PARDISO's, when it made the factor
         self.layout = "as given"
         if grid_shape is not None and len(grid_shape) == 2:
             M = sp.csr_matrix(M, dtype=np.float64)
-            M.sum_duplicates()                          # sorted, unique column indices in every row
+            M.sum_duplicates()  # sorted, unique column indices in every row
             reduction = _RedBlackReduction.of(M, grid_shape, cells)
             if reduction is not None:
                 inner = LUFactor(reduction.matrix, backend=backend, reproducible=reproducible)
@@ -207,19 +230,20 @@ class LUFactor:
         # no bound method of self is stored on self: a reference cycle would keep PARDISO's memory (hundreds
         # of MB) until the garbage collector ran, instead of freeing it with the last reference
         if self._solver is not None:
-            return self._pardiso_call(33, b)     # forward and backward substitution
+            return self._pardiso_call(33, b)  # forward and backward substitution
         return self._solve_other(b)
 
     def _pardiso(self, M, grid_shape, cells, many_solves, reproducible) -> bool:
         if not pardiso_available():
-            raise ImportError("LUFactor(backend='pardiso') needs pypardiso (Intel MKL, x86-64): "
-                              "pip install 'fokkerplanck[pardiso]'")
+            raise ImportError(
+                "LUFactor(backend='pardiso') needs pypardiso (Intel MKL, x86-64): pip install 'fokkerplanck[pardiso]'"
+            )
         ndim = 1 if grid_shape is None else len(grid_shape)
         Mcsr = sp.csr_matrix(M, dtype=np.float64)
         Mcsr.sort_indices()
         nested_dissection = ndim >= 3
         layout = self.layout
-        if ndim == 2 and self._order is None:   # no red-black numbering: METIS for many solves, else padding
+        if ndim == 2 and self._order is None:  # no red-black numbering: METIS for many solves, else padding
             nested_dissection = many_solves
             if not many_solves:
                 Mcsr = _with_diagonal_neighbours(Mcsr, grid_shape, cells)
@@ -227,30 +251,33 @@ class LUFactor:
         if nested_dissection:
             layout = "nested dissection"
         if not np.all(np.diff(Mcsr.indptr)):
-            return False                        # an empty row: singular, and MKL would crash; SuperLU says so
-        solver = _pardiso_module.PyPardisoSolver(mtype=11)      # real, structurally non-symmetric
-        iparm = {1: 1,                          # use the values below (not PARDISO's defaults)
-                 2: 2 if nested_dissection else 0,   # METIS nested dissection, or minimum degree
-                 10: 20,                        # pivot perturbation only below 1e-20 ||M||: effectively never
-                 11: 0, 13: 0,                  # no scaling, no matching: an M-matrix needs no pivoting
-                 18: -1}                        # report the fill
-        for i, v in iparm.items():              # pypardiso numbers iparm from 1 (the Fortran manual)
+            return False  # an empty row: singular, and MKL would crash; SuperLU says so
+        solver = _pardiso_module.PyPardisoSolver(mtype=11)  # real, structurally non-symmetric
+        iparm = {
+            1: 1,  # use the values below (not PARDISO's defaults)
+            2: 2 if nested_dissection else 0,  # METIS nested dissection, or minimum degree
+            10: 20,  # pivot perturbation only below 1e-20 ||M||: effectively never
+            11: 0,
+            13: 0,  # no scaling, no matching: an M-matrix needs no pivoting
+            18: -1,
+        }  # report the fill
+        for i, v in iparm.items():  # pypardiso numbers iparm from 1 (the Fortran manual)
             solver.iparm[i - 1] = v
         self._solver = solver
         self._matrix = Mcsr
-        self._ia = Mcsr.indptr.astype(np.int32) + 1     # PARDISO's one-based CSR arrays, made once
+        self._ia = Mcsr.indptr.astype(np.int32) + 1  # PARDISO's one-based CSR arrays, made once
         self._ja = Mcsr.indices.astype(np.int32) + 1
-        free = weakref.finalize(self, solver.free_memory, False)   # MKL's memory, not Python's
-        if reproducible:    # one thread: the same factor, bit for bit, in every run
+        free = weakref.finalize(self, solver.free_memory, False)  # MKL's memory, not Python's
+        if reproducible:  # one thread: the same factor, bit for bit, in every run
             previous = solver.libmkl.MKL_Set_Num_Threads_Local(1)
             try:
-                self._pardiso_call(12, np.zeros(Mcsr.shape[0]))     # analysis and factorisation
+                self._pardiso_call(12, np.zeros(Mcsr.shape[0]))  # analysis and factorisation
             finally:
                 solver.libmkl.MKL_Set_Num_Threads_Local(previous)
         else:
             self._pardiso_call(12, np.zeros(Mcsr.shape[0]))
-        if solver.iparm[13] > 0:                # perturbed pivots: not the M-matrix this module expects
-            free()                                      # at once (a finalizer runs once)
+        if solver.iparm[13] > 0:  # perturbed pivots: not the M-matrix this module expects
+            free()  # at once (a finalizer runs once)
             self._solver = self._matrix = None
             return False
         self.backend, self.layout = "pardiso", layout
@@ -263,19 +290,30 @@ class LUFactor:
         the whole matrix with it and rebuilds the one-based index arrays on every call (measured at 512^2:
         50-60 ms a factorisation, 10 ms of a 50 ms solve, where implicit time steps make hundreds)."""
         s = self._solver
-        b = np.asfortranarray(b, dtype=np.float64)     # PARDISO reads right-hand sides column by column
+        b = np.asfortranarray(b, dtype=np.float64)  # PARDISO reads right-hand sides column by column
         x = np.zeros_like(b)
         int32_p, double_p = ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_double)
         pt_p = ctypes.POINTER(ctypes.c_int64 if s.pt.dtype == np.int64 else ctypes.c_int32)
         error = ctypes.c_int32(0)
         one = ctypes.c_int32(1)
-        s.libmkl.pardiso(s.pt.ctypes.data_as(pt_p), ctypes.byref(one), ctypes.byref(one),
-                         ctypes.byref(ctypes.c_int32(s.mtype)), ctypes.byref(ctypes.c_int32(phase)),
-                         ctypes.byref(ctypes.c_int32(self.shape[0])), self._matrix.data.ctypes.data_as(double_p),
-                         self._ia.ctypes.data_as(int32_p), self._ja.ctypes.data_as(int32_p),
-                         s.perm.ctypes.data_as(int32_p), ctypes.byref(ctypes.c_int32(1 if b.ndim == 1 else b.shape[1])),
-                         s.iparm.ctypes.data_as(int32_p), ctypes.byref(ctypes.c_int32(s.msglvl)),
-                         b.ctypes.data_as(double_p), x.ctypes.data_as(double_p), ctypes.byref(error))
+        s.libmkl.pardiso(
+            s.pt.ctypes.data_as(pt_p),
+            ctypes.byref(one),
+            ctypes.byref(one),
+            ctypes.byref(ctypes.c_int32(s.mtype)),
+            ctypes.byref(ctypes.c_int32(phase)),
+            ctypes.byref(ctypes.c_int32(self.shape[0])),
+            self._matrix.data.ctypes.data_as(double_p),
+            self._ia.ctypes.data_as(int32_p),
+            self._ja.ctypes.data_as(int32_p),
+            s.perm.ctypes.data_as(int32_p),
+            ctypes.byref(ctypes.c_int32(1 if b.ndim == 1 else b.shape[1])),
+            s.iparm.ctypes.data_as(int32_p),
+            ctypes.byref(ctypes.c_int32(s.msglvl)),
+            b.ctypes.data_as(double_p),
+            x.ctypes.data_as(double_p),
+            ctypes.byref(error),
+        )
         if error.value != 0:
             what = "factorisation" if phase == 12 else "solve"
             raise RuntimeError(f"PARDISO {what} failed (error {error.value})")
@@ -300,8 +338,8 @@ class _RedBlackReduction:
     def __init__(self, M, red, black, position, S):
         self.red, self.black, self.matrix = red, black, S
         self.d_red = M.diagonal()[red]
-        self.M_rb = _off_diagonal_block(M, red, position, black.size)      # red rows, black columns
-        self.M_br = _off_diagonal_block(M, black, position, red.size)      # black rows, red columns
+        self.M_rb = _off_diagonal_block(M, red, position, black.size)  # red rows, black columns
+        self.M_br = _off_diagonal_block(M, black, position, red.size)  # black rows, red columns
         self.kept_entries = int(red.size + self.M_rb.nnz + self.M_br.nnz)
 
     @classmethod
@@ -313,7 +351,7 @@ class _RedBlackReduction:
         M.sum_duplicates()
         rows, _ = _grid_rows(shape, cells)
         n1 = int(shape[1])
-        colour = ((rows // n1 + rows % n1) % 2).astype(np.int8)       # 0 red (eliminated), 1 black
+        colour = ((rows // n1 + rows % n1) % 2).astype(np.int8)  # 0 red (eliminated), 1 black
         position = np.empty(rows.size, dtype=np.int64)
         red, black = np.flatnonzero(colour == 0), np.flatnonzero(colour == 1)
         if red.size == 0 or black.size == 0:
@@ -359,7 +397,7 @@ def _off_diagonal_block(M, rows, position, n_columns):
 #     Without diagonal links METIS stays better (17.3 M entries against 28.7 M padded).
 #   * SuperLU's minimum degree on A + A^T gains as much from the red-black numbering: 7-point 512^2, 29.4 M
 #     entries and 2.8-3.1 s in the natural numbering, 23.5 M and 1.7-1.9 s red-black.
-_RED_BLACK_MIN_LINKED = 0.999     # fraction of the cells off the box's edge that need a diagonal link for red-black
+_RED_BLACK_MIN_LINKED = 0.999  # fraction of the cells off the box's edge that need a diagonal link for red-black
 
 
 def _canonical_csr(data, indices, indptr, shape) -> sp.csr_matrix:
@@ -410,14 +448,14 @@ def _with_diagonal_neighbours(M: sp.csr_matrix, shape, cells) -> sp.csr_matrix:
     a pattern matrix with scipy)."""
     rows, pos = _grid_rows(shape, cells)
     M = sp.csr_matrix(M, dtype=np.float64)
-    M.sum_duplicates()                          # sorted, unique column indices in every row
+    M.sum_duplicates()  # sorted, unique column indices in every row
     indptr, indices, data = pad_rows(M.indptr, M.indices, M.data, rows, pos, int(shape[1]))
     return _canonical_csr(data, indices, indptr, shape=M.shape)
 
 
 # --- stationary vectors of nearly decoupled chains: Grassmann-Taksar-Heyman elimination --------------------
-GTH_WORK_LIMIT = 3e9        # multiply-adds of the banded elimination (~1 GFlop/s here: ~3 s)
-GTH_MEMORY_LIMIT = 1.0e9    # bytes of the band
+GTH_WORK_LIMIT = 3e9  # multiply-adds of the banded elimination (~1 GFlop/s here: ~3 s)
+GTH_MEMORY_LIMIT = 1.0e9  # bytes of the band
 
 
 def gth_stationary(A: sp.csr_matrix, shape) -> np.ndarray | None:
@@ -477,8 +515,9 @@ def gth_first_passage(n, src, dst, rate, exit_rate, shape, cells) -> np.ndarray 
     return out
 
 
-def gth_escape_rate(n, src, dst, rate, exit_rate, shape, cells, tol: float = 1e-13,
-                    max_iterations: int = 200) -> float | None:
+def gth_escape_rate(
+    n, src, dst, rate, exit_rate, shape, cells, tol: float = 1e-13, max_iterations: int = 200
+) -> float | None:
     """Slowest decay rate ``lambda_1`` of the mass not yet absorbed, for the chain of :func:`gth_first_passage`:
     the smallest eigenvalue of the M-matrix ``M = diag(sum_j r_kj + e_k) - R``, by inverse iteration with the
     subtraction-free factor of that function. ``M^{-1} >= 0``, so from ``x_0 = 1`` every iterate is positive and
@@ -512,6 +551,7 @@ def _rate_band(n, src, dst, rate, shape, cells):
     ``order[k]``: the state at position ``k``): ``(band, b, order)``, or None past ``GTH_WORK_LIMIT`` /
     ``GTH_MEMORY_LIMIT`` or with a negative rate."""
     import itertools
+
     shape = tuple(int(m) for m in shape) if shape is not None else (n,)
     src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
     rate = np.asarray(rate, dtype=float)
@@ -520,7 +560,7 @@ def _rate_band(n, src, dst, rate, shape, cells):
         rank = np.empty(int(np.prod(shape)), dtype=np.int64)
         rank[np.arange(rank.size).reshape(shape).transpose(axes).ravel()] = np.arange(rank.size)
         state_rank = rank if cells is None else rank[np.asarray(cells, dtype=np.int64)]
-        order = np.argsort(state_rank, kind="stable")                  # order[k]: the state at position k
+        order = np.argsort(state_rank, kind="stable")  # order[k]: the state at position k
         position = np.empty(n, dtype=np.int64)
         position[order] = np.arange(n)
         b = int(np.max(np.abs(position[dst] - position[src]))) if src.size else 0
@@ -533,5 +573,3 @@ def _rate_band(n, src, dst, rate, shape, cells):
     band = np.zeros((n, 2 * b + 1))
     np.add.at(band, (i, j - i + b), rate)
     return band, b, order
-
-

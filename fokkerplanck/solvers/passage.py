@@ -10,6 +10,7 @@ over the jumps of the scheme (jumps out through an absorbing wall land where ``T
 restricted to the non-target cells is a non-singular M-matrix, ``T >= 0`` everywhere, with the same
 monotone discretisation as :mod:`fokkerplanck.numerics.operator`.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,9 +21,9 @@ import scipy.sparse.linalg as spla
 from scipy.interpolate import RegularGridInterpolator
 
 from ..model.density import Density
-from .linalg import LUFactor, gth_escape_rate, gth_first_passage
-from ..numerics.operator import DEFAULT_STENCIL_RADIUS, Generator, generator
 from ..model.problem import Problem
+from ..numerics.operator import DEFAULT_STENCIL_RADIUS, Generator, generator
+from .linalg import LUFactor, gth_escape_rate, gth_first_passage
 
 
 class FirstPassageTime:
@@ -64,11 +65,12 @@ def _target_mask(grid, target) -> np.ndarray:
     return mask
 
 
-CONDITION_LIMIT = 1e10   # above it (relative error of an LU up to ~1e-6) the times are recomputed without subtractions
+CONDITION_LIMIT = 1e10  # above it (relative error of an LU up to ~1e-6) the times are recomputed without subtractions
 
 
-def mean_first_passage_time(problem: Problem | Generator, target=None, *,
-                            stencil_radius: int = DEFAULT_STENCIL_RADIUS, warn: bool = True) -> FirstPassageTime:
+def mean_first_passage_time(
+    problem: Problem | Generator, target=None, *, stencil_radius: int = DEFAULT_STENCIL_RADIUS, warn: bool = True
+) -> FirstPassageTime:
     """Mean first-passage time ``T(theta)`` to ``target`` (or through the absorbing walls).
 
     Parameters
@@ -109,21 +111,27 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
     grid = gen.grid
     mask = _target_mask(grid, target)
     if not mask.any() and grid.conserves_mass:
-        raise ValueError("mean_first_passage_time: give a target region or absorbing walls "
-                         "(with reflecting/periodic walls and no target the process never stops)")
+        raise ValueError(
+            "mean_first_passage_time: give a target region or absorbing walls "
+            "(with reflecting/periodic walls and no target the process never stops)"
+        )
     if mask.all():
-        raise ValueError("mean_first_passage_time: the target covers every cell of the grid (T = 0 everywhere); "
-                         "give a smaller target region")
+        raise ValueError(
+            "mean_first_passage_time: the target covers every cell of the grid (T = 0 everywhere); "
+            "give a smaller target region"
+        )
     free = ~mask.ravel()
     cells = np.flatnonzero(free)
     At = gen.A.T.tocsr()[free][:, free]
     T = np.zeros(grid.size)
     try:
-        lu = LUFactor(-At, grid_shape=grid.shape, cells=cells)      # -A^T on the free cells: a non-singular M-matrix
+        lu = LUFactor(-At, grid_shape=grid.shape, cells=cells)  # -A^T on the free cells: a non-singular M-matrix
         T[free] = lu.solve(np.ones(cells.size))
-    except RuntimeError as exc:      # a singular system: cells from which neither target nor wall is reached
-        raise ValueError("mean_first_passage_time: the target cannot be reached from some cells (the linear system "
-                         f"is singular: {str(exc).splitlines()[0]})") from None
+    except RuntimeError as exc:  # a singular system: cells from which neither target nor wall is reached
+        raise ValueError(
+            "mean_first_passage_time: the target cannot be reached from some cells (the linear system "
+            f"is singular: {str(exc).splitlines()[0]})"
+        ) from None
     if not np.all(np.isfinite(T)):
         raise ValueError("mean_first_passage_time: the target cannot be reached from some cells")
     # ||(-A^T)^-1||_inf = max T (a non-negative inverse times ones): the condition number, and the relative
@@ -142,13 +150,23 @@ def mean_first_passage_time(problem: Problem | Generator, target=None, *,
             info["condition"] = condition = norm * float(T.max())
             res = float(np.max(np.abs(At @ T[free] + 1.0)))
         elif warn:
-            warnings.warn(f"mean_first_passage_time: times up to {T.max():.2e}, condition number {condition:.1e}, "
-                          f"relative residual {relative_residual:.1e}: the LU answer may have lost its digits "
-                          "(relative error up to ~1e-16 times the condition number, more where the residual is "
-                          "large), and the subtraction-free elimination does not fit this grid "
-                          "(fokkerplanck.solvers.linalg.GTH_WORK_LIMIT)", RuntimeWarning, stacklevel=2)
-    info.update({"residual": res, "relative_residual": res / (condition + 1.0),
-                 "seconds": time.perf_counter() - t0, "min_before_clip": float(T.min())})
+            warnings.warn(
+                f"mean_first_passage_time: times up to {T.max():.2e}, condition number {condition:.1e}, "
+                f"relative residual {relative_residual:.1e}: the LU answer may have lost its digits "
+                "(relative error up to ~1e-16 times the condition number, more where the residual is "
+                "large), and the subtraction-free elimination does not fit this grid "
+                "(fokkerplanck.solvers.linalg.GTH_WORK_LIMIT)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    info.update(
+        {
+            "residual": res,
+            "relative_residual": res / (condition + 1.0),
+            "seconds": time.perf_counter() - t0,
+            "min_before_clip": float(T.min()),
+        }
+    )
     return FirstPassageTime(grid, np.clip(T, 0.0, None).reshape(grid.shape), mask, info)
 
 
@@ -174,7 +192,8 @@ def escape_rate(problem: Problem | Generator, target=None, *, stencil_radius: in
     For a metastable well it agrees with ``1 / MFPT`` up to exponentially small corrections.
 
     Computed by inverse iteration with the subtraction-free band elimination
-    (:func:`fokkerplanck.solvers.linalg.gth_escape_rate`) where the band fits: an eigensolver's absolute error, round-off
+    (:func:`fokkerplanck.solvers.linalg.gth_escape_rate`) where the band fits: an eigensolver's absolute error,
+    round-off
     of the largest rates, swamps the rates of deep wells (measured: a 1D tilted double well at T = 0.03,
     ``3.4e-13`` and ``8.4e-15`` on 300 and 600 cells where the rate is ``1.0e-16``; now equal to
     ``1 / MFPT`` from the well to 0.1%). Otherwise a dense eigensolver up to 400 cells, else ARPACK
@@ -195,16 +214,28 @@ def escape_rate(problem: Problem | Generator, target=None, *, stencil_radius: in
         lam = float(-spla.eigs(Af.tocsc(), k=1, sigma=0.0, which="LM", return_eigenvectors=False).real[0])
     largest = float(np.max(np.abs(Af.diagonal())))
     if lam < 1e-10 * largest:
-        warnings.warn(f"escape_rate: {lam:.2e} is below 1e-10 of the largest rate ({largest:.2e}), where an "
-                      "eigensolver's round-off can dominate it, and the subtraction-free elimination does not fit "
-                      "this grid (fokkerplanck.solvers.linalg.GTH_WORK_LIMIT); 1 / mean_first_passage_time is a check",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"escape_rate: {lam:.2e} is below 1e-10 of the largest rate ({largest:.2e}), where an "
+            "eigensolver's round-off can dominate it, and the subtraction-free elimination does not fit "
+            "this grid (fokkerplanck.solvers.linalg.GTH_WORK_LIMIT); 1 / mean_first_passage_time is a check",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return lam
 
 
-def first_passage_probability(problem: Problem | Generator, p0, target, t_end: float, *, n_save: int = 11,
-                              dt: float | None = None, noise_schedule=None, schedule_hold: int = 1,
-                              stencil_radius: int = DEFAULT_STENCIL_RADIUS) -> dict:
+def first_passage_probability(
+    problem: Problem | Generator,
+    p0,
+    target,
+    t_end: float,
+    *,
+    n_save: int = 11,
+    dt: float | None = None,
+    noise_schedule=None,
+    schedule_hold: int = 1,
+    stencil_radius: int = DEFAULT_STENCIL_RADIUS,
+) -> dict:
     """Probability ``F(t)`` that the process started from ``p0`` has reached ``target`` by time ``t``.
 
     The mean first-passage time (:func:`mean_first_passage_time`) needs a stationary generator: under a
@@ -214,7 +245,8 @@ def first_passage_probability(problem: Problem | Generator, p0, target, t_end: f
     of ``A`` are zeroed: no jump leaves them), so the generator still conserves mass, and ``F(t)`` is the mass
     in the target, evolved by :func:`fokkerplanck.evolve.evolve` (with ``noise_schedule`` and ``schedule_hold``
     as there: the generator of each group of steps is assembled for ``g`` at the group's midpoint and made
-    absorbing in the same way, :func:`fokkerplanck.evolve._absorbing`). Without a schedule the mean first-passage time from ``p0`` is
+    absorbing in the same way, :func:`fokkerplanck.evolve._absorbing`). Without a schedule the mean first-passage
+    time from ``p0`` is
     ``int_0^inf (1 - F) dt``, the check used in the tests.
 
     ``target``: a callable ``theta -> bool`` on ``(..., d)`` points or a boolean mask of ``grid.shape``.
@@ -234,12 +266,26 @@ def first_passage_probability(problem: Problem | Generator, p0, target, t_end: f
     t_end = float(t_end)
     times = np.linspace(0.0, t_end, int(n_save))
     t0 = time.perf_counter()
-    tr = evolve(_absorbing(gen, keep), p0, t_end, save_times=times, dt=dt, noise_schedule=noise_schedule,
-                schedule_hold=schedule_hold)
+    tr = evolve(
+        _absorbing(gen, keep),
+        p0,
+        t_end,
+        save_times=times,
+        dt=dt,
+        noise_schedule=noise_schedule,
+        schedule_hold=schedule_hold,
+    )
     vals = tr.values
     mass_in = np.array([v.ravel()[mask.ravel()].sum() for v in vals]) * grid.cell_volume
     total = np.array([v.sum() for v in vals]) * grid.cell_volume
     prob = mass_in / total
-    return {"times": times, "probability": prob, "survival": 1.0 - prob,
-            "info": {"seconds": time.perf_counter() - t0, "target_cells": int(mask.sum()),
-                     "mass_error": float(np.max(np.abs(total - 1.0)))}}
+    return {
+        "times": times,
+        "probability": prob,
+        "survival": 1.0 - prob,
+        "info": {
+            "seconds": time.perf_counter() - t0,
+            "target_cells": int(mask.sum()),
+            "mass_error": float(np.max(np.abs(total - 1.0))),
+        },
+    }

@@ -30,6 +30,7 @@ space spanned by a positive vector (Perron-Frobenius for Metzler matrices). Solv
   Metastable states whose peak in the first answer is below ``SECOND_PEAK_FLOOR`` of the highest one are not
   seen: prefer ``direct`` where it fits.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,18 +42,18 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ..model.density import Density, warn_wall_mass
-from .linalg import LUFactor, gth_stationary, lu_backend, shifted
-from ..numerics.operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
 from ..model.problem import Problem
+from ..numerics.operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
+from .linalg import LUFactor, gth_stationary, lu_backend, shifted
 
 DIRECT_LIMIT = 1_100_000
-DIRECT_LIMIT_3D = 8_000               # SuperLU in 3D: 32^3 took 5.9 s, 40^3 29 s
-DIRECT_LIMIT_3D_PARDISO = 120_000     # PARDISO (METIS) in 3D: 40^3 1.2 s, 48^3 2.8 s / 1 GB, 64^3 13 s / 2.6 GB
-DIRECT_FALLBACK_LIMIT = {"superlu": 30_000, "pardiso": 300_000}   # 3D, when the iterative answer is doubtful
-SECOND_PEAK_FLOOR = 1e-8   # local maxima of an iterative answer below this fraction of its peak: solver noise
-MAX_INVERSE_ITERATIONS = 40   # solves of the direct method; a convergence factor of 0.5 reaches 1e-12 in 40
-_STALLED = 0.5                 # a change at least half the one before: inverse iteration is no longer converging
-SPLIT_TOLERANCE = 1e-6         # L1 distance between answers from two starts above which the direct method warns
+DIRECT_LIMIT_3D = 8_000  # SuperLU in 3D: 32^3 took 5.9 s, 40^3 29 s
+DIRECT_LIMIT_3D_PARDISO = 120_000  # PARDISO (METIS) in 3D: 40^3 1.2 s, 48^3 2.8 s / 1 GB, 64^3 13 s / 2.6 GB
+DIRECT_FALLBACK_LIMIT = {"superlu": 30_000, "pardiso": 300_000}  # 3D, when the iterative answer is doubtful
+SECOND_PEAK_FLOOR = 1e-8  # local maxima of an iterative answer below this fraction of its peak: solver noise
+MAX_INVERSE_ITERATIONS = 40  # solves of the direct method; a convergence factor of 0.5 reaches 1e-12 in 40
+_STALLED = 0.5  # a change at least half the one before: inverse iteration is no longer converging
+SPLIT_TOLERANCE = 1e-6  # L1 distance between answers from two starts above which the direct method warns
 
 
 def _pinned_system(A: sp.csr_matrix, r: int):
@@ -101,8 +102,13 @@ def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = MAX_INVERSE_I
     eps = 1e-12 * np.max(np.abs(A.diagonal()))
     lu = LUFactor(shifted(A, eps), grid_shape=grid_shape)
     x, change, stalled = _iterate(lu, np.full(N, 1.0 / N), max_iterations)
-    info = {"algorithm": f"inverse iteration on eps I - A (sparse LU, {lu.backend})", "lu": lu.backend,
-            "lu_layout": lu.layout, "iterations": len(change), "last_change": float(change[-1])}
+    info = {
+        "algorithm": f"inverse iteration on eps I - A (sparse LU, {lu.backend})",
+        "lu": lu.backend,
+        "lu_layout": lu.layout,
+        "iterations": len(change),
+        "last_change": float(change[-1]),
+    }
     if stalled:
         y, _, _ = _iterate(lu, _tilted_start(x, grid_shape), max_iterations)
         info["split_gap"] = float(np.abs(x - y).sum())
@@ -110,8 +116,10 @@ def _inverse_iteration(A, grid_shape: tuple, max_iterations: int = MAX_INVERSE_I
             exact = gth_stationary(A, grid_shape)
             if exact is not None:
                 x = exact
-                info["algorithm"] = ("Grassmann-Taksar-Heyman elimination (banded), after inverse iteration on "
-                                     f"eps I - A ({lu.backend}) stalled")
+                info["algorithm"] = (
+                    "Grassmann-Taksar-Heyman elimination (banded), after inverse iteration on "
+                    f"eps I - A ({lu.backend}) stalled"
+                )
                 info["gth"] = True
     return x, info
 
@@ -162,7 +170,7 @@ def _boltzmann_candidate(gen: Generator) -> np.ndarray | None:
     from ..model.noise import Constant, Isotropic
 
     prob = gen.problem
-    if getattr(prob, "potential", None) is not None:         # reversible by the user's word, checked on the grid
+    if getattr(prob, "potential", None) is not None:  # reversible by the user's word, checked on the grid
         psi = prob.potential_on_grid()
         return np.exp(-(psi - psi.min()))
     if prob.landscape is None or getattr(prob, "drift_field", None) is not None:
@@ -170,8 +178,9 @@ def _boltzmann_candidate(gen: Generator) -> np.ndarray | None:
     noise = prob.noise
     if isinstance(noise, Isotropic):
         T = float(noise.T)
-    elif isinstance(noise, Constant) and np.allclose(noise.D, noise.D[0, 0] * np.eye(noise.D.shape[0]),
-                                                     rtol=0.0, atol=1e-15 * abs(noise.D[0, 0])):
+    elif isinstance(noise, Constant) and np.allclose(
+        noise.D, noise.D[0, 0] * np.eye(noise.D.shape[0]), rtol=0.0, atol=1e-15 * abs(noise.D[0, 0])
+    ):
         T = float(noise.D[0, 0])
     else:
         return None
@@ -187,13 +196,18 @@ def _unresolved_error_estimate(gen: Generator, dens: Density, method: str, tol: 
     """``error_estimate``: the L1 distance between ``dens`` and the steady state of the same problem with the
     cross-diffusion the stencil cannot hold dropped (rather than scaled down), on the same stencil."""
     ref = Generator(gen.problem, stencil_radius=gen.info["stencil_radius"], warn=False, drop_unresolved=True)
-    other = steady_state(ref, method="direct" if method == "gth" else method, tol=tol, maxiter=maxiter,
-                         warn=False, estimate_error=False)
-    return {"error_estimate": float(np.abs(dens.values - other.values).sum() * dens.grid.cell_volume),
-            "error_estimate_method": "L1 change when the unresolved cross-diffusion is dropped instead of scaled"}
+    other = steady_state(
+        ref, method="direct" if method == "gth" else method, tol=tol, maxiter=maxiter, warn=False, estimate_error=False
+    )
+    return {
+        "error_estimate": float(np.abs(dens.values - other.values).sum() * dens.grid.cell_volume),
+        "error_estimate_method": "L1 change when the unresolved cross-diffusion is dropped instead of scaled",
+    }
 
 
-PECLET_MASS_LIMIT = 1e-2   # above this share of the mass on cells of Peclet number > 2, the answer gets a refinement estimate
+PECLET_MASS_LIMIT = (
+    1e-2  # above this share of the mass on cells of Peclet number > 2, the answer gets a refinement estimate
+)
 
 
 #: above this share of the mass in one cell of a one-dimensional marginal the answer is called under-resolved.
@@ -222,7 +236,8 @@ def _refinement_error_estimate(gen: Generator, dens: Density, method: str, tol: 
     0.32 / 0.12 against L1 errors 0.17 / 0.045 (at 192^2 the share is 2e-4: no estimate, error 0.0115);
     anisotropy 1e4 at 96^2 / 192^2, estimates 1.19 / 0.34 against errors 1.38 / 1.35 (under-resolved: the
     estimate understates there, but flags it); a turning field at anisotropy 30, 96^2 / 192^2, estimates
-    0.15 / 0.049 against errors 0.067 / 0.018. ``peclet_mass`` is that share of the mass. The same estimate is made where more than
+    0.15 / 0.049 against errors 0.067 / 0.018. ``peclet_mass`` is that share of the mass. The same estimate is made
+    where more than
     ``PECLET_MASS_LIMIT`` of the mass sits on cells where ``D`` is singular (``degenerate_mass``): where the noise
     vanishes the stationary law can be singular (mass on a point or on the edge of the noiseless region), which
     no grid density holds. Skipped where a cell count is odd (``refinement_estimate`` then absent)."""
@@ -234,12 +249,21 @@ def _refinement_error_estimate(gen: Generator, dens: Density, method: str, tol: 
     if max(share, degenerate) <= PECLET_MASS_LIMIT or any(n % 2 or n < 8 for n in grid.shape):
         return out
     from ..model.grid import Grid
+
     coarse = Grid([(lo, hi, n // 2) for lo, hi, n in grid.axes], bc=grid.bc, frame=grid.frame)
     prob = gen.problem
-    half = Problem(coarse, prob.landscape, prob.noise, drift=prob.drift_field, convention=prob.convention,
-                   potential=prob.potential)
-    other = steady_state(half, method="direct" if method == "gth" else method, tol=tol, maxiter=maxiter,
-                         stencil_radius=gen.requested_radius, warn=False, estimate_error=False)
+    half = Problem(
+        coarse, prob.landscape, prob.noise, drift=prob.drift_field, convention=prob.convention, potential=prob.potential
+    )
+    other = steady_state(
+        half,
+        method="direct" if method == "gth" else method,
+        tol=tol,
+        maxiter=maxiter,
+        stencil_radius=gen.requested_radius,
+        warn=False,
+        estimate_error=False,
+    )
     blocks = dens.values.reshape(sum(((n // 2, 2) for n in grid.shape), ()))
     averaged = blocks.mean(axis=tuple(range(1, 2 * grid.ndim, 2)))
     out["refinement_estimate"] = float(np.abs(averaged - other.values).sum() * coarse.cell_volume)
@@ -252,6 +276,7 @@ def _solve_iterative(M, b, x0, tol, maxiter):
     Mneg = -M  # an M-matrix (except the pinned row): what AMG expects
     try:
         import pyamg
+
         # classical (Ruge-Stuben) AMG suits -A: an M-matrix, weakly diagonally dominant by columns
         ml = pyamg.ruge_stuben_solver(Mneg.tocsr(), max_coarse=300, coarse_solver="splu")
         precond = ml.aspreconditioner(cycle="V")
@@ -267,8 +292,18 @@ def _solve_iterative(M, b, x0, tol, maxiter):
 
     # scipy counts restart cycles in ``maxiter``; ours is the total number of Krylov iterations
     restart = max(1, min(60, int(maxiter)))
-    x, code = spla.gmres(Mneg, -b, x0=x0, rtol=tol, atol=0.0, restart=restart,
-                         maxiter=max(1, int(maxiter) // restart), M=precond, callback=count, callback_type="pr_norm")
+    x, code = spla.gmres(
+        Mneg,
+        -b,
+        x0=x0,
+        rtol=tol,
+        atol=0.0,
+        restart=restart,
+        maxiter=max(1, int(maxiter) // restart),
+        M=precond,
+        callback=count,
+        callback_type="pr_norm",
+    )
     info["iterations"] = its[0]
     info["converged"] = code == 0
     return x, info
@@ -285,7 +320,7 @@ def _pinned_iterative(A, pin: int, tol: float, maxiter: int):
             break
         peak = int(np.argmax(p))
         if attempt == 0 and p[pin] < 1e-6 * p[peak]:
-            pin = peak           # badly scaled pin: pin the peak and solve again
+            pin = peak  # badly scaled pin: pin the peak and solve again
             continue
         break
     return p, extra, pin
@@ -304,7 +339,7 @@ def _second_well(loss: np.ndarray, shape: tuple, pin: int) -> int | None:
             nb = np.roll(L, step, axis=ax)
             edge = [slice(None)] * L.ndim
             edge[ax] = 0 if step == 1 else -1
-            nb[tuple(edge)] = np.inf          # no neighbour beyond the box
+            nb[tuple(edge)] = np.inf  # no neighbour beyond the box
             is_min &= L <= nb
     labels, count = ndimage.label(is_min, structure=np.ones((3,) * L.ndim))
     if count < 2:
@@ -324,9 +359,17 @@ def _second_peak(p: np.ndarray, shape: tuple, pin: int) -> int | None:
     return _second_well(np.where(p >= SECOND_PEAK_FLOOR * p.max(), -p, np.inf), shape, pin)
 
 
-def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: float = 1e-10,
-                 maxiter: int = 500, pin: int | None = None, stencil_radius: int | None = DEFAULT_STENCIL_RADIUS,
-                 warn: bool = True, estimate_error: bool = True) -> Density:
+def steady_state(
+    problem: Problem | Generator,
+    *,
+    method: str = "auto",
+    tol: float = 1e-10,
+    maxiter: int = 500,
+    pin: int | None = None,
+    stencil_radius: int | None = DEFAULT_STENCIL_RADIUS,
+    warn: bool = True,
+    estimate_error: bool = True,
+) -> Density:
     """Stationary density of ``dP/dt = A P``.
 
     Parameters
@@ -377,7 +420,8 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     answer moves from another start; above ``SPLIT_TOLERANCE`` the GTH elimination gives the answer where its
     band fits -- then ``gth`` is True -- and otherwise a warning says that the share of mass between nearly
     decoupled regions is not determined), ``lu_layout`` (how the LU's ordering was prepared: ``red-black
-    reduction``, ``red-black numbering``, ...; see :class:`fokkerplanck.solvers.linalg.LUFactor`), ``pinned_cell`` (iterative
+    reduction``, ``red-black numbering``, ...; see :class:`fokkerplanck.solvers.linalg.LUFactor`), ``pinned_cell``
+    (iterative
     only, else None), ``pin_dependence`` (L1 distance between the answers pinned in two wells, when the
     iterative solver checked it), ``seconds``, ``wall_ratio`` (peak
     density at a wall / overall peak), and the generator's diagnostics.
@@ -391,8 +435,10 @@ def steady_state(problem: Problem | Generator, *, method: str = "auto", tol: flo
     gen = problem if isinstance(problem, Generator) else generator(problem, stencil_radius)
     _check_arguments(gen.grid, method, tol, maxiter)
     if gen.A.nnz == 0 or not np.any(gen.A.diagonal()):
-        raise ValueError("steady_state: nothing moves -- the drift and the noise vanish on the whole grid, so every "
-                         "density is stationary; give the problem a drift or noise")
+        raise ValueError(
+            "steady_state: nothing moves -- the drift and the noise vanish on the whole grid, so every "
+            "density is stationary; give the problem a drift or noise"
+        )
     opts = _Options(requested=method, tol=float(tol), maxiter=int(maxiter), pin=pin, warn=warn)
     p, method, extra = STRATEGIES[_choose(gen, method, opts)](gen, opts)
     dens = _density(gen, p, method, extra, opts)
@@ -412,13 +458,15 @@ class _Options:
     maxiter: int
     pin: int | None
     warn: bool
-    boltzmann: np.ndarray | None = None     # the exact detailed-balance answer, when auto found one
+    boltzmann: np.ndarray | None = None  # the exact detailed-balance answer, when auto found one
 
 
 def _check_arguments(grid, method, tol, maxiter):
     if not grid.conserves_mass:
-        raise ValueError("steady_state: the grid has absorbing walls, so there is no stationary density "
-                         "(all mass eventually leaves); use evolve(), or mean_first_passage_time()")
+        raise ValueError(
+            "steady_state: the grid has absorbing walls, so there is no stationary density "
+            "(all mass eventually leaves); use evolve(), or mean_first_passage_time()"
+        )
     if method not in ("auto", *STRATEGIES):
         raise ValueError(f"steady_state: unknown method {method!r}; expected auto, {', '.join(STRATEGIES)}")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0.0 < tol < 1.0:
@@ -452,10 +500,15 @@ def _detailed_balance_weights(gen: Generator) -> np.ndarray | None:
 def _by_detailed_balance(gen: Generator, opts: _Options):
     p = opts.boltzmann if opts.boltzmann is not None else _detailed_balance_weights(gen)
     if p is None:
-        raise ValueError("steady_state(method='detailed-balance'): the problem is not in detailed balance with "
-                         "a known potential (a landscape with isotropic constant noise, or Problem(potential=...))")
-    return (p, "detailed-balance",
-            {"algorithm": "detailed balance: the Boltzmann weights exp(-L/T), checked against A p = 0"})
+        raise ValueError(
+            "steady_state(method='detailed-balance'): the problem is not in detailed balance with "
+            "a known potential (a landscape with isotropic constant noise, or Problem(potential=...))"
+        )
+    return (
+        p,
+        "detailed-balance",
+        {"algorithm": "detailed balance: the Boltzmann weights exp(-L/T), checked against A p = 0"},
+    )
 
 
 def _by_direct(gen: Generator, opts: _Options):
@@ -466,9 +519,11 @@ def _by_direct(gen: Generator, opts: _Options):
 def _by_gth(gen: Generator, opts: _Options):
     p = gth_stationary(gen.A, gen.grid.shape)
     if p is None:
-        raise ValueError("steady_state(method='gth'): the elimination's band does not fit this grid "
-                         "(fokkerplanck.solvers.linalg.GTH_WORK_LIMIT, GTH_MEMORY_LIMIT: 1D, and 2D up to a few "
-                         "hundred cells on the short side), or the chain is not irreducible")
+        raise ValueError(
+            "steady_state(method='gth'): the elimination's band does not fit this grid "
+            "(fokkerplanck.solvers.linalg.GTH_WORK_LIMIT, GTH_MEMORY_LIMIT: 1D, and 2D up to a few "
+            "hundred cells on the short side), or the chain is not irreducible"
+        )
     return p, "gth", {"algorithm": "Grassmann-Taksar-Heyman elimination (banded)", "gth": True}
 
 
@@ -479,8 +534,11 @@ def _by_iterative(gen: Generator, opts: _Options):
     loss = gen.problem.loss(grid.points()) if gen.problem.landscape is not None else None
     pin = opts.pin
     if pin is None:
-        pin = (int(np.argmin(loss)) if loss is not None
-               else int(np.ravel_multi_index(tuple(n // 2 for n in grid.shape), grid.shape)))
+        pin = (
+            int(np.argmin(loss))
+            if loss is not None
+            else int(np.ravel_multi_index(tuple(n // 2 for n in grid.shape), grid.shape))
+        )
     p, extra, pin = _pinned_iterative(A, pin, opts.tol, opts.maxiter)
     extra["pinned_cell"] = int(pin)
     # A residual cannot see how mass is shared between wells: each well is in balance on its own. With two or
@@ -502,16 +560,23 @@ def _by_iterative(gen: Generator, opts: _Options):
             extra["pin_dependence"] = gap
             return p, "direct", extra
         if opts.warn:
-            warnings.warn(f"steady_state: metastable problem -- the iterative answer depends on the pinned "
-                          f"cell (L1 distance {gap:.1e} between pins in two wells): the share "
-                          "of mass between wells is not determined; use method='direct'",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"steady_state: metastable problem -- the iterative answer depends on the pinned "
+                f"cell (L1 distance {gap:.1e} between pins in two wells): the share "
+                "of mass between wells is not determined; use method='direct'",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return p, "iterative", extra
 
 
 #: method name -> strategy
-STRATEGIES = {"detailed-balance": _by_detailed_balance, "direct": _by_direct, "iterative": _by_iterative,
-              "gth": _by_gth}
+STRATEGIES = {
+    "detailed-balance": _by_detailed_balance,
+    "direct": _by_direct,
+    "iterative": _by_iterative,
+    "gth": _by_gth,
+}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -524,33 +589,53 @@ def _density(gen: Generator, p: np.ndarray, method: str, extra: dict, opts: _Opt
     neg = p.min() / scale
     p = np.clip(p, 0.0, None)
     res = np.max(np.abs(A @ p)) / (np.max(np.abs(A.diagonal())) * np.max(p))
-    info = {"method": method, "residual": float(res), "most_negative_before_clip": float(min(neg, 0.0)),
-            "pinned_cell": None, **extra, **gen.info}
+    info = {
+        "method": method,
+        "residual": float(res),
+        "most_negative_before_clip": float(min(neg, 0.0)),
+        "pinned_cell": None,
+        **extra,
+        **gen.info,
+    }
     dens = Density(grid, p.reshape(grid.shape), normalize=True, generator=gen, info=info)
     dens.info["wall_ratio"] = warn_wall_mass(dens) if opts.warn else None
     dens.info["peak_cell_mass"] = peak_cell_mass(dens)
     if not opts.warn:
         return dens
     if dens.info["peak_cell_mass"] > PEAK_CELL_MASS_LIMIT:
-        warnings.warn(f"steady_state: under-resolved -- {dens.info['peak_cell_mass']:.0%} of the mass sits in one "
-                      "cell of a marginal (the density is narrower than about a cell): moments and the density's "
-                      "shape are set by the grid, not the equation; refine the grid or shrink the box",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"steady_state: under-resolved -- {dens.info['peak_cell_mass']:.0%} of the mass sits in one "
+            "cell of a marginal (the density is narrower than about a cell): moments and the density's "
+            "shape are set by the grid, not the equation; refine the grid or shrink the box",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     if method == "iterative" and not extra.get("converged", True):
-        warnings.warn(f"steady_state: the iterative solver did not converge in {opts.maxiter} iterations "
-                      f"(residual {res:.2e}); try method='direct' or a larger maxiter", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"steady_state: the iterative solver did not converge in {opts.maxiter} iterations "
+            f"(residual {res:.2e}); try method='direct' or a larger maxiter",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     if method == "direct" and extra.get("split_gap", 0.0) > SPLIT_TOLERANCE and not extra.get("gth"):
-        warnings.warn(f"steady_state: nearly decoupled regions -- the share of mass between them is not determined "
-                      f"(inverse iteration stalled; from another start the answer moved by {extra['split_gap']:.1e} "
-                      "in L1): the rates joining them are below the round-off of the sparse LU (~1e-12 of the "
-                      "largest rates). The answer keeps the split of a uniform start, which is right only where "
-                      "symmetry fixes it; relate the regions' weights through their escape times "
-                      "(fp.mean_first_passage_time) instead", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"steady_state: nearly decoupled regions -- the share of mass between them is not determined "
+            f"(inverse iteration stalled; from another start the answer moved by {extra['split_gap']:.1e} "
+            "in L1): the rates joining them are below the round-off of the sparse LU (~1e-12 of the "
+            "largest rates). The answer keeps the split of a uniform start, which is right only where "
+            "symmetry fixes it; relate the regions' weights through their escape times "
+            "(fp.mean_first_passage_time) instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     if res > 1e-6 or neg < -1e-8:
-        warnings.warn(f"steady_state: the discrete steady state is ill-determined (relative residual {res:.2e}, "
-                      f"most negative entry {neg:.2e} of the peak before clipping): nearly decoupled regions or "
-                      "rates that underflow (cell Peclet numbers in the hundreds); refine the grid",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"steady_state: the discrete steady state is ill-determined (relative residual {res:.2e}, "
+            f"most negative entry {neg:.2e} of the peak before clipping): nearly decoupled regions or "
+            "rates that underflow (cell Peclet numbers in the hundreds); refine the grid",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return dens
 
 
@@ -566,23 +651,34 @@ def _attach_error_estimates(gen: Generator, dens: Density, opts: _Options) -> No
     if "refinement_estimate" in dens.info:
         dens.info["error_estimate"] = max(dens.info.get("error_estimate", 0.0), dens.info["refinement_estimate"])
         if opts.warn and dens.info["refinement_estimate"] > 1e-2 and dens.info["degenerate_mass"] > PECLET_MASS_LIMIT:
-            warnings.warn(f"steady_state: {dens.info['degenerate_mass']:.0%} of the mass sits on cells where the "
-                          "diffusion tensor is singular (no noise along some direction): the stationary law can be "
-                          "singular there (mass on a point or on the edge of the noiseless region), which no grid "
-                          "density converges to: the answer moved by "
-                          f"{dens.info['refinement_estimate']:.2g} in L1 from the grid with half the cells a side, "
-                          "and its error can be far larger. Compare with particles (fp.simulate), or give the noise "
-                          "a floor", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"steady_state: {dens.info['degenerate_mass']:.0%} of the mass sits on cells where the "
+                "diffusion tensor is singular (no noise along some direction): the stationary law can be "
+                "singular there (mass on a point or on the edge of the noiseless region), which no grid "
+                "density converges to: the answer moved by "
+                f"{dens.info['refinement_estimate']:.2g} in L1 from the grid with half the cells a side, "
+                "and its error can be far larger. Compare with particles (fp.simulate), or give the noise "
+                "a floor",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         elif opts.warn and dens.info["refinement_estimate"] > 1e-2:
-            warnings.warn(f"steady_state: {dens.info['peclet_mass']:.0%} of the mass sits on cells whose Peclet "
-                          "number along the stencil exceeds 2 (drift across a weak diffusion direction); estimated "
-                          f"error {dens.info['refinement_estimate']:.2g} in L1 (the change from the grid with half "
-                          "the cells a side). Refine, or align the grid with the tensor's principal axes",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"steady_state: {dens.info['peclet_mass']:.0%} of the mass sits on cells whose Peclet "
+                "number along the stencil exceeds 2 (drift across a weak diffusion direction); estimated "
+                f"error {dens.info['refinement_estimate']:.2g} in L1 (the change from the grid with half "
+                "the cells a side). Refine, or align the grid with the tensor's principal axes",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     if shrunk and opts.warn and dens.info["error_estimate"] > 1e-2:
-        warnings.warn(f"steady_state: the grid cannot hold the cross-diffusion at {shrunk} of {gen.grid.size} "
-                      f"cells; estimated error {dens.info['error_estimate']:.2g} in L1 (how far the answer moves "
-                      "when that cross-diffusion is dropped instead of scaled; it can understate the error "
-                      "several-fold). Align the grid with the problem's principal axes (Grid(..., "
-                      "frame=fp.Frame.rotation(angle)) or Frame.principal_axes(H)), or refine across the narrow "
-                      "direction", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"steady_state: the grid cannot hold the cross-diffusion at {shrunk} of {gen.grid.size} "
+            f"cells; estimated error {dens.info['error_estimate']:.2g} in L1 (how far the answer moves "
+            "when that cross-diffusion is dropped instead of scaled; it can understate the error "
+            "several-fold). Align the grid with the problem's principal axes (Grid(..., "
+            "frame=fp.Frame.rotation(angle)) or Frame.principal_axes(H)), or refine across the narrow "
+            "direction",
+            RuntimeWarning,
+            stacklevel=3,
+        )
