@@ -454,7 +454,10 @@ def test_ctrl_c_is_one_line_keeps_the_checkpoint_and_exits_130(tmp_path):
     import time as _time
 
     cfg = tmp_path / "e.toml"
-    cfg.write_text("[solver]\nt_end = 200.0\nn_save = 3\ndt = 0.01\n")
+    # no --quick: it would cut t_end to 5 (500 steps, under a second), and the run could end before the signal
+    cfg.write_text(
+        "[grid]\naxes = [[-2.0, 2.0, 48], [-1.0, 1.0, 48]]\n[solver]\nt_end = 200.0\nn_save = 3\ndt = 0.01\n"
+    )
     out = tmp_path / "o"
     proc = subprocess.Popen(
         [
@@ -466,7 +469,6 @@ def test_ctrl_c_is_one_line_keeps_the_checkpoint_and_exits_130(tmp_path):
             "--out",
             str(out),
             "--no-figures",
-            "--quick",
             "--checkpoint-every",
             "20",
         ],
