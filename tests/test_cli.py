@@ -475,6 +475,9 @@ def test_ctrl_c_is_one_line_keeps_the_checkpoint_and_exits_130(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a suite started in the background inherits SIGINT ignored, and Python then keeps ignoring it in the
+        # child (exit 0 after the whole run): give the child the default disposition, as a terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = _time.time() + 120
     ckpt = tmp_path / "o.partial" / "checkpoint.npz"  # the run is written beside out, then moved into place
