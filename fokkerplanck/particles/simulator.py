@@ -866,47 +866,13 @@ def _run_compiled(
             same = (sched_steps[done : done + m] == h) & (sched_scales[done : done + m] == gk)
             m = int(np.argmin(same)) if not same.all() else m
             par = npar if dyn.nk == K.NOISE_SHIFT_EXACT else np.ascontiguousarray(npar * math.sqrt(gk))
-        if use_2d:
-            K.run_chunk_2d(
-                pos,
-                status,
-                event,
-                np.int64(lk),
-                lp,
-                np.int64(dyn.nk),
-                par,
-                float(h),
-                np.int64(done),
-                np.int64(m),
-                key,
-                lower,
-                upper,
-                bc,
-                use_walls,
-                float(thr),
-                np.int64(n_blocks),
-            )
+        state = (pos, status, event, np.int64(lk), lp)
+        rest = (np.int64(dyn.nk), par, float(h), np.int64(done), np.int64(m), key, lower, upper, bc, use_walls)
+        rest += (float(thr), np.int64(n_blocks))
+        if use_2d:  # the 2D kernel needs no scratch space
+            K.run_chunk_2d(*state, *rest)
         else:
-            K.run_chunk(
-                pos,
-                status,
-                event,
-                np.int64(lk),
-                lp,
-                np.int64(ws),
-                np.int64(dyn.nk),
-                par,
-                float(h),
-                np.int64(done),
-                np.int64(m),
-                key,
-                lower,
-                upper,
-                bc,
-                use_walls,
-                float(thr),
-                np.int64(n_blocks),
-            )
+            K.run_chunk(*state, np.int64(ws), *rest)
         done += m
         if bar is not None:
             bar.update(m)
