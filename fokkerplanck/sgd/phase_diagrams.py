@@ -546,6 +546,13 @@ for _name, _func in {
     register_point_function(_name, _func)
 
 
+def _particle_tables(point, etas, sigmas, fixed: dict, columns: dict, **runner):
+    """Sweep a particle point function over ``(eta, sigma)`` and pivot the ``columns`` (table name -> output)
+    into tables indexed ``[sigma, eta]``; returns ``(SweepResult, tables)``."""
+    part = sweep(point, {"eta": etas, "sigma": sigmas}, fixed=fixed, **runner)
+    return part, {name: part.pivot("sigma", "eta", col) for name, col in columns.items()}
+
+
 def _transition_estimate(delta, mean_abs, threshold: float) -> float | None:
     """Smallest ``Delta_S`` where ``<|x|>`` first exceeds ``threshold`` (linear interpolation), else None."""
     d = np.asarray(delta, float)
@@ -675,26 +682,24 @@ def prl_search_diagram(
 
     pkw = dict(point or {})
     etas, sigmas = [float(e) for e in etas], [float(s) for s in sigmas]
-    part = sweep(
+    part, Z = _particle_tables(
         prl_search_time_point,
-        {"eta": etas, "sigma": sigmas},
-        fixed=pkw,
+        etas,
+        sigmas,
+        pkw,
+        {
+            "Z_search_time": "tau_s",
+            "Z_search_time_stderr": "tau_s_stderr",
+            "Z_reached": "reached",
+            "Z_x_ss": "x_ss",
+            "Z_diverged": "diverged",
+        },
         cache_dir=cache_dir,
         scheduler=scheduler,
         n_workers=n_workers,
         progress=progress,
         quick=quick,
     )
-    Z = {
-        name: part.pivot("sigma", "eta", col)
-        for name, col in (
-            ("Z_search_time", "tau_s"),
-            ("Z_search_time_stderr", "tau_s_stderr"),
-            ("Z_reached", "reached"),
-            ("Z_x_ss", "x_ss"),
-            ("Z_diverged", "diverged"),
-        )
-    }
     eps = float(pkw.get("eps", 1e-3))
     lambdas = pkw.get("lambdas") or (8.0, -2.0, 1.0)
     slowest = {}
@@ -809,28 +814,26 @@ def highdim_phase_diagram(
     if sigmas is None:
         sigmas = HIGHDIM_SIGMAS_QUICK if quick else HIGHDIM_SIGMAS
     etas, sigmas = [float(e) for e in etas], [float(s) for s in sigmas]
-    part = sweep(
+    part, Z = _particle_tables(
         highdim_sgd_point,
-        {"eta": etas, "sigma": sigmas},
-        fixed=pkw,
+        etas,
+        sigmas,
+        pkw,
+        {
+            "Z_flatness": "mean_flatness",
+            "Z_flatness_stderr": "mean_flatness_stderr",
+            "Z_flatness_final": "mean_flatness_final",
+            "Z_diverged": "diverged",
+            "Z_mean_abs_x": "mean_abs_x",
+            "Z_eta_lambda": "eta_lambda",
+            "Z_drift": "mean_flatness_drift",
+        },
         cache_dir=cache_dir,
         scheduler=scheduler,
         n_workers=n_workers,
         progress=progress,
         quick=quick,
     )
-    Z = {
-        name: part.pivot("sigma", "eta", col)
-        for name, col in (
-            ("Z_flatness", "mean_flatness"),
-            ("Z_flatness_stderr", "mean_flatness_stderr"),
-            ("Z_flatness_final", "mean_flatness_final"),
-            ("Z_diverged", "diverged"),
-            ("Z_mean_abs_x", "mean_abs_x"),
-            ("Z_eta_lambda", "eta_lambda"),
-            ("Z_drift", "mean_flatness_drift"),
-        )
-    }
     land = _highdim_landscape(pkw.get("n_flat", 100), pkw.get("n_sharp", 5), pkw.get("lambdas"), pkw.get("eps", 1e-3))
     ref = _highdim_flat_range(land)
     div = Z["Z_diverged"] >= float(diverged_threshold)
