@@ -26,6 +26,21 @@ from numba import njit
 
 
 @njit(cache=True)
+def _snapshot(w, u, limit, snaps, k, p):
+    """Store ``theta = (w, u)`` as snapshot ``k`` of particle ``p``; False (nothing stored) when a coordinate is
+    beyond ``limit`` in size or NaN: the particle diverged."""
+    big = abs(w)
+    for i in range(u.shape[0]):
+        big = max(big, abs(u[i]))
+    if not (big < limit):  # also catches NaN
+        return False
+    snaps[k, p, 0] = w
+    for i in range(u.shape[0]):
+        snaps[k, p, 1 + i] = u[i]
+    return True
+
+
+@njit(cache=True)
 def sgd_kernel(theta, v, L, eta, batch, n_steps, save_every, limit, rng):
     """Advance ``theta (N, 1+m)`` in place by ``n_steps`` SGD steps; return the snapshots
     ``(n_steps // save_every + 1, N, 1+m)`` (the first is the initial state) and the diverged flags."""
@@ -59,15 +74,9 @@ def sgd_kernel(theta, v, L, eta, batch, n_steps, save_every, limit, rng):
                 u[i] -= eta * w * r[i]
             w -= eta * gw
             if s % save_every == 0:
-                big = abs(w)
-                for i in range(m):
-                    big = max(big, abs(u[i]))
-                if not (big < limit):  # also catches NaN
+                if not _snapshot(w, u, limit, snaps, k, p):
                     diverged[p] = True
                     break
-                snaps[k, p, 0] = w
-                for i in range(m):
-                    snaps[k, p, 1 + i] = u[i]
                 k += 1
         theta[p, 0] = w
         for i in range(m):
@@ -114,15 +123,9 @@ def sde_kernel(theta, v, L, temp, dt, n_steps, save_every, limit, rng):
                 u[i] += -dt * w * dl[i] + amp * w * n[i]
             w += -dt * gw + amp * nw
             if s % save_every == 0:
-                big = abs(w)
-                for i in range(m):
-                    big = max(big, abs(u[i]))
-                if not (big < limit):
+                if not _snapshot(w, u, limit, snaps, k, p):
                     diverged[p] = True
                     break
-                snaps[k, p, 0] = w
-                for i in range(m):
-                    snaps[k, p, 1 + i] = u[i]
                 k += 1
         theta[p, 0] = w
         for i in range(m):
