@@ -51,6 +51,14 @@ Selling weights under strong anisotropy (an error 150 times larger on a field wh
 docs, numerics, "Anisotropy at any orientation"). Constant tensors are the same in both forms; the scaled
 (fallback) stencil keeps the Ito form. ``info["form"]`` says which.
 
+Drift split. Under strong anisotropy a non-reversible drift's drop ``e . D~^+ b~`` along a long oblique offset is
+amplified (its non-gradient part is divided by the weak eigenvalue) and, fitted whole, upwinds across the narrow
+direction. At cells whose ``D~`` has condition number >= ``SPLIT_ANISOTROPY``, the drops are split into a
+least-squares potential (fitted) and a rest (centred on diagonal edges, or carried along the axes where centring
+would make a rate negative): :func:`drift_potential`, :func:`fokkerplanck.numerics.kernels.split_mode`. The rates
+stay non-negative and the columns sum to zero. Measured in the documentation's numerics page ("Non-reversible
+drift under strong anisotropy"); ``info["drift_split"]`` says whether it was used.
+
 Frames. On a grid with a :class:`~fokkerplanck.model.grid.Frame`, ``theta = origin + M xi``, the fields are evaluated
 at the cell centres in ``theta`` and transformed: ``D_xi = M^-1 D M^-T``, ``v_xi = M^-1 v`` (and ``b``),
 ``grad_xi L = M^T grad L``; the scheme then runs on the ``xi`` cells unchanged.
@@ -93,9 +101,13 @@ class Generator:
     drop_unresolved : bool
         Drop the cross-diffusion where it does not fit instead of scaling it (the reference of that
         error estimate).
+    split_drift : bool
+        Split a non-reversible drift into a fitted potential part and a centred rest where the tensor is
+        strongly anisotropic (module docstring, "Drift split"; default). False: every drop fitted whole.
     info : dict
         ``cross_diffusion_shrunk_cells`` and ``cross_diffusion_min_factor``, ``max_offset`` (longest stencil
-        offset, in cells), ``assembly_seconds``, ``nnz``.
+        offset, in cells), ``drift_split`` (and where True ``drift_rest``, ``split_edges``, ``upwinded_edges``,
+        ``rest_moved_edges``, ``split_seconds``: :func:`drift_potential`), ``assembly_seconds``, ``nnz``.
 
     ``cell_peclet`` is each cell's largest Peclet number along its stencil (:func:`_cell_peclet`).
 
@@ -110,13 +122,14 @@ class Generator:
         stencil_radius: int | None = DEFAULT_STENCIL_RADIUS,
         warn: bool = True,
         drop_unresolved: bool = False,
+        split_drift: bool = True,
     ):
         resolve_stencil_radius(problem.grid, stencil_radius)  # validates
         budget.check_grid(problem.grid, "the generator")
         with single_blas_thread():  # many small dense products: threads only add overhead
-            self._build(problem, stencil_radius, warn, drop_unresolved)
+            self._build(problem, stencil_radius, warn, drop_unresolved, split_drift)
 
-    def _build(self, problem: Problem, stencil_radius: int | None, warn: bool, drop_unresolved: bool):
+    def _build(self, problem: Problem, stencil_radius: int | None, warn: bool, drop_unresolved: bool, split: bool):
         t0 = time.perf_counter()
         self.problem = problem
         self.requested_radius = stencil_radius
@@ -221,7 +234,20 @@ class Generator:
             resid,
             psi,
             not conservative,
+            np.zeros(0),  # phi: the potential of the drift split, below
+            False,
         )
+        split_info = {"drift_split": False}
+        if split and psi.shape[0] == 0 and not shrunk_cells:
+            # cells whose tensor is far from isotropic (in index units): only there is the drop amplified
+            ev = np.linalg.eigvalsh(Dt)
+            mild = ev[:, -1] < SPLIT_ANISOTROPY * np.maximum(ev[:, 0], 0.0)
+            mild = np.broadcast_to(mild, (N,)) if mild.shape[0] == 1 else mild
+            phi, moved, cell_pe, split_info = drift_potential(N, self._walk, upwind | mild)
+            if phi is not None:
+                resid = resid + moved
+                self.cell_peclet = np.where(np.isnan(cell_pe), self.cell_peclet, cell_pe)
+                self._walk = self._walk[:10] + (resid,) + self._walk[11:-2] + (phi, False)
         jumps = _jumps_in_threads(N, self._walk)
         count = sum(chunk[0].shape[0] for chunk in jumps)
         index_dtype = np.int32 if count + N <= np.iinfo(np.int32).max else np.int64
@@ -237,6 +263,7 @@ class Generator:
             "stencil": "scaled cross-diffusion" if shrunk_cells else "exact",
             "form": "divergence" if conservative else "ito",
             "max_offset": int(kernels.longest_offset(offsets, weights)),
+            **split_info,
             "assembly_seconds": time.perf_counter() - t0,
             "nnz": int(self.A.nnz),
             "cells": N,
@@ -347,6 +374,127 @@ def check_loss_and_gradient(grid, L: np.ndarray, grad: np.ndarray, pts: np.ndarr
             "solver uses the loss, particles the gradient -- fix one of them"
         )
     return mismatch
+
+
+SPLIT_ANISOTROPY = 20.0  # the drift is split only at cells whose D~ has at least this condition number
+_SPLIT_REST_TOL = 1e-6  # below this share of the carried drift the rest is the potential solve's round-off
+
+
+def drift_potential(N: int, walk: tuple, skip: np.ndarray | None = None):
+    """The potential ``phi`` of the drift split, or ``None`` where the drift is a potential drop already.
+
+    Every edge ``n -> m`` with diffusion ``rho`` carries a drift ``a`` (exponentially fitted: rates
+    ``rho B(-a/rho)`` and ``rho B(a/rho)``). ``phi`` is the weighted least-squares potential of the drops,
+
+        min_phi  sum_edges rho (a/rho - (phi_n - phi_m))^2,     i.e.  L phi = sum_out a - sum_in a,
+
+    ``L`` the graph Laplacian with the weights ``rho`` (one symmetric positive semi-definite solve). The edge
+    then carries ``rho (phi_n - phi_m)`` exponentially fitted and the rest ``c = a - rho (phi_n - phi_m)``
+    centred (:func:`fokkerplanck.numerics.kernels.split_rate_pair`). Why: for a non-reversible drift under
+    anisotropic noise, ``a/rho = e . D~^+ b~`` is amplified along the weak direction (by ``cond D``), and fitted
+    whole it upwinds: numerical diffusion across the narrow direction. Its gradient part is a potential's drop
+    and its rest stays the size of ``b`` itself. On a reversible problem the drops are a potential's
+    differences, the rest is round-off and nothing changes (``None``). Edges that touch a cell of ``skip`` (the
+    cells whose drift goes along the axes at a reflecting wall, not along their offsets) are left out and keep
+    their fitted rates (``phi`` is NaN there).
+
+    Only diagonal edges are split, and only where the rest is not small
+    (:func:`fokkerplanck.numerics.kernels.split_mode`). A rest that centred would make a rate negative goes along
+    the axes instead, half from each end cell: ``moved`` (N, d), added to the drift the axis faces fit whole.
+
+    Returns ``(phi, moved, cell_peclet, info)``, or ``None`` for the first three where nothing changes.
+    ``cell_peclet`` is each cell's largest Peclet number of a rest that is fitted whole (``|a - rho dphi| / rho``
+    on its edges; ``|moved| / rho`` on its axes): past 2 that fit upwinds (NaN for cells outside the split).
+    ``info`` has ``drift_split``, ``drift_rest`` (the rest's share of the drift,
+    ``sqrt(sum c^2/rho / sum a^2/rho)``), ``split_edges``, ``upwinded_edges`` (edges whose rest, fitted whole,
+    has a Peclet number above 2), ``rest_moved_edges``, ``edges`` and ``split_seconds``.
+    """
+    t0 = time.perf_counter()
+    chunks = _jumps_in_threads(N, walk[:-1] + (True,))
+    src = np.concatenate([c[0][0::2] for c in chunks]).astype(np.int64)
+    dst = np.concatenate([c[1][0::2] for c in chunks]).astype(np.int64)
+    rho = np.concatenate([c[2][0::2] for c in chunks])
+    a = np.concatenate([c[2][1::2] for c in chunks])
+    disp = np.concatenate([c[3][0::2] for c in chunks]).astype(float)
+    del chunks
+    if skip is not None and skip.any():
+        keep = ~(skip[src] | skip[dst])
+        src, dst, rho, a, disp = src[keep], dst[keep], rho[keep], a[keep], disp[keep]
+    if a.size == 0 or not np.any(a):
+        return None, None, None, {"drift_split": False}
+    W = sp.csr_matrix((rho, (src, dst)), shape=(N, N))
+    W = (W + W.T).tocsr()
+    L = sp.diags(np.asarray(W.sum(axis=1)).ravel()) - W
+    f = np.bincount(src, a, N) - np.bincount(dst, a, N)
+    phi = _graph_laplacian_solve(L.tocsr(), f)
+    c = a - rho * (phi[src] - phi[dst])
+    share = float(np.sqrt(np.sum(c * c / rho) / np.sum(a * a / rho)))
+    if share < _SPLIT_REST_TOL:
+        return None, None, None, {"drift_split": False}
+    if skip is not None and skip.any():
+        phi = np.where(skip, np.nan, phi)
+    # rests that do not fit their diagonal edge go along the axes, half from each end cell (index units)
+    diagonal = np.count_nonzero(disp, axis=1) > 1
+    dphi = phi[src] - phi[dst]
+    move = (kernels.split_modes(a, rho, dphi) == 2) & diagonal
+    moved = np.zeros((N, disp.shape[1]))
+    half = 0.5 * c[move, None] * disp[move]
+    np.add.at(moved, src[move], half)
+    np.add.at(moved, dst[move], half)
+    # the Peclet number of the rest where it is fitted whole with the potential part (an axis face with the
+    # moved rests added to its drift): past 2 that fit upwinds the rest; a split edge carries it centred
+    axis = ~diagonal
+    ax = np.argmax(np.abs(disp), axis=1)
+    a_final = a + np.where(axis, 0.5 * (moved[src, ax] + moved[dst, ax]) * disp[np.arange(a.size), ax], 0.0)
+    modes = kernels.split_modes(a_final, rho, dphi)
+    whole = axis | (modes == 0)  # axis faces are always fitted whole
+    edge_pe = np.where(whole, np.abs(a_final - rho * dphi) / rho, 0.0)
+    cell_pe = np.full(N, np.nan)
+    seen = np.zeros(N, dtype=bool)
+    seen[src] = seen[dst] = True
+    cell_pe[seen] = 0.0
+    np.maximum.at(cell_pe, src, edge_pe)
+    np.maximum.at(cell_pe, dst, edge_pe)
+    # a moved rest on an axis without diffusion (not in the edge list) is upwinded whole there
+    axis_weights = np.broadcast_to(walk[5], (N, walk[5].shape[1]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pe_moved = np.where(moved != 0.0, np.abs(moved) / axis_weights, 0.0).max(axis=1)
+    cell_pe = np.where(seen, np.maximum(cell_pe, pe_moved), cell_pe)
+    upwinded = int(np.count_nonzero(whole & (edge_pe > 2.0)))
+    if whole.all():  # every rest small enough to fit whole: the generator would be unchanged
+        return None, None, None, {"drift_split": False}
+    return (
+        phi,
+        moved,
+        cell_pe,
+        {
+            "drift_split": True,
+            "drift_rest": share,
+            "split_edges": int(np.count_nonzero(~whole)),
+            "upwinded_edges": upwinded,
+            "rest_moved_edges": int(move.sum()),
+            "edges": int(a.size),
+            "split_seconds": time.perf_counter() - t0,
+        },
+    )
+
+
+def _graph_laplacian_solve(L, f):
+    """``L phi = f`` for a weighted graph Laplacian (``f`` sums to zero on every connected part): a tiny shift makes
+    it definite; a direct solve up to 10k cells, else conjugate gradients preconditioned by Ruge-Stuben AMG
+    (pyamg). The split is exact for any ``phi`` (the rest carries what the potential does not), so a relative
+    residual of 1e-5 is ample (measured at 64^3: 1.3 s, against 3 s with smoothed aggregation to 1e-8)."""
+    N = L.shape[0]
+    shift = 1e-12 * float(np.abs(L.diagonal()).max() or 1.0)
+    M = (L + sp.identity(N, format="csr") * shift).tocsr()
+    if N <= 10_000:  # (3D fill-in: a direct solve took 1.9 s at 32^3, AMG-CG 0.3 s)
+        import scipy.sparse.linalg as spla
+
+        return spla.spsolve(M.tocsc(), f)
+    import pyamg
+
+    ml = pyamg.ruge_stuben_solver(M, max_coarse=500)
+    return ml.solve(f, tol=1e-5, accel="cg", maxiter=100)
 
 
 def _cell_peclet(offsets, weights, gx) -> np.ndarray:
