@@ -232,13 +232,13 @@ def _refinement_error_estimate(gen: Generator, dens: Density, method: str, tol: 
     can be far from converged (non-reversible drift across a weak diffusion direction). Then solve on the grid
     with half the cells a side and report ``refinement_estimate``, the L1 distance between that answer and
     this one averaged onto it (Richardson's estimate for first order; for second order it overstates the
-    error 2-3 fold). Measured, non-normal OU with a rotated D: anisotropy 1e2 at 48^2 / 96^2, estimates
-    0.32 / 0.12 against L1 errors 0.17 / 0.045 (at 192^2 the share is 2e-4: no estimate, error 0.0115);
-    anisotropy 1e4 at 96^2 / 192^2, estimates 1.19 / 0.34 against errors 1.38 / 1.35 (under-resolved: the
-    estimate understates there, but flags it); a turning field at anisotropy 30, 96^2 / 192^2, estimates
-    0.15 / 0.049 against errors 0.067 / 0.018. ``peclet_mass`` is that share of the mass. The same estimate is made
-    where more than
-    ``PECLET_MASS_LIMIT`` of the mass sits on cells where ``D`` is singular (``degenerate_mass``): where the noise
+    error 2-3 fold). Where the generator split the drift, the Peclet number is that of the rest where it is
+    fitted whole (:func:`fokkerplanck.numerics.operator.drift_potential`). Measured, non-normal OU with a rotated
+    D: anisotropy 1e2 at 48^2 / 96^2, estimates 0.23 / 0.12 against L1 errors 0.14 / 0.023 (at 192^2 the share
+    is 2e-4: no estimate, error 0.0023); anisotropy 1e4 at 96^2 / 192^2 / 384^2, estimates 0.70 / 0.78 / 0.24
+    against errors 0.90 / 0.28 / 0.17; a turning field at anisotropy 30 / 100 on 192^2, estimates 0.049 / 0.27
+    against errors 0.017 / 0.13. ``peclet_mass`` is that share of the mass. The same estimate is made where more
+    than ``PECLET_MASS_LIMIT`` of the mass sits on cells where ``D`` is singular (``degenerate_mass``): where the noise
     vanishes the stationary law can be singular (mass on a point or on the edge of the noiseless region), which
     no grid density holds. Skipped where a cell count is odd (``refinement_estimate`` then absent)."""
     p = dens.values.ravel() / dens.values.sum()
