@@ -220,23 +220,13 @@ class Generator:
         psi = problem.potential_on_grid() if problem.potential is not None else np.zeros(0)
         # what assemble_jumps needs to make the jumps again (current(), apply(matrix_free=True)): kept instead
         # of the jump lists, which take 28 bytes a jump (3-4x less memory with a constant tensor)
-        self._walk = (
-            np.array(grid.shape, dtype=np.int64),
-            grid.bc_codes(),
-            offsets,
-            weights,
-            keys,
-            axis_weights,
-            L,
-            gradL,
-            Q,
-            gx,
-            resid,
-            psi,
-            not conservative,
-            np.zeros(0),  # phi: the potential of the drift split, below
-            False,
-        )
+        fixed = (np.array(grid.shape, dtype=np.int64), grid.bc_codes(), offsets, weights, keys, axis_weights)
+        fields = (L, gradL, Q, gx)
+
+        def walk(resid, phi):
+            return (*fixed, *fields, resid, psi, not conservative, phi, False)
+
+        self._walk = walk(resid, np.zeros(0))
         split_info = {"drift_split": False}
         if split and psi.shape[0] == 0 and not shrunk_cells:
             # cells whose tensor is far from isotropic (in index units): only there is the drop amplified
@@ -244,10 +234,9 @@ class Generator:
             mild = ev[:, -1] < SPLIT_ANISOTROPY * np.maximum(ev[:, 0], 0.0)
             mild = np.broadcast_to(mild, (N,)) if mild.shape[0] == 1 else mild
             phi, moved, cell_pe, split_info = drift_potential(N, self._walk, upwind | mild)
-            if phi is not None:
-                resid = resid + moved
+            if phi is not None:  # the rests moved off their edges join the drift the axis faces carry
+                self._walk = walk(resid + moved, phi)
                 self.cell_peclet = np.where(np.isnan(cell_pe), self.cell_peclet, cell_pe)
-                self._walk = self._walk[:10] + (resid,) + self._walk[11:-2] + (phi, False)
         jumps = _jumps_in_threads(N, self._walk)
         count = sum(chunk[0].shape[0] for chunk in jumps)
         index_dtype = np.int32 if count + N <= np.iinfo(np.int32).max else np.int64
@@ -410,7 +399,7 @@ def drift_potential(N: int, walk: tuple, skip: np.ndarray | None = None):
     has a Peclet number above 2), ``rest_moved_edges``, ``edges`` and ``split_seconds``.
     """
     t0 = time.perf_counter()
-    chunks = _jumps_in_threads(N, walk[:-1] + (True,))
+    chunks = _jumps_in_threads(N, walk[:-1] + (True,))  # the same walk with drops=True (its last entry)
     src = np.concatenate([c[0][0::2] for c in chunks]).astype(np.int64)
     dst = np.concatenate([c[1][0::2] for c in chunks]).astype(np.int64)
     rho = np.concatenate([c[2][0::2] for c in chunks])
@@ -456,7 +445,7 @@ def drift_potential(N: int, walk: tuple, skip: np.ndarray | None = None):
     np.maximum.at(cell_pe, src, edge_pe)
     np.maximum.at(cell_pe, dst, edge_pe)
     # a moved rest on an axis without diffusion (not in the edge list) is upwinded whole there
-    axis_weights = np.broadcast_to(walk[5], (N, walk[5].shape[1]))
+    axis_weights = np.broadcast_to(walk[5], (N, walk[5].shape[1]))  # the walk's axis_weights
     with np.errstate(divide="ignore", invalid="ignore"):
         pe_moved = np.where(moved != 0.0, np.abs(moved) / axis_weights, 0.0).max(axis=1)
     cell_pe = np.where(seen, np.maximum(cell_pe, pe_moved), cell_pe)
