@@ -436,9 +436,11 @@ def cmd_steady(run: _Run, figures: bool):
         "split_gap": info.get("split_gap"),
         "stencil": info.get("stencil"),
         "form": info.get("form"),
+        "drift_split": info.get("drift_split"),
         "error_estimate": info.get("error_estimate"),
         "refinement_estimate": info.get("refinement_estimate"),
         "peclet_mass": info.get("peclet_mass"),
+        "aligned_frame": info.get("aligned_frame"),
     }
     label, th, tmetrics, note = run.timed("theory_s", _theory_for, cfg, prob, grid)
     if note:
