@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model.budget import TooLarge
+from ..model.density import wall_ratio
 from ..numerics.operator import DEFAULT_STENCIL_RADIUS
 from ..results.io import CheckpointMismatch
 from ..results.outdir import OutputError, OutputFolder
@@ -300,12 +301,7 @@ def _histogram(ens, grid):
 
 def _wall_ratio(d) -> float:
     """Largest density on a non-periodic wall layer over the peak density."""
-    v, worst = d.values, 0.0
-    for ax in range(v.ndim):
-        if d.grid.bc[ax][0] == "periodic":
-            continue
-        worst = max(worst, np.take(v, 0, axis=ax).max(), np.take(v, -1, axis=ax).max())
-    return float(worst / v.max()) if v.max() > 0 else 0.0
+    return wall_ratio(d)[0]
 
 
 def _density_metrics(d) -> dict:

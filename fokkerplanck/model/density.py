@@ -248,6 +248,20 @@ def warn_wall_mass(density: Density, threshold: float = 1e-3) -> float:
     """Warn when the density at a reflecting wall is not small compared with its peak (domain too small).
 
     Returns the largest ratio ``max P on a wall layer / max P``."""
+    worst, where = wall_ratio(density)
+    if worst > threshold:
+        warnings.warn(
+            f"the density at the {where[1]} wall of axis {where[0]} is {worst:.2g} of its peak: "
+            "the domain is probably too small and the wall shapes the answer",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return worst
+
+
+def wall_ratio(density: Density) -> tuple[float, tuple | None]:
+    """The largest ratio ``max P on the layer of cells at a non-periodic wall / max P``, and where:
+    ``(axis, "lower" | "upper")`` (None without such walls)."""
     v = density.values
     peak = v.max()
     worst, where = 0.0, None
@@ -260,11 +274,4 @@ def warn_wall_mass(density: Density, threshold: float = 1e-3) -> float:
             r = layer.max() / peak if peak > 0 else 0.0
             if r > worst:
                 worst, where = r, (ax, "lower" if side == 0 else "upper")
-    if worst > threshold:
-        warnings.warn(
-            f"the density at the {where[1]} wall of axis {where[0]} is {worst:.2g} of its peak: "
-            "the domain is probably too small and the wall shapes the answer",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return worst
+    return float(worst), where

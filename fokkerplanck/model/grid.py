@@ -119,6 +119,15 @@ class Frame:
         """``M^-1 (theta - origin)`` for points ``(..., d)``."""
         return (np.asarray(theta, dtype=float) - self.origin) @ self.inverse.T
 
+    def tensor_in_xi(self, D) -> np.ndarray:
+        """A tensor field ``(..., d, d)`` in the frame's coordinates: ``D_xi = M^-1 D M^-T`` (the diffusion of
+        ``xi = M^-1 (theta - origin)``)."""
+        return np.einsum("ij,...jk,lk->...il", self.inverse, D, self.inverse)
+
+    def vector_in_xi(self, v) -> np.ndarray:
+        """A velocity field ``(..., d)`` in the frame's coordinates: ``v_xi = M^-1 v``."""
+        return np.asarray(v, dtype=float) @ self.inverse.T
+
     def __eq__(self, other) -> bool:
         return (
             isinstance(other, Frame)

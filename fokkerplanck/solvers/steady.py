@@ -41,9 +41,16 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ..model.density import Density, warn_wall_mass
+from ..model.density import Density, wall_ratio, warn_wall_mass
 from ..model.problem import Problem
-from ..numerics.operator import DEFAULT_STENCIL_RADIUS, Generator, generator, single_blas_thread
+from ..numerics.centred import FrozenCentred, PositiveCentred
+from ..numerics.operator import (
+    DEFAULT_STENCIL_RADIUS,
+    Generator,
+    generator,
+    single_blas_thread,
+    stencil_moment_error,
+)
 from .linalg import LUFactor, gth_stationary, lu_backend, shifted
 
 DIRECT_LIMIT = 1_100_000
@@ -226,7 +233,7 @@ def peak_cell_mass(dens: Density) -> float:
     return float(max(P.sum(axis=tuple(a for a in axes if a != k)).max() for k in axes))
 
 
-def _refinement_error_estimate(gen: Generator, dens: Density, method: str, tol: float, maxiter: int) -> dict:
+def _refinement_error_estimate(gen: Generator, dens: Density, method: str, tol: float, maxiter: int):
     """Where more than ``PECLET_MASS_LIMIT`` of the mass sits on cells whose Peclet number along the stencil
     exceeds 2 (:attr:`Generator.cell_peclet`), the exponentially fitted fluxes there are upwinded and the answer
     can be far from converged (non-reversible drift across a weak diffusion direction). Then solve on the grid
@@ -240,23 +247,17 @@ def _refinement_error_estimate(gen: Generator, dens: Density, method: str, tol: 
     against errors 0.017 / 0.13. ``peclet_mass`` is that share of the mass. The same estimate is made where more
     than ``PECLET_MASS_LIMIT`` of the mass sits on cells where ``D`` is singular (``degenerate_mass``): where the noise
     vanishes the stationary law can be singular (mass on a point or on the edge of the noiseless region), which
-    no grid density holds. Skipped where a cell count is odd (``refinement_estimate`` then absent)."""
+    no grid density holds. Skipped where a cell count is odd (``refinement_estimate`` then absent).
+
+    Returns ``(info, coarse)``: the keys above, and the half-grid answer (None where none was made)."""
     p = dens.values.ravel() / dens.values.sum()
     share = float(p[gen.cell_peclet > 2.0].sum())
     degenerate = float(p[gen.degenerate_cells].sum())
     out = {"peclet_mass": share, "degenerate_mass": degenerate}
-    grid = gen.grid
-    if max(share, degenerate) <= PECLET_MASS_LIMIT or any(n % 2 or n < 8 for n in grid.shape):
-        return out
-    from ..model.grid import Grid
-
-    coarse = Grid([(lo, hi, n // 2) for lo, hi, n in grid.axes], bc=grid.bc, frame=grid.frame)
-    prob = gen.problem
-    half = Problem(
-        coarse, prob.landscape, prob.noise, drift=prob.drift_field, convention=prob.convention, potential=prob.potential
-    )
+    if max(share, degenerate) <= PECLET_MASS_LIMIT or any(n % 2 or n < 8 for n in gen.grid.shape):
+        return out, None
     other = steady_state(
-        half,
+        _half_grid_problem(gen.problem),
         method="direct" if method == "gth" else method,
         tol=tol,
         maxiter=maxiter,
@@ -264,10 +265,27 @@ def _refinement_error_estimate(gen: Generator, dens: Density, method: str, tol: 
         warn=False,
         estimate_error=False,
     )
+    out["refinement_estimate"] = _distance_to_half_grid(dens, other)
+    return out, other
+
+
+def _half_grid_problem(prob: Problem) -> Problem:
+    """The same problem on the grid with half the cells a side (even counts)."""
+    from ..model.grid import Grid
+
+    grid = prob.grid
+    coarse = Grid([(lo, hi, n // 2) for lo, hi, n in grid.axes], bc=grid.bc, frame=grid.frame)
+    return Problem(
+        coarse, prob.landscape, prob.noise, drift=prob.drift_field, convention=prob.convention, potential=prob.potential
+    )
+
+
+def _distance_to_half_grid(dens: Density, other: Density) -> float:
+    """L1 distance between ``other`` (half the cells a side) and ``dens`` averaged onto its cells."""
+    grid = dens.grid
     blocks = dens.values.reshape(sum(((n // 2, 2) for n in grid.shape), ()))
     averaged = blocks.mean(axis=tuple(range(1, 2 * grid.ndim, 2)))
-    out["refinement_estimate"] = float(np.abs(averaged - other.values).sum() * coarse.cell_volume)
-    return out
+    return float(np.abs(averaged - other.values).sum() * other.grid.cell_volume)
 
 
 def _solve_iterative(M, b, x0, tol, maxiter):
@@ -443,7 +461,8 @@ def steady_state(
     p, method, extra = STRATEGIES[_choose(gen, method, opts)](gen, opts)
     dens = _density(gen, p, method, extra, opts)
     if estimate_error:
-        _attach_error_estimates(gen, dens, opts)
+        dens = _attach_error_estimates(gen, dens, opts)
+    dens.info["wall_ratio"] = warn_wall_mass(dens) if opts.warn else None  # of the answer kept
     dens.info["seconds"] = time.perf_counter() - t0
     return dens
 
@@ -598,7 +617,6 @@ def _density(gen: Generator, p: np.ndarray, method: str, extra: dict, opts: _Opt
         **gen.info,
     }
     dens = Density(grid, p.reshape(grid.shape), normalize=True, generator=gen, info=info)
-    dens.info["wall_ratio"] = warn_wall_mass(dens) if opts.warn else None
     dens.info["peak_cell_mass"] = peak_cell_mass(dens)
     if not opts.warn:
         return dens
@@ -681,15 +699,122 @@ def _frame_advice(gen: Generator, dens: Density) -> str:
     return "here the mean tensor's axes: fp.Frame(**info['aligned_frame']), the box laid out in xi"
 
 
-def _attach_error_estimates(gen: Generator, dens: Density, opts: _Options) -> None:
+# ------------------------------------------------------------------------------------------------------------
+# a second opinion where the monotone stencil is not consistent: the positive centred scheme
+# ------------------------------------------------------------------------------------------------------------
+MOMENT_ERROR = 1e-2  # a cell whose stencil's second moment misses D~ by more than this (relative) is inconsistent
+MOMENT_MASS_LIMIT = 1e-2  # the share of the mass on such cells above which the centred scheme is tried
+CENTRED_WALL_RATIO = 1e-2  # largest density at a non-periodic wall (of the peak) for the centred wall closure
+CENTRED_TOLERANCE = 1e-7  # the Picard iteration stops when one step moves the density by less (L1)
+CENTRED_MAX_ITERATIONS = 60
+
+
+def _centred_may_help(gen: Generator, dens: Density) -> bool:
+    """Whether to try the positive centred scheme (:mod:`fokkerplanck.numerics.centred`): the monotone answer's
+    refinement estimate is above 1e-2, the stencil holds a varying tensor exactly (divergence form), more than
+    ``MOMENT_MASS_LIMIT`` of the mass sits on cells whose edges' second moment misses ``D~`` by more than
+    ``MOMENT_ERROR`` (:func:`fokkerplanck.numerics.operator.stencil_moment_error`; ``info["moment_mass"]``), and the
+    density is negligible at the walls (the centred scheme's closure there is ``P = 0`` outside)."""
+    if dens.info.get("refinement_estimate", 0.0) <= 1e-2 or gen.info["form"] != "divergence" or gen.grid.ndim < 2:
+        return False
+    if gen.info["cross_diffusion_shrunk_cells"] or wall_ratio(dens)[0] > CENTRED_WALL_RATIO:
+        return False
+    p = dens.values.ravel() / dens.values.sum()
+    dens.info["moment_mass"] = float(p[stencil_moment_error(gen) > MOMENT_ERROR].sum())
+    return dens.info["moment_mass"] > MOMENT_MASS_LIMIT
+
+
+def positive_centred_steady_state(gen: Generator):
+    """The fixed point ``M(p) p = 0`` of the positive centred scheme (:mod:`fokkerplanck.numerics.centred`) by
+    Picard iteration, ``p <- null(M(p))``, from the centred scheme's own null vector clipped at zero (its negative
+    entries are far tails: 4e-7 of the mass on the turning field). Each step solves the pinned system of a Metzler
+    generator by GMRES preconditioned with the sparse LU of the first step's (``M(p)`` changes only in the tails;
+    3D grids past ``DIRECT_LIMIT_3D``: AMG-GMRES). Returns ``(p, M, info)``, ``p`` normalised to sum 1,
+    ``M = M(p)`` and ``info`` with ``iterations``, ``last_change`` (L1 change of the last step), ``capped_rates``
+    and ``seconds``. Measured on the turning field (anisotropy 30-100, 96^2-192^2): 7-21 steps to 1e-7."""
+    t0 = time.perf_counter()
+    scheme = PositiveCentred(gen.problem, -gen.A.diagonal())
+    N = gen.grid.size
+    pin = int(np.argmin(gen.A.diagonal()))  # any cell: the answer is normalised; re-pinned at the peak below
+    iterative = gen.grid.ndim == 3 and N > DIRECT_LIMIT_3D
+    C = scheme.linear()
+    if iterative:
+        p, _, pin = _pinned_iterative(C, pin, 1e-10, 500)
+    else:
+        Cp, b = _pinned_system(C, pin)
+        p = spla.spsolve(Cp.tocsc(), b)
+    p = np.clip(p, 0.0, None)
+    p = p / p.sum()
+    pin = int(np.argmax(p))
+    lu = None
+    change, iterations = np.inf, 0
+    while iterations < CENTRED_MAX_ITERATIONS and change >= CENTRED_TOLERANCE:
+        iterations += 1
+        M, capped = scheme.matrix(p)
+        Mp, b = _pinned_system(M, pin)
+        if iterative:
+            q, _, _ = _pinned_iterative(M, pin, 1e-10, 500)
+        elif lu is None:
+            lu = spla.splu(Mp.tocsc())
+            q = lu.solve(b)
+        else:
+            q, _ = spla.gmres(Mp, b, x0=p / p[pin], rtol=1e-12, atol=0.0, M=spla.LinearOperator(Mp.shape, lu.solve))
+        q = np.clip(q, 0.0, None)
+        q = q / q.sum()
+        change = float(np.abs(q - p).sum())
+        p = q
+    M, capped = scheme.matrix(p)
+    info = {
+        "iterations": iterations,
+        "last_change": change,
+        "capped_rates": capped,
+        "seconds": time.perf_counter() - t0,
+    }
+    return p, M, info
+
+
+def _second_opinion(gen: Generator, dens: Density, coarse: Density, opts: _Options) -> Density:
+    """Solve with the positive centred scheme on this grid and on the half grid;
+    keep whichever answer has the smaller refinement estimate. ``info["scheme"]`` says which (``monotone`` or
+    ``positive centred``); ``info["centred"]`` has the iteration's diagnostics and ``refinement_estimate``, and
+    ``info["monotone_refinement_estimate"]`` keeps the monotone one. Measured on the turning field of anisotropy
+    100 (S = 0.5): monotone L1 0.38 / 0.13 at 96^2 / 192^2 (estimates 0.47 / 0.27), centred 2.3e-3 / 6.2e-4
+    (estimates 6.3e-3 / 1.7e-3); with S = 0 (reversible) the monotone answer is better and is kept."""
+    p, M, info = positive_centred_steady_state(gen)
+    q, _, _ = positive_centred_steady_state(coarse.generator)
+    grid = dens.grid
+    answer = Density(grid, p.reshape(grid.shape), normalize=True, generator=FrozenCentred(gen.problem, M))
+    half = Density(coarse.grid, q.reshape(coarse.grid.shape), normalize=True)
+    info["refinement_estimate"] = _distance_to_half_grid(answer, half)
+    monotone = dens.info["refinement_estimate"]
+    dens.info["centred"] = info
+    if info["refinement_estimate"] >= monotone:
+        dens.info["scheme"] = "monotone"
+        return dens
+    answer.info = dict(dens.info)
+    answer.info.update(
+        scheme="positive centred",
+        monotone_refinement_estimate=monotone,
+        refinement_estimate=info["refinement_estimate"],
+        residual=float(np.max(np.abs(M @ p)) / (np.max(np.abs(M.diagonal())) * np.max(p))),
+    )
+    return answer
+
+
+def _attach_error_estimates(gen: Generator, dens: Density, opts: _Options) -> Density:
     """``info["error_estimate"]``: from the cross-diffusion the stencil dropped, and from the half-resolution
-    grid where drift crosses a weak diffusion direction (``refinement_estimate``); a warning above 1e-2."""
+    grid where drift crosses a weak diffusion direction (``refinement_estimate``); a warning above 1e-2. Where
+    the stencil's moments miss a turning tensor field, the positive centred scheme's answer replaces this one
+    when its own refinement estimate is smaller (:func:`_second_opinion`)."""
     args = (gen, dens, opts.requested, opts.tol, opts.maxiter)
     shrunk = gen.info.get("cross_diffusion_shrunk_cells")
     if shrunk:
         dens.info.update(_unresolved_error_estimate(*args))
     if dens.info["method"] != "detailed-balance":
-        dens.info.update(_refinement_error_estimate(*args))
+        estimate, coarse = _refinement_error_estimate(*args)
+        dens.info.update(estimate)
+        if _centred_may_help(gen, dens):
+            dens = _second_opinion(gen, dens, coarse, opts)
     if "refinement_estimate" in dens.info:
         dens.info["error_estimate"] = max(dens.info.get("error_estimate", 0.0), dens.info["refinement_estimate"])
     if dens.info.get("error_estimate", 0.0) > 1e-2:
@@ -726,3 +851,4 @@ def _attach_error_estimates(gen: Generator, dens: Density, opts: _Options) -> No
             RuntimeWarning,
             stacklevel=3,
         )
+    return dens
