@@ -427,7 +427,10 @@ def steady_state(
         grid cannot hold the tensor"); an aligned frame (:class:`~fokkerplanck.model.grid.Frame`) removes the
         problem where the tensor field has fixed axes. Where drift crosses a weak diffusion direction (cell
         Peclet numbers above 2) or the noise vanishes on cells holding mass, ``refinement_estimate`` (the
-        change from the grid with half the cells a side) is reported as well.
+        change from the grid with half the cells a side) is reported as well. Where that estimate is above 1e-2
+        on a turning tensor field that the monotone stencil's moments miss, the positive centred scheme is solved
+        too and its answer kept when its own refinement estimate is smaller (:func:`_second_opinion`;
+        ``info["scheme"]``).
 
     Returns
     -------
@@ -441,7 +444,9 @@ def steady_state(
     reduction``, ``red-black numbering``, ...; see :class:`fokkerplanck.solvers.linalg.LUFactor`), ``pinned_cell``
     (iterative
     only, else None), ``pin_dependence`` (L1 distance between the answers pinned in two wells, when the
-    iterative solver checked it), ``seconds``, ``wall_ratio`` (peak
+    iterative solver checked it), ``scheme`` / ``centred`` / ``moment_mass`` / ``monotone_refinement_estimate``
+    (where the positive centred scheme was tried: which answer was kept and the iteration's diagnostics),
+    ``seconds``, ``wall_ratio`` (peak
     density at a wall / overall peak), and the generator's diagnostics.
 
     Raises
