@@ -152,7 +152,7 @@ def solve_ours(prob):
     t0 = time.perf_counter()
     ss = fp.steady_state(prob)
     dt = time.perf_counter() - t0
-    return ss.values, dt, {"method": ss.info.get("method")}
+    return ss.values, dt, {"method": ss.info.get("method"), "scheme": ss.info.get("scheme", "monotone")}
 
 
 def centred_generator(prob) -> sp.csr_matrix:
@@ -293,7 +293,11 @@ def run_case(name, n, solver):
 
 def print_table(rows):
     def note(r):
-        return r.get("note") or (f"{r['sweeps']} sweeps" if "sweeps" in r else (r.get("method") or ""))
+        if r.get("note"):
+            return r["note"]
+        if "sweeps" in r:
+            return f"{r['sweeps']} sweeps"
+        return ", ".join(r[k] for k in ("method", "scheme") if r.get(k))
 
     return C.print_table(
         rows,

@@ -197,6 +197,7 @@ def test_steady_reports_the_drift_split_and_a_suggested_frame(tmp_path):
         assert main(["steady", str(cfg), "--out", str(out), "--no-figures"]) == 0
     steady = json.loads((out / "result.json").read_text())["metrics"]["steady"]
     assert steady["stencil"] == "scaled cross-diffusion" and steady["drift_split"] is False
+    assert steady["scheme"] == "monotone" and steady["centred"] is None  # a scaled stencil: no centred opinion
     assert abs(steady["aligned_frame"]["angle"] - 0.5) < 0.03
 
 

@@ -436,6 +436,9 @@ def cmd_steady(run: _Run, figures: bool):
         "error_estimate": info.get("error_estimate"),
         "refinement_estimate": info.get("refinement_estimate"),
         "peclet_mass": info.get("peclet_mass"),
+        "moment_mass": info.get("moment_mass"),
+        "scheme": info.get("scheme", "monotone"),
+        "centred": info.get("centred"),
         "aligned_frame": info.get("aligned_frame"),
     }
     label, th, tmetrics, note = run.timed("theory_s", _theory_for, cfg, prob, grid)

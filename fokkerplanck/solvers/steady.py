@@ -215,6 +215,8 @@ def _unresolved_error_estimate(gen: Generator, dens: Density, method: str, tol: 
 PECLET_MASS_LIMIT = (
     1e-2  # above this share of the mass on cells of Peclet number > 2, the answer gets a refinement estimate
 )
+MOMENT_ERROR = 1e-2  # a cell whose stencil's second moment misses D~ by more than this (relative) is inconsistent
+MOMENT_MASS_LIMIT = 1e-2  # above this share of the mass on such cells: a refinement estimate, and the centred scheme
 
 
 #: above this share of the mass in one cell of a one-dimensional marginal the answer is called under-resolved.
@@ -247,14 +249,19 @@ def _refinement_error_estimate(gen: Generator, dens: Density, method: str, tol: 
     against errors 0.017 / 0.13. ``peclet_mass`` is that share of the mass. The same estimate is made where more
     than ``PECLET_MASS_LIMIT`` of the mass sits on cells where ``D`` is singular (``degenerate_mass``): where the noise
     vanishes the stationary law can be singular (mass on a point or on the edge of the noiseless region), which
-    no grid density holds. Skipped where a cell count is odd (``refinement_estimate`` then absent).
+    no grid density holds, and where more than ``MOMENT_MASS_LIMIT`` of the mass sits on cells whose stencil misses
+    the tensor (``moment_mass``, :func:`_moment_mass`). Skipped where a cell count is odd (``refinement_estimate``
+    then absent).
 
     Returns ``(info, coarse)``: the keys above, and the half-grid answer (None where none was made)."""
     p = dens.values.ravel() / dens.values.sum()
     share = float(p[gen.cell_peclet > 2.0].sum())
     degenerate = float(p[gen.degenerate_cells].sum())
     out = {"peclet_mass": share, "degenerate_mass": degenerate}
-    if max(share, degenerate) <= PECLET_MASS_LIMIT or any(n % 2 or n < 8 for n in gen.grid.shape):
+    moment = _moment_mass(gen, p)
+    if moment is not None:
+        out["moment_mass"] = moment
+    if max(share, degenerate, moment or 0.0) <= PECLET_MASS_LIMIT or any(n % 2 or n < 8 for n in gen.grid.shape):
         return out, None
     other = steady_state(
         _half_grid_problem(gen.problem),
@@ -707,26 +714,29 @@ def _frame_advice(gen: Generator, dens: Density) -> str:
 # ------------------------------------------------------------------------------------------------------------
 # a second opinion where the monotone stencil is not consistent: the positive centred scheme
 # ------------------------------------------------------------------------------------------------------------
-MOMENT_ERROR = 1e-2  # a cell whose stencil's second moment misses D~ by more than this (relative) is inconsistent
-MOMENT_MASS_LIMIT = 1e-2  # the share of the mass on such cells above which the centred scheme is tried
 CENTRED_WALL_RATIO = 1e-2  # largest density at a non-periodic wall (of the peak) for the centred wall closure
-CENTRED_TOLERANCE = 1e-7  # the Picard iteration stops when one step moves the density by less (L1)
-CENTRED_MAX_ITERATIONS = 60
+CENTRED_TOLERANCE = 1e-6  # the Picard iteration stops when one step moves the density by less (L1)
+CENTRED_MAX_ITERATIONS = 30
+
+
+def _moment_mass(gen: Generator, p: np.ndarray) -> float | None:
+    """The share of the mass (``p``, flat, summing to 1) on cells whose edges' second moment misses ``D~`` by more
+    than ``MOMENT_ERROR`` (:func:`fokkerplanck.numerics.operator.stencil_moment_error`): where the tensor's axes
+    turn faster than the stencil's offsets can follow, the monotone scheme is not consistent. None where the
+    question does not arise: 1D, a constant tensor, or a scaled (Ito form) stencil."""
+    if gen.info["form"] != "divergence" or gen.grid.ndim < 2 or gen.info["cross_diffusion_shrunk_cells"]:
+        return None
+    return float(p[stencil_moment_error(gen) > MOMENT_ERROR].sum())
 
 
 def _centred_may_help(gen: Generator, dens: Density) -> bool:
-    """Whether to try the positive centred scheme (:mod:`fokkerplanck.numerics.centred`): the monotone answer's
-    refinement estimate is above 1e-2, the stencil holds a varying tensor exactly (divergence form), more than
-    ``MOMENT_MASS_LIMIT`` of the mass sits on cells whose edges' second moment misses ``D~`` by more than
-    ``MOMENT_ERROR`` (:func:`fokkerplanck.numerics.operator.stencil_moment_error`; ``info["moment_mass"]``), and the
-    density is negligible at the walls (the centred scheme's closure there is ``P = 0`` outside)."""
-    if dens.info.get("refinement_estimate", 0.0) <= 1e-2 or gen.info["form"] != "divergence" or gen.grid.ndim < 2:
+    """Whether to try the positive centred scheme (:mod:`fokkerplanck.numerics.centred`): more than
+    ``MOMENT_MASS_LIMIT`` of the mass sits on cells where the monotone stencil misses the tensor
+    (``info["moment_mass"]``, which also makes a refinement estimate), and the density is negligible at the walls
+    (the centred scheme's closure there is ``P = 0`` outside)."""
+    if "refinement_estimate" not in dens.info or dens.info.get("moment_mass", 0.0) <= MOMENT_MASS_LIMIT:
         return False
-    if gen.info["cross_diffusion_shrunk_cells"] or wall_ratio(dens)[0] > CENTRED_WALL_RATIO:
-        return False
-    p = dens.values.ravel() / dens.values.sum()
-    dens.info["moment_mass"] = float(p[stencil_moment_error(gen) > MOMENT_ERROR].sum())
-    return dens.info["moment_mass"] > MOMENT_MASS_LIMIT
+    return wall_ratio(dens)[0] <= CENTRED_WALL_RATIO
 
 
 def positive_centred_steady_state(gen: Generator):
@@ -736,7 +746,8 @@ def positive_centred_steady_state(gen: Generator):
     generator by GMRES preconditioned with the sparse LU of the first step's (``M(p)`` changes only in the tails;
     3D grids past ``DIRECT_LIMIT_3D``: AMG-GMRES). Returns ``(p, M, info)``, ``p`` normalised to sum 1,
     ``M = M(p)`` and ``info`` with ``iterations``, ``last_change`` (L1 change of the last step), ``capped_rates``
-    and ``seconds``. Measured on the turning field (anisotropy 30-100, 96^2-192^2): 7-21 steps to 1e-7."""
+    and ``seconds``. Measured on the turning field (anisotropy 30-100, 96^2-384^2): 1-7 steps to 1e-6, about a
+    hundredth of the scheme's own error."""
     t0 = time.perf_counter()
     scheme = PositiveCentred(gen.problem, -gen.A.diagonal())
     N = gen.grid.size
@@ -757,13 +768,16 @@ def positive_centred_steady_state(gen: Generator):
         iterations += 1
         M, capped = scheme.matrix(p)
         Mp, b = _pinned_system(M, pin)
+        code = 1
         if iterative:
             q, _, _ = _pinned_iterative(M, pin, 1e-10, 500)
-        elif lu is None:
+            code = 0
+        elif lu is not None:  # the last LU as preconditioner: a few GMRES steps while M(p) stays close to it
+            precond = spla.LinearOperator(Mp.shape, lu.solve)
+            q, code = spla.gmres(Mp, b, x0=p / p[pin], rtol=1e-12, atol=0.0, restart=20, maxiter=1, M=precond)
+        if code != 0:  # first step, or M(p) moved too far from the factorised one: factorise afresh
             lu = spla.splu(Mp.tocsc())
             q = lu.solve(b)
-        else:
-            q, _ = spla.gmres(Mp, b, x0=p / p[pin], rtol=1e-12, atol=0.0, M=spla.LinearOperator(Mp.shape, lu.solve))
         q = np.clip(q, 0.0, None)
         q = q / q.sum()
         change = float(np.abs(q - p).sum())
@@ -779,12 +793,13 @@ def positive_centred_steady_state(gen: Generator):
 
 
 def _second_opinion(gen: Generator, dens: Density, coarse: Density, opts: _Options) -> Density:
-    """Solve with the positive centred scheme on this grid and on the half grid;
-    keep whichever answer has the smaller refinement estimate. ``info["scheme"]`` says which (``monotone`` or
-    ``positive centred``); ``info["centred"]`` has the iteration's diagnostics and ``refinement_estimate``, and
+    """Solve with the positive centred scheme on this grid and on the half grid; keep whichever answer has the
+    smaller refinement estimate. ``info["scheme"]`` says which (``monotone`` or ``positive centred``);
+    ``info["centred"]`` has the iteration's diagnostics and ``refinement_estimate``, and
     ``info["monotone_refinement_estimate"]`` keeps the monotone one. Measured on the turning field of anisotropy
-    100 (S = 0.5): monotone L1 0.38 / 0.13 at 96^2 / 192^2 (estimates 0.47 / 0.27), centred 2.3e-3 / 6.2e-4
-    (estimates 6.3e-3 / 1.7e-3); with S = 0 (reversible) the monotone answer is better and is kept."""
+    100 (S = 0.5): monotone L1 0.38 / 0.13 / 0.035 at 96^2 / 192^2 / 384^2 (estimates 0.47 / 0.27 / 0.096),
+    centred 2.3e-3 / 6.2e-4 / 2.1e-4 (estimates 6.3e-3 / 1.6e-3 / 4.4e-4); with S = 0 (reversible) the monotone
+    answer is the better one (1.35e-3 against 1.55e-2 at 96^2; estimates 7.9e-3 against 2.7e-2) and is kept."""
     p, M, info = positive_centred_steady_state(gen)
     q, _, _ = positive_centred_steady_state(coarse.generator)
     grid = dens.grid
@@ -838,11 +853,20 @@ def _attach_error_estimates(gen: Generator, dens: Density, opts: _Options) -> De
                 stacklevel=3,
             )
         elif opts.warn and dens.info["refinement_estimate"] > 1e-2:
+            if dens.info["peclet_mass"] > PECLET_MASS_LIMIT:
+                why = (
+                    f"{dens.info['peclet_mass']:.0%} of the mass sits on cells whose Peclet number along the "
+                    "stencil exceeds 2 (drift across a weak diffusion direction)"
+                )
+            else:
+                why = (
+                    f"on cells holding {dens.info['moment_mass']:.0%} of the mass the stencil misses the tensor "
+                    "(its axes turn faster than the offsets can follow)"
+                )
             warnings.warn(
-                f"steady_state: {dens.info['peclet_mass']:.0%} of the mass sits on cells whose Peclet "
-                "number along the stencil exceeds 2 (drift across a weak diffusion direction); estimated "
-                f"error {dens.info['refinement_estimate']:.2g} in L1 (the change from the grid with half "
-                f"the cells a side). Refine, or align the grid with the tensor's principal axes ({advice})",
+                f"steady_state: {why}; estimated error {dens.info['refinement_estimate']:.2g} in L1 (the change "
+                "from the grid with half the cells a side). Refine, or align the grid with the tensor's "
+                f"principal axes ({advice})",
                 RuntimeWarning,
                 stacklevel=3,
             )
