@@ -254,6 +254,37 @@ def test_turning_field_anisotropy_100_positive_centred_scheme():
     assert np.log2(errs[0] / errs[1]) > 1.6, errs
 
 
+def test_turning_field_3d_positive_centred_scheme():
+    """3D: ``D`` of anisotropy 30 turning in the (x, y) plane, ``D_zz = 0.3``, ``S`` coupling all three axes. The
+    monotone stencil: L1 0.51 at 24^3 (estimate 0.77). The positive centred scheme (AMG-preconditioned Picard
+    steps): 0.030 (estimate 0.066; 0.0175 at 32^3), non-negative, mass 1, with a warning that gives the estimate."""
+
+    def tensor(t):
+        phi = 0.8 * t[..., 0] + 0.4 * t[..., 1]
+        u = np.stack([np.cos(phi), np.sin(phi), np.zeros_like(phi)], -1)
+        D = 0.5 / 30 * np.eye(3) + (0.5 - 0.5 / 30) * u[..., :, None] * u[..., None, :]
+        D[..., 2, 2] = 0.3
+        return D
+
+    def psi(t):
+        return 0.5 * t[..., 0] ** 2 + t[..., 1] ** 2 + 0.1 * t[..., 0] ** 4 + 0.5 * t[..., 2] ** 2
+
+    def grad_psi(t):
+        return np.stack([t[..., 0] + 0.4 * t[..., 0] ** 3, 2 * t[..., 1], t[..., 2]], -1)
+
+    S = np.array([[0.0, 0.5, 0.2], [-0.5, 0.0, 0.1], [-0.2, -0.1, 0.0]])
+    grid = fp.Grid([(-3.0, 3.0, 24), (-3.0, 3.0, 24), (-3.5, 3.5, 24)])
+    prob = fp.Problem(grid, drift=invariant_measure_drift(tensor, grad_psi, S=S), noise=fp.noise.Field(tensor))
+    with pytest.warns(RuntimeWarning, match="positive centred scheme's answer is kept"):
+        ss = fp.steady_state(prob)
+    exact = _normalised(grid, np.exp(-psi(grid.mesh())))
+    assert ss.info["scheme"] == "positive centred" and ss.values.min() >= 0.0
+    assert abs(ss.values.sum() * grid.cell_volume - 1.0) < 1e-12
+    err = _l1(grid, ss.values, exact)
+    assert err < 0.045 and ss.info["refinement_estimate"] > err
+    assert _l1(grid, fp.steady_state(prob, estimate_error=False, warn=False).values, exact) > 0.4
+
+
 def test_positive_centred_rates_are_metzler_and_carry_the_centred_flux():
     """``M(P)``: non-negative off-diagonal rates, zero column sums, and ``M(P) P = C P`` (the centred scheme) where
     no cap binds; a tail that the centred scheme would empty is held at its cap instead."""
