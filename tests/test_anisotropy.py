@@ -346,7 +346,7 @@ def test_second_opinion_keeps_the_monotone_answer_when_its_estimate_is_smaller()
     dens = fp.steady_state(gen, estimate_error=False, warn=False)
     coarse = fp.steady_state(steady._half_grid_problem(prob), estimate_error=False, warn=False)
     dens.info["refinement_estimate"] = 1e-9
-    kept = steady._second_opinion(gen, dens, coarse, steady._Options("auto", 1e-10, 500, None, False))
+    kept = steady._second_opinion(gen, dens, coarse)
     assert kept is dens and kept.info["scheme"] == "monotone" and kept.info["centred"]["refinement_estimate"] > 1e-9
 
 

@@ -434,10 +434,10 @@ def steady_state(
         grid cannot hold the tensor"); an aligned frame (:class:`~fokkerplanck.model.grid.Frame`) removes the
         problem where the tensor field has fixed axes. Where drift crosses a weak diffusion direction (cell
         Peclet numbers above 2) or the noise vanishes on cells holding mass, ``refinement_estimate`` (the
-        change from the grid with half the cells a side) is reported as well. Where that estimate is above 1e-2
-        on a turning tensor field that the monotone stencil's moments miss, the positive centred scheme is solved
-        too and its answer kept when its own refinement estimate is smaller (:func:`_second_opinion`;
-        ``info["scheme"]``).
+        change from the grid with half the cells a side) is reported as well. So it is where the stencil's
+        edges miss a turning tensor field on more than 1% of the mass (``info["moment_mass"]``); there the
+        positive centred scheme is solved too, and its answer kept when its own refinement estimate is smaller
+        (:func:`_second_opinion`; ``info["scheme"]``).
 
     Returns
     -------
@@ -750,7 +750,7 @@ def _approximate_inverse(Mp: sp.csr_matrix, direct: bool):
 
 def positive_centred_steady_state(gen: Generator, start: np.ndarray):
     """The fixed point ``M(p) p = 0`` of the positive centred scheme (:mod:`fokkerplanck.numerics.centred`) by
-    Picard iteration, ``p <- null(M(p))``. In 1D/2D it starts from the centred scheme's own null vector clipped at
+    Picard iteration, ``p <- null(M(p))``. In 2D it starts from the centred scheme's own null vector clipped at
     zero (its negative entries are far tails: 4e-7 of the mass on the turning field), in 3D from ``start`` (the
     monotone answer). Each step solves the pinned system of a Metzler generator by GMRES preconditioned with an
     earlier step's sparse LU (3D: one AMG V-cycle; the LU of the 27-point stencil took 12 s a step at 32^3), made
@@ -803,7 +803,7 @@ def positive_centred_steady_state(gen: Generator, start: np.ndarray):
     return p, M, info
 
 
-def _second_opinion(gen: Generator, dens: Density, coarse: Density, opts: _Options) -> Density:
+def _second_opinion(gen: Generator, dens: Density, coarse: Density) -> Density:
     """Solve with the positive centred scheme on this grid and on the half grid; keep whichever answer has the
     smaller refinement estimate. ``info["scheme"]`` says which (``monotone`` or ``positive centred``);
     ``info["centred"]`` has the iteration's diagnostics and ``refinement_estimate``, and
@@ -845,7 +845,7 @@ def _attach_error_estimates(gen: Generator, dens: Density, opts: _Options) -> De
         estimate, coarse = _refinement_error_estimate(*args)
         dens.info.update(estimate)
         if _centred_may_help(gen, dens):
-            dens = _second_opinion(gen, dens, coarse, opts)
+            dens = _second_opinion(gen, dens, coarse)
     if "refinement_estimate" in dens.info:
         dens.info["error_estimate"] = max(dens.info.get("error_estimate", 0.0), dens.info["refinement_estimate"])
     if dens.info.get("error_estimate", 0.0) > 1e-2:
