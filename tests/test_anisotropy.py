@@ -335,9 +335,9 @@ def test_centred_generator_wraps_periodic_axes_and_is_second_order_in_3d():
     assert 3.0 < residual[0] / residual[1] < 4.5, residual
 
 
-def test_second_opinion_keeps_the_monotone_answer_when_its_estimate_is_smaller():
+def test_second_opinion_keeps_the_monotone_answer_when_its_estimate_is_smaller(monkeypatch):
     """The rule, not the numbers: with the monotone answer's refinement estimate below the centred one's, the
-    monotone answer stays, and ``info`` says so."""
+    monotone answer stays, and ``info`` says so; so it does where the centred solve fails."""
     from fokkerplanck.solvers import steady
 
     grid, v, noise, psi = _turning_field(30, 48)
@@ -348,6 +348,13 @@ def test_second_opinion_keeps_the_monotone_answer_when_its_estimate_is_smaller()
     dens.info["refinement_estimate"] = 1e-9
     kept = steady._second_opinion(gen, dens, coarse)
     assert kept is dens and kept.info["scheme"] == "monotone" and kept.info["centred"]["refinement_estimate"] > 1e-9
+
+    def fails(*_):
+        raise RuntimeError("Factor is exactly singular")
+
+    monkeypatch.setattr(steady, "positive_centred_steady_state", fails)
+    kept = steady._second_opinion(gen, dens, coarse)
+    assert kept is dens and kept.info["centred"] == {"failed": "Factor is exactly singular"}
 
 
 def test_turning_tensor_field_reversible_without_being_told():
