@@ -838,6 +838,7 @@ def _second_opinion(gen: Generator, dens: Density, coarse: Density) -> Density:
         monotone_refinement_estimate=monotone,
         refinement_estimate=info["refinement_estimate"],
         residual=float(np.max(np.abs(M @ p)) / (np.max(np.abs(M.diagonal())) * np.max(p))),
+        peak_cell_mass=peak_cell_mass(answer),
     )
     return answer
 
